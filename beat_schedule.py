@@ -1,0 +1,20 @@
+"""Static beat entries: tdauto's own system jobs, beside the user's tasks from the store.
+
+Every beat (``tdauto beat``, ``tdauto up``, ``AutomationSystems.start()``) runs these through
+``tdauto.scheduler:StoreScheduler``. Later capabilities add theirs here (resource-manager
+tick, lease reaper, retention, metrics collection), each a short task on ``tdauto.control``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
+    # Re-sends tdauto.run for executions left PENDING (a beat that died between claiming a
+    # slot and sending it, or a message lost with a local-mode worker), so none stays PENDING.
+    "tdauto-requeue-pending": {
+        "task": "tdauto.system.requeue_pending",
+        "schedule": 30.0,
+        "options": {"queue": "tdauto.control", "expires": 25},
+    },
+}

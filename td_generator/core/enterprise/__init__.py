@@ -1,0 +1,1 @@
+"""Alias package for the seed guide's import path; all code lives in tdauto."""

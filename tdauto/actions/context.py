@@ -1,0 +1,73 @@
+"""What an action handler gets: its context (ids, logger, cancel token, deadline, paths)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tdauto.errors import PathNotAllowed
+
+if TYPE_CHECKING:
+    from tdauto.settings import Settings
+    from tdauto.store.backend import Store
+
+
+def confine(path: str | Path, allowed: list[Path], field_name: str = "path") -> Path:
+    """Resolve ``path`` and check it lies under one of ``allowed``; raise PathNotAllowed.
+
+    Symlinks are resolved first, so a link inside an allowed directory cannot lead outside.
+    """
+    resolved = Path(path).expanduser().resolve()
+    for root in allowed:
+        root = root.expanduser().resolve()
+        if resolved == root or root in resolved.parents:
+            return resolved
+    raise PathNotAllowed(
+        field_name,
+        f"{str(path)!r} is outside the allowed paths ({', '.join(str(a) for a in allowed)}); "
+        "add its directory to TDAUTO_ALLOWED_PATHS or use a path inside them",
+    )
+
+
+@dataclass
+class ActionContext:
+    """Passed as ``ctx`` to every handler.
+
+    ``idempotency_key`` is the same on every attempt of this action in this execution, so a
+    handler can make a side effect happen once even when its message is delivered twice.
+    """
+
+    execution_id: str
+    task_id: str
+    task_name: str
+    index: int
+    action_type: str
+    attempt: int
+    settings: Settings
+    store: Store
+    logger: logging.Logger
+    deadline_ts: float | None = None
+    cancel_event: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"{self.execution_id}:{self.index}"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.settings.data_path
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancel_event.is_set()
+
+    def remaining_s(self) -> float | None:
+        """Seconds left before the deadline, or None without one."""
+        return None if self.deadline_ts is None else self.deadline_ts - time.time()
+
+    def confine(self, path: str | Path, field_name: str = "path") -> Path:
+        return confine(path, self.settings.confined_paths, field_name)

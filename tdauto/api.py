@@ -1,0 +1,293 @@
+"""``AutomationSystems``: the public facade (design section 1).
+
+It delegates: validation to the models, persistence to the store, timing to ``schedules``,
+running to the engine, processes to ``processes``. Async methods run their store calls in a
+thread so an event loop stays responsive with a Redis store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import subprocess
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from celery.beat import Service
+
+from tdauto.app import make_app, runtime_of
+from tdauto.engine.executions import CONTROL_QUEUE, RUN_TASK, finish, new_execution
+from tdauto.errors import ExecutionTimeout, InvalidInput, NotFound
+from tdauto.models import (
+    Execution,
+    ExecutionStatus,
+    ProcessType,
+    ScheduleConfig,
+    ScheduleType,
+    Task,
+    Trigger,
+    utcnow,
+)
+from tdauto.monitoring.stats import execution_stats, task_stats
+from tdauto.processes import POOLS, embedded_beat, spawn_worker, stop_processes
+from tdauto.schedules import preview
+from tdauto.scheduler import compute_next_ts
+from tdauto.settings import Settings
+
+_RUN_STATE = {"id", "created_at", "updated_at", "next_run_at", "last_run_at"}
+
+
+class AutomationSystems:
+    """Create, schedule, run and observe automation tasks, locally or across hosts."""
+
+    def __init__(
+        self, broker_url: str | None = None, data_dir: str | Path | None = None, **settings: Any
+    ) -> None:
+        if broker_url is not None:
+            settings["broker_url"] = broker_url
+        if data_dir is not None:
+            settings["data_dir"] = data_dir
+        self.settings = Settings(**settings)
+        self.app = make_app(self.settings)
+        self._rt = runtime_of(self.app)
+        self._beat: Service | None = None
+        self._workers: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def store(self) -> Any:
+        return self._rt.store
+
+    # --- tasks ------------------------------------------------------------------------------
+
+    def _validate(self, data: dict[str, Any]) -> Task:
+        return Task.model_validate(data, context=self._rt.validation_context())
+
+    def _create_task_sync(self, data: dict[str, Any]) -> Task:
+        config = data.get("schedule_config")
+        if isinstance(config, dict) and config.get("timezone") is None:
+            # The zone in force at creation is part of the definition, so changing
+            # TDAUTO_TIMEZONE later does not silently move existing tasks.
+            data["schedule_config"] = {**config, "timezone": self.settings.timezone}
+        task = self._validate(data)
+        next_ts = compute_next_ts(task, time.time(), self.settings.timezone)
+        stored, _created = self._rt.store.create_task(task, next_ts)
+        return self._find(stored.id)
+
+    async def create_task(
+        self,
+        name: str,
+        type: ProcessType | str,
+        schedule: ScheduleType | str,
+        schedule_config: dict[str, Any] | None = None,
+        actions: list[dict[str, Any]] | None = None,
+        resources: dict[str, float] | None = None,
+        **options: Any,
+    ) -> Task:
+        """Validate, persist and schedule a task. The identical definition again returns the
+        existing task; a different one under a taken name raises ``NameTaken``."""
+        data: dict[str, Any] = {
+            "name": name,
+            "type": type,
+            "schedule": schedule,
+            "schedule_config": schedule_config or {},
+            "actions": actions or [],
+            "resources": resources or {},
+            **options,
+        }
+        return await asyncio.to_thread(self._create_task_sync, data)
+
+    def _find(self, id_or_name: str) -> Task:
+        store = self._rt.store
+        task = store.get_task(id_or_name) or store.get_task_by_name(id_or_name)
+        if task is None:
+            raise NotFound("task", id_or_name)
+        return task
+
+    async def get_task(self, id_or_name: str) -> Task:
+        return await asyncio.to_thread(self._find, id_or_name)
+
+    def _list_tasks_sync(
+        self, type: ProcessType | str | None, enabled: bool | None
+    ) -> list[Task]:
+        wanted = ProcessType(type) if type is not None else None
+        return [
+            t
+            for t in self._rt.store.list_tasks()
+            if (wanted is None or t.type is wanted) and (enabled is None or t.enabled is enabled)
+        ]
+
+    async def list_tasks(
+        self, type: ProcessType | str | None = None, enabled: bool | None = None
+    ) -> list[Task]:
+        return await asyncio.to_thread(self._list_tasks_sync, type, enabled)
+
+    def _update_task_sync(self, id_or_name: str, changes: dict[str, Any]) -> Task:
+        current = self._find(id_or_name)
+        bad = set(changes) & _RUN_STATE
+        if bad:
+            raise InvalidInput(sorted(bad)[0], "is managed by tdauto and cannot be changed")
+        data = {**current.model_dump(exclude={"next_run_at", "last_run_at"}), **changes}
+        data["updated_at"] = utcnow()
+        task = self._validate(data)
+        self._rt.store.save_task(task)
+        self._rt.store.set_next_run(
+            task.id, compute_next_ts(task, time.time(), self.settings.timezone)
+        )
+        return self._find(task.id)
+
+    async def update_task(self, id: str, **changes: Any) -> Task:
+        """Re-validate with ``changes`` applied and reschedule from now."""
+        return await asyncio.to_thread(self._update_task_sync, id, changes)
+
+    async def pause_task(self, id: str) -> Task:
+        return await self.update_task(id, enabled=False)
+
+    async def resume_task(self, id: str) -> Task:
+        return await self.update_task(id, enabled=True)
+
+    def _delete_task_sync(self, id_or_name: str) -> None:
+        self._rt.store.delete_task(self._find(id_or_name).id)
+
+    async def delete_task(self, id: str) -> None:
+        await asyncio.to_thread(self._delete_task_sync, id)
+
+    # --- executions -------------------------------------------------------------------------
+
+    def trigger_sync(
+        self, id_or_name: str, params: dict[str, Any] | None = None, event: bool = False
+    ) -> Execution:
+        """Run a task now; ``params`` override action params by action type or index."""
+        task = self._find(id_or_name)
+        execution = new_execution(
+            task, self._rt.registry, Trigger.EVENT if event else Trigger.MANUAL, params=params
+        )
+        context = self._rt.validation_context()
+        for run in execution.actions:
+            try:
+                self._rt.registry.parse_params(run.type, run.params, context)
+            except ValueError as exc:
+                raise InvalidInput(f"params.{run.index}", str(exc)) from exc
+        self._rt.store.create_execution(execution)
+        self._rt.send(RUN_TASK, [execution.id], CONTROL_QUEUE)
+        return execution
+
+    async def trigger(self, id: str, params: dict[str, Any] | None = None) -> Execution:
+        return await asyncio.to_thread(self.trigger_sync, id, params)
+
+    def get_execution_sync(self, execution_id: str) -> Execution:
+        execution = self._rt.store.get_execution(execution_id)
+        if execution is None:
+            raise NotFound("execution", execution_id)
+        return execution
+
+    async def get_execution(self, id: str) -> Execution:
+        return await asyncio.to_thread(self.get_execution_sync, id)
+
+    async def list_executions(
+        self,
+        task_id: str | None = None,
+        status: ExecutionStatus | str | None = None,
+        limit: int = 50,
+    ) -> list[Execution]:
+        wanted = ExecutionStatus(status) if status is not None else None
+        if task_id is not None:
+            task_id = (await self.get_task(task_id)).id
+        return await asyncio.to_thread(self._rt.store.list_executions, task_id, wanted, limit)
+
+    def wait_sync(
+        self, execution_id: str, timeout: float | None = None, poll_s: float = 0.2
+    ) -> Execution:
+        """Block until the execution is terminal; ``ExecutionTimeout`` after ``timeout`` s."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            execution = self.get_execution_sync(execution_id)
+            if execution.status.terminal:
+                return execution
+            if deadline is not None and time.monotonic() >= deadline:
+                raise ExecutionTimeout(
+                    f"execution {execution_id} still {execution.status.value} after {timeout}s"
+                )
+            time.sleep(poll_s)
+
+    async def wait(self, execution_id: str, timeout: float | None = None) -> Execution:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            execution = await self.get_execution(execution_id)
+            if execution.status.terminal:
+                return execution
+            if deadline is not None and time.monotonic() >= deadline:
+                raise ExecutionTimeout(
+                    f"execution {execution_id} still {execution.status.value} after {timeout}s"
+                )
+            await asyncio.sleep(0.2)
+
+    def cancel_sync(self, execution_id: str) -> Execution:
+        """Mark the execution CANCELLED; actions not yet started will not run."""
+        self.get_execution_sync(execution_id)
+        return self._rt.store.update_execution(
+            execution_id, lambda e: finish(e, ExecutionStatus.CANCELLED, "cancelled by user")
+        )
+
+    async def cancel(self, execution_id: str) -> Execution:
+        return await asyncio.to_thread(self.cancel_sync, execution_id)
+
+    # --- schedules and stats ----------------------------------------------------------------
+
+    def preview_schedule(
+        self,
+        schedule: ScheduleType | str,
+        schedule_config: dict[str, Any] | ScheduleConfig,
+        count: int = 5,
+        after: datetime | None = None,
+    ) -> list[datetime]:
+        """The next ``count`` fire times (aware, UTC); pure computation."""
+        return preview(
+            ScheduleType(schedule),
+            schedule_config,
+            count,
+            after,
+            default_tz=self.settings.timezone,
+        )
+
+    def get_task_stats(self) -> dict[str, Any]:
+        return task_stats(self._rt.store)
+
+    def get_execution_stats(self, since: datetime | None = None) -> dict[str, Any]:
+        return execution_stats(self._rt.store, since)
+
+    # --- running ----------------------------------------------------------------------------
+
+    def start(self, workers: bool = True) -> None:
+        """Run the scheduler (and, with ``workers``, one worker per pool) in the background
+        until :meth:`stop` or the end of the process. Returns at once."""
+        if self._beat is not None:
+            return
+        if workers:
+            log_dir = self.settings.data_path / "logs" / "processes"
+            self._workers = [spawn_worker(pool, self.settings, log_dir) for pool in POOLS]
+        self._beat = embedded_beat(self.app)
+        self._beat.start()
+        atexit.register(self.stop)
+
+    def stop(self) -> None:
+        """Stop the embedded beat and the worker pools this object started."""
+        if self._beat is not None:
+            self._beat.stop()
+            self._beat = None
+        if self._workers:
+            stop_processes(self._workers)
+            self._workers = []
+        with contextlib.suppress(Exception):
+            atexit.unregister(self.stop)
+
+    @contextlib.contextmanager
+    def running(self, workers: bool = True) -> Iterator[AutomationSystems]:
+        self.start(workers=workers)
+        try:
+            yield self
+        finally:
+            self.stop()

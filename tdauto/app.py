@@ -1,0 +1,108 @@
+"""The Celery app and its configuration, in one place.
+
+``make_app(settings)`` builds a configured app with the engine's tasks registered; nothing is
+created on import. Local mode (no ``TDAUTO_BROKER_URL``) uses kombu's ``filesystem://``
+transport under ``<data_dir>/broker``; distributed mode uses Redis. Either way messages are
+JSON only, acks are late (an action whose worker dies is redelivered, not lost), and task
+events are on for Flower.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from beat_schedule import BEAT_SCHEDULE
+from celery import Celery
+
+from tdauto.actions.registry import REGISTRY, load_plugins
+from tdauto.engine.executions import CONTROL_QUEUE
+from tdauto.engine.runtime import Runtime
+from tdauto.engine.tasks import register_tasks, sender
+from tdauto.settings import Settings
+from tdauto.store import Store, open_store
+
+SETTINGS_KEY = "tdauto_settings"
+RUNTIME_KEY = "tdauto_runtime"
+
+
+def broker_folders(settings: Settings) -> dict[str, Path]:
+    """Where the filesystem broker keeps messages and exchange tables (local mode)."""
+    root = settings.data_path / "broker"
+    return {"queue": root / "queue", "control": root / "control", "processed": root / "processed"}
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """The Celery settings tdauto runs with."""
+    conf: dict[str, Any] = {
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "event_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        "task_ignore_result": True,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_send_sent_event": True,
+        "worker_send_task_events": True,
+        "task_default_queue": CONTROL_QUEUE,
+        "task_create_missing_queues": True,
+        "timezone": "UTC",
+        "enable_utc": True,
+        "broker_connection_retry_on_startup": True,
+        "worker_hijack_root_logger": False,
+        "beat_max_loop_interval": settings.beat_tick_s,
+        SETTINGS_KEY: settings,
+    }
+    if settings.local_mode:
+        folders = broker_folders(settings)
+        for folder in folders.values():
+            folder.mkdir(parents=True, exist_ok=True)
+        conf["broker_url"] = "filesystem://"
+        conf["broker_transport_options"] = {
+            "data_folder_in": str(folders["queue"]),
+            "data_folder_out": str(folders["queue"]),
+            "control_folder": str(folders["control"]),
+            "processed_folder": str(folders["processed"]),
+            "store_processed": False,
+            "polling_interval": settings.poll_interval_s,
+        }
+    else:
+        conf["broker_url"] = settings.broker_url
+        conf["broker_transport_options"] = {
+            "visibility_timeout": settings.visibility_timeout_s,
+        }
+    return conf
+
+
+def make_app(settings: Settings | None = None, store: Store | None = None) -> Celery:
+    """A Celery app for ``settings`` with every action (built-ins and plugins) registered."""
+    settings = settings or Settings()
+    load_plugins(settings.plugins)
+    app = Celery("tdauto", set_as_current=False)
+    app.conf.update(celery_config(settings))
+    app.conf.beat_schedule = dict(BEAT_SCHEDULE)
+    runtime = Runtime(
+        settings=settings,
+        store=store or open_store(settings),
+        registry=REGISTRY,
+        send=sender(app),
+    )
+    app.conf[RUNTIME_KEY] = runtime
+    register_tasks(app, runtime)
+    return app
+
+
+def runtime_of(app: Celery) -> Runtime:
+    """The runtime (settings, store, registry, sender) ``make_app`` built for ``app``."""
+    runtime = app.conf.get(RUNTIME_KEY)
+    if not isinstance(runtime, Runtime):
+        raise TypeError("this Celery app was not made by tdauto.app.make_app")
+    return runtime
+
+
+def settings_of(app: Celery) -> Settings:
+    """The tdauto settings an app was made with."""
+    value = app.conf.get(SETTINGS_KEY)
+    return value if isinstance(value, Settings) else Settings()

@@ -1,0 +1,407 @@
+"""The ``tdauto`` command: run the system (up, worker, beat, flower) and manage it.
+
+Human tables by default (rich), ``--json`` for scripts. Settings come from ``TDAUTO_*``
+variables, as in every other tdauto process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from tdauto.api import AutomationSystems
+from tdauto.engine.redact import redact
+from tdauto.errors import TdautoError
+from tdauto.models import Execution, Task
+from tdauto.processes import POOLS, embedded_beat, spawn_worker, stop_processes
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _system() -> AutomationSystems:
+    return AutomationSystems()
+
+
+def _emit_json(value: Any) -> None:
+    click.echo(json.dumps(redact(value), indent=2, default=str))
+
+
+def _task_json(task: Task) -> dict[str, Any]:
+    return task.model_dump(mode="json")
+
+
+def _exec_json(execution: Execution) -> dict[str, Any]:
+    return execution.model_dump(mode="json")
+
+
+def _fmt_time(value: Any) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S %Z") if value else "-"
+
+
+class _Group(click.Group):
+    """Turns tdauto's input errors into one clear line and exit code 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (TdautoError, ValidationError, ValueError) as exc:
+            err_console.print(f"[red]error:[/red] {exc}")
+            sys.exit(2)
+
+
+@click.group(cls=_Group)
+def main() -> None:
+    """tdauto: process automation on Celery and Redis (local mode without TDAUTO_BROKER_URL)."""
+
+
+# --- running the system ----------------------------------------------------------------------
+
+
+def wait_for_workers(system: AutomationSystems, names: list[str], timeout_s: float) -> float:
+    """Seconds until every worker in ``names`` answers a ping (raises on timeout)."""
+    started = time.monotonic()
+    seen: set[str] = set()
+    while time.monotonic() - started < timeout_s:
+        for reply in system.app.control.ping(timeout=0.5) or []:
+            seen.update(reply)
+        if set(names) <= seen:
+            return time.monotonic() - started
+    raise click.ClickException(f"workers not ready after {timeout_s}s: missing {set(names) - seen}")
+
+
+@main.command()
+@click.option("--ready-timeout", default=120.0, show_default=True, help="Seconds to wait.")
+def up(ready_timeout: float) -> None:
+    """Run the whole system here: beat plus one worker per pool, until Ctrl-C."""
+    system = _system()
+    settings = system.settings
+    mode = "local (no server)" if settings.local_mode else f"distributed ({settings.broker_url})"
+    console.print(f"tdauto up: mode {mode}")
+    console.print(f"data dir: {settings.data_path}")
+    started = time.monotonic()
+    log_dir = settings.data_path / "logs" / "processes"
+    workers = [spawn_worker(pool, settings, log_dir) for pool in POOLS]
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    beat = embedded_beat(system.app)
+    try:
+        beat.start()
+        from workers import cpu, memory, storage
+
+        names = [p.POOL.nodename(settings) for p in (cpu, memory, storage)]
+        wait_for_workers(system, names, ready_timeout)
+        console.print(f"ready in {time.monotonic() - started:.1f}s: workers {', '.join(names)}")
+        console.print(f"worker logs: {log_dir}")
+        _print_tasks(asyncio.run(system.list_tasks()))
+        console.print("Ctrl-C stops everything.")
+        while not stop.wait(1.0):
+            dead = [p for p in workers if p.poll() is not None]
+            if dead:
+                err_console.print(f"[red]a worker exited (code {dead[0].returncode}); stopping")
+                break
+    finally:
+        console.print("stopping…")
+        beat.stop()
+        stop_processes(workers)
+        console.print("stopped.")
+
+
+@main.command()
+@click.argument("pool", type=click.Choice(POOLS))
+@click.option("--loglevel", default="INFO", show_default=True)
+def worker(pool: str, loglevel: str) -> None:
+    """Start one worker pool (cpu, memory or storage) on this host."""
+    from tdauto.resources.pools import load_pool
+
+    system = _system()
+    spec = load_pool(pool)
+    system.app.worker_main(spec.worker_argv(system.settings, loglevel))
+
+
+@main.command()
+@click.option("--loglevel", default="INFO", show_default=True)
+def beat(loglevel: str) -> None:
+    """Start the scheduler (tdauto.scheduler:StoreScheduler)."""
+    from tdauto.scheduler import StoreScheduler
+
+    system = _system()
+    system.app.Beat(
+        scheduler=StoreScheduler, max_interval=system.settings.beat_tick_s, loglevel=loglevel
+    ).run()
+
+
+@main.command()
+@click.option("--port", type=int, default=None, help="Default: TDAUTO_FLOWER_PORT.")
+@click.option("--address", default=None, help="Default: TDAUTO_FLOWER_ADDRESS.")
+@click.option(
+    "--no-auth-on-localhost",
+    is_flag=True,
+    help="Allow running without credentials, only when bound to 127.0.0.1.",
+)
+def flower(port: int | None, address: str | None, no_auth_on_localhost: bool) -> None:
+    """Run Flower on this app, with basic auth and persistent state."""
+    system = _system()
+    settings = system.settings
+    address = address or settings.flower_address
+    argv = [
+        "flower",
+        f"--port={port or settings.flower_port}",
+        f"--address={address}",
+        "--persistent=True",
+        f"--db={settings.data_path / 'flower.db'}",
+        "--max_tasks=10000",
+    ]
+    if settings.flower_user and settings.flower_password:
+        secret = settings.flower_password.get_secret_value()
+        argv.append(f"--basic_auth={settings.flower_user}:{secret}")
+    elif not (no_auth_on_localhost and address in ("127.0.0.1", "localhost", "::1")):
+        raise click.ClickException(
+            "Flower needs credentials: set TDAUTO_FLOWER_USER and TDAUTO_FLOWER_PASSWORD "
+            "(or pass --no-auth-on-localhost with --address 127.0.0.1)"
+        )
+    system.app.start(argv)
+
+
+# --- tasks -----------------------------------------------------------------------------------
+
+
+@main.group()
+def task() -> None:
+    """Create, list, show, pause, resume, delete and run tasks."""
+
+
+def _load_definitions(path: Path) -> list[dict[str, Any]]:
+    text = path.read_text(encoding="utf-8")
+    data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    items = data if isinstance(data, list) else [data]
+    if not all(isinstance(item, dict) for item in items):
+        raise click.ClickException(f"{path}: expected a task (a mapping) or a list of tasks")
+    return items
+
+
+@task.command("create")
+@click.option("-f", "--file", "path", type=click.Path(exists=True, path_type=Path), required=True)
+@click.option("--json", "as_json", is_flag=True)
+def task_create(path: Path, as_json: bool) -> None:
+    """Create the task(s) defined in a JSON or YAML file."""
+    system = _system()
+    created = []
+    for item in _load_definitions(path):
+        created.append(asyncio.run(system.create_task(**item)))
+    if as_json:
+        _emit_json([_task_json(t) for t in created])
+    else:
+        for t in created:
+            console.print(f"Task created: {t.id} {t.name} next run {_fmt_time(t.next_run_at)}")
+
+
+def _print_tasks(tasks: list[Task]) -> None:
+    table = Table("name", "id", "type", "schedule", "enabled", "next run (UTC)", "last run")
+    for t in tasks:
+        table.add_row(
+            t.name, t.id[:12], t.type.value, t.schedule.value, "yes" if t.enabled else "paused",
+            _fmt_time(t.next_run_at), _fmt_time(t.last_run_at),
+        )
+    console.print(table if tasks else "no tasks yet: create one with `tdauto task create -f FILE`")
+
+
+@task.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def task_list(as_json: bool) -> None:
+    """List tasks."""
+    tasks = asyncio.run(_system().list_tasks())
+    if as_json:
+        _emit_json([_task_json(t) for t in tasks])
+    else:
+        _print_tasks(tasks)
+
+
+@task.command("show")
+@click.argument("name")
+@click.option("--count", default=5, show_default=True, help="How many next fire times.")
+@click.option("--json", "as_json", is_flag=True)
+def task_show(name: str, count: int, as_json: bool) -> None:
+    """Show a task (by name or id) and its next fire times."""
+    from zoneinfo import ZoneInfo
+
+    system = _system()
+    t = asyncio.run(system.get_task(name))
+    upcoming = system.preview_schedule(t.schedule, t.schedule_config, count=count)
+    if as_json:
+        _emit_json({**_task_json(t), "upcoming": [u.isoformat() for u in upcoming]})
+        return
+    console.print_json(json.dumps(redact(_task_json(t)), default=str))
+    zone = ZoneInfo(t.zone or system.settings.timezone)
+    for u in upcoming:
+        console.print(f"  next: {u:%Y-%m-%d %H:%M:%S} UTC  ({u.astimezone(zone):%Y-%m-%d %H:%M %Z})")
+
+
+def _task_change(verb: str) -> Any:
+    @click.argument("name")
+    @click.option("--json", "as_json", is_flag=True)
+    def command(name: str, as_json: bool) -> None:
+        system = _system()
+        method = getattr(system, f"{verb}_task")
+        result = asyncio.run(method(name))
+        if as_json:
+            _emit_json(_task_json(result) if result is not None else {"deleted": name})
+        else:
+            console.print(f"{verb}d {name}")
+
+    command.__doc__ = f"{verb.capitalize()} a task (by name or id)."
+    return command
+
+
+for _verb in ("pause", "resume", "delete"):
+    task.command(_verb)(_task_change(_verb))
+
+
+@task.command("run")
+@click.argument("name")
+@click.option("--wait", "wait_", is_flag=True, help="Wait for the run to end, with progress.")
+@click.option("--timeout", type=float, default=None, help="Seconds to wait at most.")
+@click.option("--params", default=None, help='JSON overrides, e.g. \'{"cleanup": {"dry_run": true}}\'.')
+@click.option("--json", "as_json", is_flag=True)
+def task_run(name: str, wait_: bool, timeout: float | None, params: str | None, as_json: bool) -> None:
+    """Run a task now."""
+    system = _system()
+    execution = system.trigger_sync(name, json.loads(params) if params else None)
+    if not wait_:
+        if as_json:
+            _emit_json(_exec_json(execution))
+        else:
+            console.print(f"Execution queued: {execution.id}")
+        return
+    deadline = None if timeout is None else time.monotonic() + timeout
+    with console.status("waiting…") as status:
+        while True:
+            execution = system.get_execution_sync(execution.id)
+            steps = ", ".join(f"{r.type}:{r.status.value}" for r in execution.actions)
+            status.update(f"{execution.status.value}  [{steps}]")
+            if execution.status.terminal:
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                raise click.ClickException(f"still {execution.status.value} after {timeout}s")
+            time.sleep(0.3)
+    _show_execution(execution, as_json)
+    if execution.status.value != "SUCCEEDED":
+        sys.exit(1)
+
+
+# --- executions ------------------------------------------------------------------------------
+
+
+@main.group("exec")
+def exec_() -> None:
+    """List, show, follow the logs of and cancel executions."""
+
+
+@exec_.command("list")
+@click.option("--task", "task_name", default=None)
+@click.option("--status", default=None)
+@click.option("--limit", default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def exec_list(task_name: str | None, status: str | None, limit: int, as_json: bool) -> None:
+    """List executions, newest first."""
+    items = asyncio.run(_system().list_executions(task_name, status, limit))
+    if as_json:
+        _emit_json([_exec_json(e) for e in items])
+        return
+    table = Table("id", "task", "status", "trigger", "created (UTC)", "duration s", "error")
+    for e in items:
+        d = e.duration_s
+        table.add_row(
+            e.id, e.task_name, e.status.value, e.trigger.value, _fmt_time(e.created_at),
+            f"{d:.2f}" if d is not None else "-", (e.error or "")[:60],
+        )
+    console.print(table)
+
+
+def _show_execution(execution: Execution, as_json: bool) -> None:
+    if as_json:
+        _emit_json(_exec_json(execution))
+        return
+    e = execution
+    console.print(f"[bold]{e.id}[/bold]  {e.task_name}  {e.status.value}  trigger={e.trigger.value}")
+    console.print(f"created {_fmt_time(e.created_at)}  started {_fmt_time(e.started_at)}  "
+                  f"finished {_fmt_time(e.finished_at)}")
+    if e.error:
+        console.print(f"[red]error:[/red] {e.error}")
+    table = Table("#", "action", "status", "attempts", "host", "queue", "output / error")
+    for r in e.actions:
+        detail = r.error or json.dumps(redact(r.output), default=str) if (r.error or r.output) else ""
+        table.add_row(str(r.index), r.type, r.status.value, str(r.attempts), r.host or "-",
+                      r.queue or "-", detail[:120])
+    console.print(table)
+
+
+@exec_.command("show")
+@click.argument("execution_id")
+@click.option("--json", "as_json", is_flag=True)
+def exec_show(execution_id: str, as_json: bool) -> None:
+    """Show one execution and its actions."""
+    _show_execution(_system().get_execution_sync(execution_id), as_json)
+
+
+@exec_.command("logs")
+@click.argument("execution_id")
+@click.option("--follow", is_flag=True, help="Keep printing until the execution ends.")
+def exec_logs(execution_id: str, follow: bool) -> None:
+    """Print an execution's log."""
+    system = _system()
+    system.get_execution_sync(execution_id)
+    printed = 0
+    while True:
+        text = system.store.read_log(execution_id)
+        click.echo(text[printed:], nl=False)
+        printed = len(text)
+        if not follow or system.get_execution_sync(execution_id).status.terminal:
+            break
+        time.sleep(0.5)
+
+
+@exec_.command("cancel")
+@click.argument("execution_id")
+def exec_cancel(execution_id: str) -> None:
+    """Cancel an execution."""
+    e = _system().cancel_sync(execution_id)
+    console.print(f"{e.id}: {e.status.value}")
+
+
+# --- stats -----------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+def stats(as_json: bool) -> None:
+    """Task and execution statistics."""
+    system = _system()
+    data = {"tasks": system.get_task_stats(), "executions": system.get_execution_stats()}
+    if as_json:
+        _emit_json(data)
+        return
+    t, e = data["tasks"], data["executions"]
+    console.print(f"tasks: {t['total']} ({t['enabled']} enabled, {t['paused']} paused)  "
+                  f"by type {t['by_type']}  by schedule {t['by_schedule']}")
+    console.print(f"executions: {e['total']}  by status {e['by_status']}  "
+                  f"success rate {e['success_rate']}  durations {e['duration_seconds']}")
+    for row in t["next_runs"]:
+        console.print(f"  next: {row['next_run_at']}  {row['name']}")
+
+
+if __name__ == "__main__":
+    main()

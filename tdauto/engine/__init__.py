@@ -1,0 +1,1 @@
+"""Orchestration: executions, the chain of action tasks, and the engine's system jobs."""

@@ -1,0 +1,98 @@
+"""Making executions from tasks, and the transitions every caller shares.
+
+An execution snapshots the task's actions (type, params, class) when it is created, so an
+edit of the task during a run cannot change a run half-way through.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from tdauto.actions.registry import Registry
+from tdauto.models import (
+    ActionRun,
+    ActionSpec,
+    Execution,
+    ExecutionStatus,
+    ResourceClass,
+    Task,
+    Trigger,
+    slot_execution_id,
+    utcnow,
+)
+
+CONTROL_QUEUE = "tdauto.control"
+RUN_TASK = "tdauto.run"
+
+
+def queue_for(resource_class: ResourceClass) -> str:
+    """The shared queue of a resource class (host queues are the router's business)."""
+    return f"tdauto.{resource_class.value}"
+
+
+def resource_class_of(spec: ActionSpec, registry: Registry, task: Task) -> ResourceClass:
+    """The spec's class, else the handler's default, else the task's largest resource."""
+    if spec.resource_class is not None:
+        return spec.resource_class
+    if spec.type in registry:
+        return registry.get(spec.type).resource_class
+    return task.resources.largest_class()
+
+
+def new_execution(
+    task: Task,
+    registry: Registry,
+    trigger: Trigger,
+    fire_ts: float | None = None,
+    params: dict[str, Any] | None = None,
+) -> Execution:
+    """A PENDING execution of ``task``; a scheduled one gets the id of its slot."""
+    runs = []
+    for index, spec in enumerate(task.actions):
+        klass = resource_class_of(spec, registry, task)
+        overrides = params or {}
+        merged = {
+            **spec.params,
+            **overrides.get(spec.type, {}),
+            **overrides.get(str(index), {}),
+        }
+        runs.append(
+            ActionRun(
+                index=index,
+                type=spec.type,
+                resource_class=klass,
+                queue=queue_for(klass),
+                params=merged,
+            )
+        )
+    fields: dict[str, Any] = {
+        "task_id": task.id,
+        "task_name": task.name,
+        "trigger": trigger,
+        "params": params or {},
+        "actions": runs,
+        "resources": task.resources,
+    }
+    if fire_ts is not None:
+        fields["id"] = slot_execution_id(task.id, fire_ts)
+        fields["scheduled_for"] = datetime.fromtimestamp(fire_ts, UTC)
+    return Execution(**fields)
+
+
+def finish(execution: Execution, status: ExecutionStatus, error: str | None = None) -> None:
+    """Mutator: put ``execution`` in a terminal state (no-op if it already is in one)."""
+    if execution.status.terminal:
+        return
+    execution.status = status
+    execution.error = error
+    execution.finished_at = utcnow()
+    if execution.started_at is None:
+        execution.started_at = execution.finished_at
+    for run in execution.actions:
+        if not run.status.terminal and status is not ExecutionStatus.SUCCEEDED:
+            run.status = (
+                ExecutionStatus.CANCELLED
+                if status is ExecutionStatus.CANCELLED
+                else ExecutionStatus.SKIPPED
+            )

@@ -1,0 +1,30 @@
+"""The per-process runtime the engine works with: settings, store, registry, and a sender.
+
+The engine never reaches for globals; the Celery app (``tdauto.app``) builds one Runtime per
+process and closes its tasks over it, and tests build one with a fake sender.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from tdauto.actions.registry import Registry
+from tdauto.settings import Settings
+from tdauto.store.backend import Store
+
+Sender = Callable[[str, list[Any], str], None]
+"""``send(task_name, args, queue)``: publish one Celery task message."""
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    store: Store
+    registry: Registry
+    send: Sender
+
+    def validation_context(self) -> dict[str, Any]:
+        """The pydantic context that lets models check action types, params and paths."""
+        return {"registry": self.registry, "settings": self.settings}

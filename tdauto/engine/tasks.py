@@ -1,0 +1,54 @@
+"""The Celery tasks of the engine: ``tdauto.run`` and one ``tdauto.action.<type>`` per action.
+
+One task per action type (rather than one generic task) so Flower and ``celery inspect`` show
+what is running. The tasks close over the process's :class:`Runtime`; no global state.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery, Task
+
+from tdauto.actions.registry import ActionDef
+from tdauto.engine.executions import RUN_TASK
+from tdauto.engine.runner import run_action, start_execution
+from tdauto.engine.runtime import Runtime
+from tdauto.engine.system import requeue_pending
+
+
+def _register_action(app: Celery, rt: Runtime, definition: ActionDef) -> None:
+    def action_task(self: Task, execution_id: str, index: int) -> str | None:
+        queue = (self.request.delivery_info or {}).get("routing_key")
+        status = run_action(rt, execution_id, index, queue=queue)
+        return status.value if status is not None else None
+
+    action_task.__name__ = f"action_{definition.name}"
+    action_task.__doc__ = definition.description or f"Runs the {definition.name} action."
+    app.task(name=definition.task_name, bind=True, ignore_result=True)(action_task)
+
+
+def register_tasks(app: Celery, rt: Runtime) -> None:
+    """Register the run task and a task for every action in ``rt.registry``."""
+
+    @app.task(name=RUN_TASK, ignore_result=True)
+    def run(execution_id: str) -> bool:
+        """Start an execution: the first action goes to its resource-class queue."""
+        return start_execution(rt, execution_id)
+
+    @app.task(name="tdauto.system.requeue_pending", ignore_result=True)
+    def requeue(older_than_s: float = 30.0) -> int:
+        """Re-send executions left PENDING (a beat died between claim and send)."""
+        return requeue_pending(rt, older_than_s)
+
+    for definition in rt.registry.all():
+        _register_action(app, rt, definition)
+
+
+def sender(app: Celery) -> Any:
+    """A ``Runtime.send`` that publishes through ``app`` (JSON, to the given queue)."""
+
+    def send(name: str, args: list[Any], queue: str) -> None:
+        app.send_task(name, args=args, queue=queue, routing_key=queue)
+
+    return send

@@ -1,0 +1,1 @@
+"""Observability: stats now; metrics, alerts and reports as they land."""

@@ -1,0 +1,144 @@
+"""Every ``TDAUTO_*`` setting, in one place.
+
+Precedence: arguments to :class:`Settings` (and so to ``AutomationSystems(**settings)``), then
+``TDAUTO_*`` environment variables, then the defaults here. Unknown arguments are refused, so a
+misspelt option fails at once instead of being silently dropped. The README's configuration
+table is generated from the descriptions below (``tdauto config --markdown``).
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_DATA_DIR = Path("data/enterprise/automation")
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """tdauto's configuration; see the README for the table of variables."""
+
+    model_config = SettingsConfigDict(env_prefix="TDAUTO_", extra="forbid", frozen=True)
+
+    broker_url: str | None = Field(
+        default=None,
+        description="Redis URL (redis:// or rediss://) for distributed mode; unset = local mode "
+        "(filesystem broker and file store under the data dir).",
+    )
+    data_dir: Path = Field(
+        default=DEFAULT_DATA_DIR,
+        description="Where tasks, executions, logs, metrics, reports and backups live.",
+    )
+    timezone: str = Field(
+        default="UTC", description="Default IANA time zone of schedules without their own."
+    )
+    allowed_paths: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated directories actions may touch; empty = the data dir only.",
+    )
+    plugins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated modules imported by every process to register actions.",
+    )
+    backup_targets_file: Path | None = Field(
+        default=None,
+        description="JSON or YAML file of named backup targets ({name: {kind, path}}).",
+    )
+    key_prefix: str = Field(default="tdauto", description="Prefix of every Redis key.")
+    host: str = Field(
+        default_factory=socket.gethostname,
+        description="This host's name in queues, samples and records.",
+    )
+    beat_tick_s: float = Field(
+        default=1.0, gt=0, le=60, description="Longest sleep of the scheduler between ticks."
+    )
+    poll_interval_s: float = Field(
+        default=0.2, gt=0, le=10, description="Filesystem broker polling interval (local mode)."
+    )
+    visibility_timeout_s: int = Field(
+        default=3600, ge=60, description="Redis broker visibility timeout (unacked redelivery)."
+    )
+    log_max_bytes: int = Field(
+        default=1_000_000, ge=1024, description="Cap of one action's stored log, in bytes."
+    )
+    flower_user: str | None = Field(default=None, description="Flower basic-auth user.")
+    flower_password: SecretStr | None = Field(
+        default=None, description="Flower basic-auth password."
+    )
+    flower_port: int = Field(default=5555, description="Flower's port.")
+    flower_address: str = Field(default="127.0.0.1", description="Flower's bind address.")
+    concurrency_cpu: int = Field(default=2, ge=1, description="Processes of the cpu pool.")
+    concurrency_memory: int = Field(default=1, ge=1, description="Processes of the memory pool.")
+    concurrency_storage: int = Field(default=4, ge=1, description="Threads of the storage pool.")
+
+    @field_validator("allowed_paths", "plugins", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(
+                f"unknown time zone {value!r}; use an IANA name such as 'UTC' or 'Europe/Paris'"
+            ) from exc
+        return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        assert value is not None
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(
+                f"unsupported broker URL {value!r}; use redis://host:port/db or rediss:// "
+                "(or leave TDAUTO_BROKER_URL unset for local mode)"
+            )
+        return value
+
+    @property
+    def local_mode(self) -> bool:
+        """True when no broker URL is set: filesystem broker and file store."""
+        return self.broker_url is None
+
+    @property
+    def data_path(self) -> Path:
+        """The data dir as an absolute path (so child processes agree on it)."""
+        return self.data_dir.expanduser().resolve()
+
+    @property
+    def confined_paths(self) -> list[Path]:
+        """Resolved directories actions may touch (default: the data dir)."""
+        paths = self.allowed_paths or [self.data_dir]
+        return [p.expanduser().resolve() for p in paths]
+
+    def child_env(self) -> dict[str, str]:
+        """These settings as ``TDAUTO_*`` variables, for processes this one starts."""
+        env: dict[str, str] = {}
+        for name, value in self.model_dump().items():
+            if value is None or value == []:
+                continue
+            key = f"TDAUTO_{name.upper()}"
+            if isinstance(value, list):
+                env[key] = ",".join(str(v) for v in value)
+            elif isinstance(value, SecretStr):
+                env[key] = value.get_secret_value()
+            elif name == "data_dir":
+                env[key] = str(self.data_path)
+            else:
+                env[key] = str(value)
+        return env

@@ -1,0 +1,133 @@
+"""The store protocol: what the scheduler, engine and facade need from persistence.
+
+Two backends implement it: ``files.FileStore`` (local mode, the data-dir layout) and
+``redis.RedisStore`` (distributed mode). One parametrized test suite runs against both.
+The store imports only ``tdauto.models``; it knows nothing of Celery.
+
+Keeping the user's definition (``Task``) apart from the scheduler's run state (next and last
+fire time, the due index) means a beat writing run state never overwrites an edit, and an
+edit never resets the schedule by accident.
+
+Times crossing this interface as floats are UTC epoch seconds (``*_ts``).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from typing import Any
+
+from tdauto.models import Execution, ExecutionStatus, Task
+
+SNAPSHOT_FORMAT = "tdauto-store-snapshot/1"
+
+
+class Store(abc.ABC):
+    """Persistence of tasks, run state, executions and logs."""
+
+    # --- tasks -------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def create_task(self, task: Task, next_ts: float | None) -> tuple[Task, bool]:
+        """Store ``task`` and put it in the due index at ``next_ts``, atomically.
+
+        Names are unique. If a task of that name exists with the same ``definition()``,
+        nothing changes and ``(existing, False)`` is returned; if its definition differs,
+        ``errors.NameTaken`` is raised. Otherwise returns ``(task, True)``.
+        """
+
+    @abc.abstractmethod
+    def save_task(self, task: Task) -> None:
+        """Replace the definition of an existing task (run state untouched).
+
+        Raises ``errors.NotFound`` if it does not exist and ``errors.NameTaken`` if it was
+        renamed to a name another task holds.
+        """
+
+    @abc.abstractmethod
+    def get_task(self, task_id: str) -> Task | None:
+        """The task with its run state (``next_run_at``, ``last_run_at``) filled in."""
+
+    @abc.abstractmethod
+    def get_task_by_name(self, name: str) -> Task | None: ...
+
+    @abc.abstractmethod
+    def list_tasks(self) -> list[Task]:
+        """Every task, ordered by name."""
+
+    @abc.abstractmethod
+    def delete_task(self, task_id: str) -> bool:
+        """Remove the task, its run state and its due entry; its executions stay."""
+
+    # --- run state and due index ----------------------------------------------------------------
+
+    @abc.abstractmethod
+    def set_next_run(self, task_id: str, next_ts: float | None) -> None:
+        """Record the next fire time and (re)place the task in the due index; ``None`` removes
+        it from the index (paused, finished ONCE task, past ``end_date``)."""
+
+    @abc.abstractmethod
+    def set_last_run(self, task_id: str, fire_ts: float) -> None: ...
+
+    @abc.abstractmethod
+    def due(self, now_ts: float, limit: int = 100) -> list[tuple[str, float]]:
+        """Up to ``limit`` ``(task_id, fire_ts)`` pairs with ``fire_ts <= now_ts``, earliest
+        first. Cost grows with what is due, not with the number of tasks."""
+
+    @abc.abstractmethod
+    def next_due_ts(self) -> float | None:
+        """The earliest fire time in the due index (the scheduler sleeps until then)."""
+
+    # --- executions ---------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def create_execution(self, execution: Execution) -> bool:
+        """Store a new execution; ``False`` (and nothing written) if its id exists. A slot's
+        execution id derives from the slot, so this is the exactly-once claim of the slot."""
+
+    @abc.abstractmethod
+    def get_execution(self, execution_id: str) -> Execution | None: ...
+
+    @abc.abstractmethod
+    def update_execution(
+        self, execution_id: str, mutate: Callable[[Execution], None]
+    ) -> Execution:
+        """Apply ``mutate`` to the stored execution atomically (no lost update when two
+        processes update it at once) and return the result. ``errors.NotFound`` if absent."""
+
+    @abc.abstractmethod
+    def list_executions(
+        self,
+        task_id: str | None = None,
+        status: ExecutionStatus | None = None,
+        limit: int | None = 50,
+    ) -> list[Execution]:
+        """Executions, newest (``created_at``) first; ``limit=None`` for all."""
+
+    # --- logs ---------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def append_log(self, execution_id: str, text: str) -> None:
+        """Append lines to the execution's log (capped in size by the backend)."""
+
+    @abc.abstractmethod
+    def read_log(self, execution_id: str) -> str: ...
+
+    # --- whole-store operations ---------------------------------------------------------------
+
+    @abc.abstractmethod
+    def snapshot(self) -> dict[str, Any]:
+        """A consistent copy of tasks, run state and executions as one JSON-ready dict
+        (``{"format": SNAPSHOT_FORMAT, "tasks": [...], "state": {...}, "executions": [...]}``),
+        taken so that no write lands half-way through it."""
+
+    @abc.abstractmethod
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        """Replace tasks, run state and executions with those of ``snapshot``."""
+
+    @abc.abstractmethod
+    def ping(self) -> None:
+        """Raise ``errors.StoreError`` if the store cannot be reached."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections; the default has none."""

@@ -1,0 +1,21 @@
+-- create_task(keys=[tasks, task_names, task_state, due] args=[task_id, name, task_json, state_json, next_ts])
+-- Stores a task's definition, name, run state and due entry in one step, so no reader sees a
+-- task without its name or schedule and two creators of one name cannot both win.
+-- next_ts is a decimal number, or "" for a task outside the due index.
+-- Returns {"created"}; {"id_taken"}; or, writing nothing, {"exists", holder_id, holder_json,
+-- holder_state_json} when the name is held (the caller compares definitions).
+local holder = redis.call('HGET', KEYS[2], ARGV[2])
+if holder then
+  return {'exists', holder, redis.call('HGET', KEYS[1], holder) or '',
+          redis.call('HGET', KEYS[3], holder) or ''}
+end
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
+  return {'id_taken'}
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[1])
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[4])
+if ARGV[5] ~= '' then
+  redis.call('ZADD', KEYS[4], ARGV[5], ARGV[1])
+end
+return {'created'}

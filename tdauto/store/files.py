@@ -1,0 +1,405 @@
+"""``FileStore``: the store of local mode, plain JSON files under the data dir.
+
+Layout (``data_dir``)::
+
+    tasks/<task_id>.json          definition only (no run state), so an edit never resets it
+    executions/<id>.json          one execution record
+    logs/<execution_id>.log       the execution's log, capped at ``log_max_bytes``
+    state/run_state.json          {task_id: {"next_ts", "last_ts"}} (UTC epoch seconds)
+    state/due_index.json          [[fire_ts, task_id], ...] sorted by fire time
+    state/store.lock              lock of tasks, names, run state and the due index
+    state/locks/exec-NN.lock      16 lock stripes of execution records (by id hash)
+
+Every file is replaced atomically (temp file in the same directory, fsync, ``os.replace``), so
+a reader never sees half a record and needs no lock. Writers from several processes on one
+host serialize on ``fcntl.flock``: task mutations on the store lock (names are unique across
+files, so creating a task must see every other task), execution read-modify-writes on the
+stripe of their id (unrelated executions do not wait on each other). ``snapshot`` and
+``restore`` take the store lock and then every stripe, in that order; nothing takes them the
+other way round, so there is no deadlock. Names are found by scanning ``tasks/`` (local mode
+holds hundreds of tasks, not millions, and a scan cannot drift from the files the way a
+second index could).
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import fcntl
+import json
+import os
+import tempfile
+import zlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from tdauto.errors import InvalidInput, NameTaken, NotFound, StoreError
+from tdauto.models import Execution, ExecutionStatus, Task
+from tdauto.store import records
+from tdauto.store.backend import Store
+from tdauto.store.records import RunState
+
+LOCK_STRIPES = 16
+_DIRS = ("tasks", "executions", "logs", "metrics", "reports", "backups", "state")
+
+
+@contextlib.contextmanager
+def _os_errors(what: str) -> Iterator[None]:
+    """Wrap OS errors and unreadable records in ``StoreError`` naming what was being done."""
+    try:
+        yield
+    except (OSError, json.JSONDecodeError, ValidationError) as exc:
+        raise StoreError(f"file store: {what} failed: {exc}") from exc
+
+
+@contextlib.contextmanager
+def _flock(path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path``. A fresh descriptor per hold, so threads of
+    one process exclude each other as well as other processes; closing releases it."""
+    fd = -1
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except OSError as exc:
+        if fd >= 0:
+            os.close(fd)
+        raise StoreError(f"file store: locking {path} failed: {exc}") from exc
+    try:
+        yield
+    finally:
+        os.close(fd)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+
+
+class FileStore(Store):
+    """Tasks, run state, executions and logs as files; safe for many processes on one host."""
+
+    def __init__(self, data_dir: Path, log_max_bytes: int = 1_000_000) -> None:
+        if log_max_bytes <= 2 * len(records.LOG_TRUNCATED_NOTE_BYTES):
+            raise ValueError(f"log_max_bytes must be at least 256, got {log_max_bytes}")
+        self.root = Path(data_dir)
+        self.log_max_bytes = log_max_bytes
+        self._tasks = self.root / "tasks"
+        self._executions = self.root / "executions"
+        self._logs = self.root / "logs"
+        state = self.root / "state"
+        self._run_state_path = state / "run_state.json"
+        self._due_path = state / "due_index.json"
+        self._lock_path = state / "store.lock"
+        self._stripe_paths = [state / "locks" / f"exec-{n:02d}.lock" for n in range(LOCK_STRIPES)]
+        with _os_errors(f"creating the data dir {self.root}"):
+            for name in _DIRS:
+                (self.root / name).mkdir(parents=True, exist_ok=True)
+            (state / "locks").mkdir(exist_ok=True)
+
+    # --- locks and raw files -----------------------------------------------------------------
+
+    def _stripe(self, execution_id: str) -> Path:
+        return self._stripe_paths[zlib.crc32(execution_id.encode()) % LOCK_STRIPES]
+
+    @contextlib.contextmanager
+    def _lock_all(self) -> Iterator[None]:
+        """Store lock, then every stripe: no write of any kind lands while held."""
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(_flock(self._lock_path))
+            for path in self._stripe_paths:
+                stack.enter_context(_flock(path))
+            yield
+
+    def _task_path(self, task_id: str) -> Path:
+        return self._tasks / f"{_safe_id(task_id)}.json"
+
+    def _execution_path(self, execution_id: str) -> Path:
+        return self._executions / f"{_safe_id(execution_id)}.json"
+
+    def _read_states(self) -> dict[str, RunState]:
+        raw = _read_text(self._run_state_path)
+        if not raw:
+            return {}
+        return {
+            task_id: {"next_ts": value.get("next_ts"), "last_ts": value.get("last_ts")}
+            for task_id, value in json.loads(raw).items()
+        }
+
+    def _read_due(self) -> list[list[Any]]:
+        raw = _read_text(self._due_path)
+        return [] if not raw else list(json.loads(raw))
+
+    def _task_records(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(task id, stored record) of every task file; files removed meanwhile are skipped."""
+        for path in self._tasks.glob("*.json"):
+            raw = _read_text(path)
+            if raw is not None:
+                yield path.stem, json.loads(raw)
+
+    def _holder_of(self, name: str) -> tuple[str, dict[str, Any]] | None:
+        for task_id, record in self._task_records():
+            if record.get("name") == name:
+                return task_id, record
+        return None
+
+    def _write_schedule(
+        self, states: dict[str, RunState], due: list[list[Any]], task_id: str,
+        next_ts: float | None,
+    ) -> None:
+        """Place ``task_id`` at ``next_ts`` (or nowhere) in the due index and write both files."""
+        due[:] = [entry for entry in due if entry[1] != task_id]
+        if next_ts is not None:
+            bisect.insort(due, [next_ts, task_id])
+        _write_atomic(self._run_state_path, json.dumps(states))
+        _write_atomic(self._due_path, json.dumps(due))
+
+    # --- tasks --------------------------------------------------------------------------------
+
+    def create_task(self, task: Task, next_ts: float | None) -> tuple[Task, bool]:
+        next_ts = records.check_ts("next_ts", next_ts)
+        with _os_errors(f"creating task {task.name!r}"), _flock(self._lock_path):
+            holder = self._holder_of(task.name)
+            if holder is not None:
+                existing = records.load_task(holder[1], self._read_states().get(holder[0]))
+                if existing.definition() == task.definition():
+                    return existing, False
+                raise NameTaken(task.name, existing.id)
+            path = self._task_path(task.id)
+            if path.exists():
+                raise InvalidInput("id", f"task id {task.id!r} is taken; leave id unset")
+            states = self._read_states()
+            states[task.id] = {"next_ts": next_ts, "last_ts": None}
+            # Schedule first, definition last: a task that exists is always scheduled; a crash
+            # in between leaves at worst a due entry without a task, which readers skip.
+            self._write_schedule(states, self._read_due(), task.id, next_ts)
+            _write_atomic(path, records.task_json(task))
+        stored = task.model_copy()
+        stored.next_run_at, stored.last_run_at = records.ts_to_dt(next_ts), None
+        return stored, True
+
+    def save_task(self, task: Task) -> None:
+        with _os_errors(f"saving task {task.id}"), _flock(self._lock_path):
+            path = self._task_path(task.id)
+            if not path.exists():
+                raise NotFound("task", task.id)
+            holder = self._holder_of(task.name)
+            if holder is not None and holder[0] != task.id:
+                raise NameTaken(task.name, holder[0])
+            _write_atomic(path, records.task_json(task))
+
+    def get_task(self, task_id: str) -> Task | None:
+        with _os_errors(f"reading task {task_id}"):
+            raw = _read_text(self._task_path(task_id))
+            if raw is None:
+                return None
+            return records.load_task(raw, self._read_states().get(task_id))
+
+    def get_task_by_name(self, name: str) -> Task | None:
+        with _os_errors(f"reading task {name!r}"):
+            holder = self._holder_of(name)
+            if holder is None:
+                return None
+            return records.load_task(holder[1], self._read_states().get(holder[0]))
+
+    def list_tasks(self) -> list[Task]:
+        with _os_errors("listing tasks"):
+            states = self._read_states()
+            tasks = [records.load_task(r, states.get(i)) for i, r in self._task_records()]
+        return sorted(tasks, key=lambda t: (t.name, t.id))
+
+    def delete_task(self, task_id: str) -> bool:
+        with _os_errors(f"deleting task {task_id}"), _flock(self._lock_path):
+            path = self._task_path(task_id)
+            existed = path.exists()
+            if existed:
+                path.unlink()
+            states = self._read_states()
+            states.pop(task_id, None)
+            self._write_schedule(states, self._read_due(), task_id, None)
+        return existed
+
+    # --- run state and due index ----------------------------------------------------------------
+
+    def set_next_run(self, task_id: str, next_ts: float | None) -> None:
+        """A task deleted meanwhile is not brought back; only its due entry is removed."""
+        next_ts = records.check_ts("next_ts", next_ts)
+        with _os_errors(f"scheduling task {task_id}"), _flock(self._lock_path):
+            states = self._read_states()
+            if not self._task_path(task_id).exists():
+                states.pop(task_id, None)
+                next_ts = None
+            else:
+                states.setdefault(task_id, records.empty_state())["next_ts"] = next_ts
+            self._write_schedule(states, self._read_due(), task_id, next_ts)
+
+    def set_last_run(self, task_id: str, fire_ts: float) -> None:
+        last_ts = records.check_ts("fire_ts", fire_ts)
+        with _os_errors(f"recording a run of task {task_id}"), _flock(self._lock_path):
+            if not self._task_path(task_id).exists():
+                return
+            states = self._read_states()
+            states.setdefault(task_id, records.empty_state())["last_ts"] = last_ts
+            _write_atomic(self._run_state_path, json.dumps(states))
+
+    def due(self, now_ts: float, limit: int = 100) -> list[tuple[str, float]]:
+        """Reads the sorted index and bisects it: the file is parsed whole (local mode's
+        scale), but only the due prefix is looked at."""
+        if limit <= 0:
+            return []
+        with _os_errors("reading the due index"):
+            entries = self._read_due()
+        end = bisect.bisect_right(entries, now_ts, key=lambda e: float(e[0]))
+        return [(str(task_id), float(ts)) for ts, task_id in entries[: min(end, limit)]]
+
+    def next_due_ts(self) -> float | None:
+        with _os_errors("reading the due index"):
+            entries = self._read_due()
+        return float(entries[0][0]) if entries else None
+
+    # --- executions ---------------------------------------------------------------------------
+
+    def create_execution(self, execution: Execution) -> bool:
+        with _os_errors(f"creating execution {execution.id}"), _flock(self._stripe(execution.id)):
+            path = self._execution_path(execution.id)
+            if path.exists():
+                return False
+            _write_atomic(path, records.execution_json(execution))
+        return True
+
+    def get_execution(self, execution_id: str) -> Execution | None:
+        with _os_errors(f"reading execution {execution_id}"):
+            raw = _read_text(self._execution_path(execution_id))
+            return None if raw is None else records.load_execution(raw)
+
+    def update_execution(
+        self, execution_id: str, mutate: Callable[[Execution], None]
+    ) -> Execution:
+        """``mutate``'s own exceptions pass through unwrapped, and then nothing is written."""
+        what = f"updating execution {execution_id}"
+        path = self._execution_path(execution_id)
+        with _flock(self._stripe(execution_id)):
+            with _os_errors(what):
+                raw = _read_text(path)
+                before = None if raw is None else records.load_execution(raw)
+            if before is None:
+                raise NotFound("execution", execution_id)
+            execution = before.model_copy(deep=True)
+            mutate(execution)
+            records.check_immutable(before, execution)
+            with _os_errors(what):
+                _write_atomic(path, records.execution_json(execution))
+        return execution
+
+    def list_executions(
+        self,
+        task_id: str | None = None,
+        status: ExecutionStatus | None = None,
+        limit: int | None = 50,
+    ) -> list[Execution]:
+        """Scans ``executions/``, filtering on the raw records before validating any."""
+        wanted_status = None if status is None else ExecutionStatus(status).value
+        found: list[Execution] = []
+        with _os_errors("listing executions"):
+            for path in self._executions.glob("*.json"):
+                raw = _read_text(path)
+                if raw is None:
+                    continue
+                data = json.loads(raw)
+                if task_id is not None and data.get("task_id") != task_id:
+                    continue
+                if wanted_status is not None and data.get("status") != wanted_status:
+                    continue
+                found.append(records.load_execution(data))
+        ordered = records.newest_first(found)
+        return ordered if limit is None else ordered[: max(limit, 0)]
+
+    # --- logs ---------------------------------------------------------------------------------
+
+    def append_log(self, execution_id: str, text: str) -> None:
+        """Appends under a ``flock`` of the log file itself; at the cap the log keeps its head
+        and ends with ``records.LOG_TRUNCATED_NOTE`` (see ``records.log_piece``)."""
+        if not text:
+            return
+        path = self._logs / f"{_safe_id(execution_id)}.log"
+        with _os_errors(f"appending to the log of {execution_id}"):
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                piece = records.log_piece(os.fstat(fd).st_size, text.encode(), self.log_max_bytes)
+                if piece:
+                    os.write(fd, piece)
+            finally:
+                os.close(fd)
+
+    def read_log(self, execution_id: str) -> str:
+        path = self._logs / f"{_safe_id(execution_id)}.log"
+        with _os_errors(f"reading the log of {execution_id}"):
+            try:
+                return path.read_bytes().decode("utf-8", errors="replace")
+            except FileNotFoundError:
+                return ""
+
+    # --- whole-store operations ---------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        with _os_errors("taking a snapshot"), self._lock_all():
+            tasks = [record for _, record in self._task_records()]
+            states = self._read_states()
+            executions = []
+            for path in self._executions.glob("*.json"):
+                raw = _read_text(path)
+                if raw is not None:
+                    executions.append(json.loads(raw))
+        ids = {task["id"] for task in tasks}
+        return records.make_snapshot(
+            tasks, {k: v for k, v in states.items() if k in ids}, executions
+        )
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        tasks, states, executions = records.read_snapshot(snapshot)
+        with _os_errors("restoring a snapshot"), self._lock_all():
+            for folder in (self._tasks, self._executions):
+                for path in folder.glob("*.json"):
+                    path.unlink(missing_ok=True)
+            for task in tasks:
+                _write_atomic(self._task_path(task.id), records.task_json(task))
+            for execution in executions:
+                _write_atomic(
+                    self._execution_path(execution.id), records.execution_json(execution)
+                )
+            due = sorted([s["next_ts"], i] for i, s in states.items() if s["next_ts"] is not None)
+            _write_atomic(self._run_state_path, json.dumps(states))
+            _write_atomic(self._due_path, json.dumps(due))
+
+    def ping(self) -> None:
+        if not (self.root.is_dir() and os.access(self.root, os.W_OK)):
+            raise StoreError(
+                f"file store: data dir {self.root} is missing or not writable; "
+                "check TDAUTO_DATA_DIR and its permissions"
+            )
+
+
+def _safe_id(key: str) -> str:
+    """Ids become file names: refuse anything that could leave its folder."""
+    if not key or "/" in key or "\\" in key or key.startswith(".") or "\0" in key:
+        raise InvalidInput("id", f"{key!r} is not a valid id (no slashes or leading dots)")
+    return key

@@ -1,0 +1,87 @@
+"""The Redis key schema, in one place (rq's habit).
+
+Every key tdauto writes to Redis is built here from one prefix (``TDAUTO_KEY_PREFIX``,
+default ``tdauto``), so two deployments can share a Redis by prefix and an operator can read
+the whole layout in one screen. Lua scripts never build key names: callers pass the keys
+built here through ``KEYS``.
+
+Store layout (``p`` is the prefix)::
+
+    p:tasks                      hash   task id -> task definition JSON (no run state)
+    p:task_names                 hash   task name -> task id (names are unique)
+    p:task_state                 hash   task id -> run state JSON {"next_ts", "last_ts"}
+    p:due                        zset   task id scored by next fire time (UTC epoch s)
+    p:execution:<id>             string execution JSON
+    p:executions                 zset   every execution id scored by created_at (epoch s)
+    p:executions:task:<task_id>  zset   the task's execution ids, same score
+    p:executions:status:<STATUS> zset   execution ids currently in that status, same score
+    p:log:<execution_id>         string the execution's log, capped in size
+
+Other parts of tdauto (scheduler, resources) add their keys to :class:`Keys` with
+:meth:`Keys.join` so the schema stays in this module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_PREFIX = "tdauto"
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key names under one prefix; pure string building, no I/O."""
+
+    prefix: str = DEFAULT_PREFIX
+
+    def __post_init__(self) -> None:
+        if not self.prefix or any(c.isspace() for c in self.prefix):
+            raise ValueError(
+                f"key prefix {self.prefix!r} must be non-empty and contain no whitespace; "
+                "set TDAUTO_KEY_PREFIX to e.g. 'tdauto'"
+            )
+
+    def join(self, *parts: str) -> str:
+        """``prefix:part1:part2...``, the one way a key name is made."""
+        return ":".join((self.prefix, *parts))
+
+    # --- tasks and run state ---------------------------------------------------------------
+
+    @property
+    def tasks(self) -> str:
+        return self.join("tasks")
+
+    @property
+    def task_names(self) -> str:
+        return self.join("task_names")
+
+    @property
+    def task_state(self) -> str:
+        return self.join("task_state")
+
+    @property
+    def due(self) -> str:
+        return self.join("due")
+
+    # --- executions and logs ---------------------------------------------------------------
+
+    def execution(self, execution_id: str) -> str:
+        return self.join("execution", execution_id)
+
+    @property
+    def executions(self) -> str:
+        return self.join("executions")
+
+    def task_executions(self, task_id: str) -> str:
+        return self.join("executions", "task", task_id)
+
+    def status_executions(self, status: str) -> str:
+        return self.join("executions", "status", status)
+
+    @property
+    def task_executions_pattern(self) -> str:
+        """``SCAN`` pattern matching every per-task execution index (used by restore)."""
+        return self.join("executions", "task", "*")
+
+    def log(self, execution_id: str) -> str:
+        return self.join("log", execution_id)

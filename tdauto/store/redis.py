@@ -1,0 +1,387 @@
+"""``RedisStore``: the store of distributed mode.
+
+Key layout: ``keys.py``. Every mutation that touches more than one key is one Lua script (the
+``*.lua`` files beside this module, first line = signature, keys through ``KEYS``) or one
+``MULTI`` transaction, so a crash or a second host never leaves a task without its name or an
+execution missing from an index. ``update_execution`` runs the caller's Python ``mutate``, so
+it uses optimistic ``WATCH``/``MULTI`` and retries on conflict. redis-py errors surface as
+``errors.StoreError``. The client is made in ``__init__`` and connects on first use; nothing
+connects at import.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable, Iterator
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import redis
+from redis.commands.core import Script
+from redis.exceptions import RedisError, WatchError
+
+from tdauto.errors import InvalidInput, NameTaken, NotFound, StoreError
+from tdauto.models import Execution, ExecutionStatus, Task
+from tdauto.store import records
+from tdauto.store.backend import Store
+from tdauto.store.keys import DEFAULT_PREFIX, Keys
+from tdauto.store.records import RunState
+
+MAX_WATCH_RETRIES = 1000
+_PAGE = 200
+
+
+@cache
+def _lua(name: str) -> str:
+    return resources.files("tdauto.store").joinpath(f"{name}.lua").read_text(encoding="utf-8")
+
+
+@contextlib.contextmanager
+def _driver_errors(what: str) -> Iterator[None]:
+    try:
+        yield
+    except RedisError as exc:
+        raise StoreError(f"redis store: {what} failed: {type(exc).__name__}: {exc}") from exc
+
+
+def _strs(reply: Any) -> list[str]:
+    """A reply of members as ``str`` (the client decodes; this tells the type checker)."""
+    return [str(member) for member in reply]
+
+
+def _ts_arg(ts: float | None) -> str:
+    """A fire time as Lua receives it: exact decimal text, or "" for none."""
+    return "" if ts is None else repr(float(ts))
+
+
+class RedisStore(Store):
+    """Tasks, run state, executions and logs in one Redis database, under one key prefix."""
+
+    def __init__(
+        self,
+        url: str,
+        prefix: str = DEFAULT_PREFIX,
+        log_max_bytes: int = 1_000_000,
+        client: redis.Redis | None = None,
+    ) -> None:
+        if log_max_bytes <= 2 * len(records.LOG_TRUNCATED_NOTE_BYTES):
+            raise ValueError(f"log_max_bytes must be at least 256, got {log_max_bytes}")
+        if client is not None and not client.get_connection_kwargs().get("decode_responses"):
+            raise ValueError("RedisStore needs a client made with decode_responses=True")
+        self.keys = Keys(prefix)
+        self.log_max_bytes = log_max_bytes
+        self._owns_client = client is None
+        self._r: redis.Redis = client or redis.Redis.from_url(url, decode_responses=True)
+        self._create_task = self._script("create_task")
+        self._save_task = self._script("save_task")
+        self._delete_task = self._script("delete_task")
+        self._set_run_state = self._script("set_run_state")
+        self._create_execution = self._script("create_execution")
+        self._append_log = self._script("append_log")
+
+    def _script(self, name: str) -> Script:
+        return self._r.register_script(_lua(name))
+
+    # --- tasks --------------------------------------------------------------------------------
+
+    def create_task(self, task: Task, next_ts: float | None) -> tuple[Task, bool]:
+        next_ts = records.check_ts("next_ts", next_ts)
+        k = self.keys
+        state = json.dumps({"next_ts": next_ts, "last_ts": None})
+        with _driver_errors(f"creating task {task.name!r}"):
+            reply = self._create_task(
+                keys=[k.tasks, k.task_names, k.task_state, k.due],
+                args=[task.id, task.name, records.task_json(task), state, _ts_arg(next_ts)],
+            )
+        if reply[0] == "exists":
+            _, holder_id, holder_json, holder_state = reply
+            if not holder_json:
+                raise StoreError(f"redis store: name {task.name!r} points to missing task")
+            existing = records.load_task(holder_json, records.parse_state(holder_state))
+            if existing.definition() == task.definition():
+                return existing, False
+            raise NameTaken(task.name, holder_id)
+        if reply[0] == "id_taken":
+            raise InvalidInput("id", f"task id {task.id!r} is taken; leave id unset")
+        stored = task.model_copy()
+        stored.next_run_at, stored.last_run_at = records.ts_to_dt(next_ts), None
+        return stored, True
+
+    def save_task(self, task: Task) -> None:
+        k = self.keys
+        with _driver_errors(f"saving task {task.id}"):
+            reply = self._save_task(
+                keys=[k.tasks, k.task_names], args=[task.id, task.name, records.task_json(task)]
+            )
+        if reply[0] == "not_found":
+            raise NotFound("task", task.id)
+        if reply[0] == "name_taken":
+            raise NameTaken(task.name, reply[1])
+
+    def get_task(self, task_id: str) -> Task | None:
+        with _driver_errors(f"reading task {task_id}"):
+            pipe = self._r.pipeline(transaction=True)
+            pipe.hget(self.keys.tasks, task_id)
+            pipe.hget(self.keys.task_state, task_id)
+            raw, state = pipe.execute()
+        return None if raw is None else records.load_task(raw, records.parse_state(state))
+
+    def get_task_by_name(self, name: str) -> Task | None:
+        with _driver_errors(f"reading task {name!r}"):
+            task_id = self._r.hget(self.keys.task_names, name)
+        return None if task_id is None else self.get_task(str(task_id))
+
+    def list_tasks(self) -> list[Task]:
+        with _driver_errors("listing tasks"):
+            pipe = self._r.pipeline(transaction=True)
+            pipe.hgetall(self.keys.tasks)
+            pipe.hgetall(self.keys.task_state)
+            raw_tasks, raw_states = pipe.execute()
+        tasks = [
+            records.load_task(raw, records.parse_state(raw_states.get(task_id)))
+            for task_id, raw in raw_tasks.items()
+        ]
+        return sorted(tasks, key=lambda t: (t.name, t.id))
+
+    def delete_task(self, task_id: str) -> bool:
+        k = self.keys
+        with _driver_errors(f"deleting task {task_id}"):
+            reply = self._delete_task(
+                keys=[k.tasks, k.task_names, k.task_state, k.due], args=[task_id]
+            )
+        return bool(reply)
+
+    # --- run state and due index ----------------------------------------------------------------
+
+    def set_next_run(self, task_id: str, next_ts: float | None) -> None:
+        """A task deleted meanwhile is not brought back; only its due entry is removed."""
+        self._set_state(task_id, "next_ts", records.check_ts("next_ts", next_ts))
+
+    def set_last_run(self, task_id: str, fire_ts: float) -> None:
+        self._set_state(task_id, "last_ts", records.check_ts("fire_ts", fire_ts))
+
+    def _set_state(self, task_id: str, field: str, ts: float | None) -> None:
+        k = self.keys
+        with _driver_errors(f"setting {field} of task {task_id}"):
+            self._set_run_state(
+                keys=[k.tasks, k.task_state, k.due], args=[task_id, field, _ts_arg(ts)]
+            )
+
+    def due(self, now_ts: float, limit: int = 100) -> list[tuple[str, float]]:
+        if limit <= 0:
+            return []
+        with _driver_errors("reading the due index"):
+            rows = self._r.zrangebyscore(
+                self.keys.due, "-inf", now_ts, start=0, num=limit, withscores=True
+            )
+        return [(str(row[0]), float(row[1])) for row in rows]
+
+    def next_due_ts(self) -> float | None:
+        with _driver_errors("reading the due index"):
+            rows = self._r.zrange(self.keys.due, 0, 0, withscores=True)
+        return float(rows[0][1]) if rows else None
+
+    # --- executions ---------------------------------------------------------------------------
+
+    def create_execution(self, execution: Execution) -> bool:
+        k = self.keys
+        with _driver_errors(f"creating execution {execution.id}"):
+            created = self._create_execution(
+                keys=[
+                    k.execution(execution.id),
+                    k.executions,
+                    k.task_executions(execution.task_id),
+                    k.status_executions(execution.status.value),
+                ],
+                args=[
+                    records.execution_json(execution),
+                    repr(records.dt_to_ts(execution.created_at)),
+                    execution.id,
+                ],
+            )
+        return bool(created)
+
+    def get_execution(self, execution_id: str) -> Execution | None:
+        with _driver_errors(f"reading execution {execution_id}"):
+            raw = self._r.get(self.keys.execution(execution_id))
+        return None if raw is None else records.load_execution(raw)
+
+    def update_execution(
+        self, execution_id: str, mutate: Callable[[Execution], None]
+    ) -> Execution:
+        """Optimistic: on a conflicting write ``mutate`` runs again on a fresh copy, so it must
+        depend only on the execution it is given. Its own exceptions pass through unwrapped."""
+        key = self.keys.execution(execution_id)
+        with _driver_errors(f"updating execution {execution_id}"), self._r.pipeline() as pipe:
+            for _ in range(MAX_WATCH_RETRIES):
+                try:
+                    pipe.watch(key)
+                    raw = pipe.get(key)
+                    if raw is None:
+                        raise NotFound("execution", execution_id)
+                    before = records.load_execution(raw)
+                    execution = before.model_copy(deep=True)
+                    mutate(execution)
+                    records.check_immutable(before, execution)
+                    pipe.multi()
+                    pipe.set(key, records.execution_json(execution))
+                    if execution.status != before.status:
+                        score = records.dt_to_ts(execution.created_at)
+                        pipe.zrem(self.keys.status_executions(before.status.value), execution.id)
+                        pipe.zadd(
+                            self.keys.status_executions(execution.status.value),
+                            {execution.id: score},
+                        )
+                    pipe.execute()
+                    return execution
+                except WatchError:
+                    continue
+                finally:
+                    pipe.reset()
+        raise StoreError(
+            f"redis store: execution {execution_id} changed under {MAX_WATCH_RETRIES} attempts "
+            "to update it in a row; too many concurrent writers"
+        )
+
+    def list_executions(
+        self,
+        task_id: str | None = None,
+        status: ExecutionStatus | None = None,
+        limit: int | None = 50,
+    ) -> list[Execution]:
+        """Walks the narrowest index newest first, a page at a time, until ``limit`` match."""
+        if limit is not None and limit <= 0:
+            return []
+        if status is not None:
+            index = self.keys.status_executions(ExecutionStatus(status).value)
+        elif task_id is not None:
+            index = self.keys.task_executions(task_id)
+        else:
+            index = self.keys.executions
+        found: list[Execution] = []
+        start = 0
+        with _driver_errors("listing executions"):
+            while limit is None or len(found) < limit:
+                ids = _strs(self._r.zrevrange(index, start, start + _PAGE - 1))
+                if not ids:
+                    break
+                start += len(ids)
+                for raw in self._r.mget([self.keys.execution(i) for i in ids]):
+                    if raw is None:
+                        continue
+                    execution = records.load_execution(raw)
+                    if task_id is not None and execution.task_id != task_id:
+                        continue
+                    if status is not None and execution.status != status:
+                        continue  # changed status between the index read and the MGET
+                    found.append(execution)
+        ordered = records.newest_first(found)
+        return ordered if limit is None else ordered[:limit]
+
+    # --- logs ---------------------------------------------------------------------------------
+
+    def append_log(self, execution_id: str, text: str) -> None:
+        """At the cap the log keeps its head and ends with ``records.LOG_TRUNCATED_NOTE``."""
+        if not text:
+            return
+        with _driver_errors(f"appending to the log of {execution_id}"):
+            self._append_log(
+                keys=[self.keys.log(execution_id)],
+                args=[text, self.log_max_bytes, records.LOG_TRUNCATED_NOTE],
+            )
+
+    def read_log(self, execution_id: str) -> str:
+        with _driver_errors(f"reading the log of {execution_id}"):
+            raw = self._r.get(self.keys.log(execution_id))
+        return str(raw) if raw else ""
+
+    # --- whole-store operations ---------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """One ``MULTI`` reads tasks, run state and every execution; ``WATCH`` on the index of
+        executions retries it if one is created between listing ids and the ``MULTI``."""
+        k = self.keys
+        with _driver_errors("taking a snapshot"), self._r.pipeline() as pipe:
+            for _ in range(MAX_WATCH_RETRIES):
+                try:
+                    pipe.watch(k.executions)
+                    ids = _strs(pipe.zrange(k.executions, 0, -1))
+                    pipe.multi()
+                    pipe.hgetall(k.tasks)
+                    pipe.hgetall(k.task_state)
+                    if ids:
+                        pipe.mget([k.execution(i) for i in ids])
+                    replies = pipe.execute()
+                    break
+                except WatchError:
+                    continue
+                finally:
+                    pipe.reset()
+            else:
+                raise StoreError("redis store: executions kept changing during a snapshot")
+        raw_tasks, raw_states = replies[0], replies[1]
+        raw_executions = replies[2] if ids else []
+        states: dict[str, RunState] = {
+            task_id: records.parse_state(raw_states.get(task_id)) for task_id in raw_tasks
+        }
+        return records.make_snapshot(
+            [json.loads(raw) for raw in raw_tasks.values()],
+            states,
+            [json.loads(raw) for raw in raw_executions if raw is not None],
+        )
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        tasks, states, executions = records.read_snapshot(snapshot)
+        k = self.keys
+        with _driver_errors("restoring a snapshot"), self._r.pipeline() as pipe:
+            for _ in range(MAX_WATCH_RETRIES):
+                try:
+                    stale = [k.tasks, k.task_names, k.task_state, k.due, k.executions]
+                    stale += [k.status_executions(s.value) for s in ExecutionStatus]
+                    stale += _strs(self._r.scan_iter(match=k.task_executions_pattern, count=500))
+                    pipe.watch(k.executions)
+                    stale += [k.execution(i) for i in _strs(pipe.zrange(k.executions, 0, -1))]
+                    pipe.multi()
+                    pipe.delete(*stale)
+                    self._write_restored(pipe, tasks, states, executions)
+                    pipe.execute()
+                    return
+                except WatchError:
+                    continue
+                finally:
+                    pipe.reset()
+        raise StoreError("redis store: executions kept changing during a restore")
+
+    def _write_restored(
+        self,
+        pipe: redis.client.Pipeline,
+        tasks: list[Task],
+        states: dict[str, RunState],
+        executions: list[Execution],
+    ) -> None:
+        k = self.keys
+        if tasks:
+            pipe.hset(k.tasks, mapping={t.id: records.task_json(t) for t in tasks})
+            pipe.hset(k.task_names, mapping={t.name: t.id for t in tasks})
+        if states:
+            pipe.hset(k.task_state, mapping={i: json.dumps(s) for i, s in states.items()})
+        due = {i: s["next_ts"] for i, s in states.items() if s["next_ts"] is not None}
+        if due:
+            pipe.zadd(k.due, due)
+        for execution in executions:
+            score = records.dt_to_ts(execution.created_at)
+            pipe.set(k.execution(execution.id), records.execution_json(execution))
+            pipe.zadd(k.executions, {execution.id: score})
+            pipe.zadd(k.task_executions(execution.task_id), {execution.id: score})
+            pipe.zadd(k.status_executions(execution.status.value), {execution.id: score})
+
+    def ping(self) -> None:
+        with _driver_errors("ping"):
+            self._r.ping()
+
+    def close(self) -> None:
+        if self._owns_client:
+            with _driver_errors("closing the connection"):
+                self._r.close()

@@ -1,0 +1,120 @@
+"""The scheduler's dispatch, driven with an injected clock and a recording sender."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tdauto.actions.registry import REGISTRY, load_plugins
+from tdauto.engine.runner import run_action, start_execution
+from tdauto.engine.runtime import Runtime
+from tdauto.models import ExecutionStatus, Task
+from tdauto.scheduler import compute_next_ts, dispatch_due
+from tdauto.settings import Settings
+from tdauto.store.files import FileStore
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, list[Any], str]] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, name: str, args: list[Any], queue: str) -> None:
+        with self.lock:
+            self.sent.append((name, args, queue))
+
+
+@pytest.fixture
+def rt(tmp_path: Path) -> Runtime:
+    load_plugins([])
+    settings = Settings(data_dir=tmp_path / "data")
+    return Runtime(settings, FileStore(settings.data_path), REGISTRY, Recorder())
+
+
+def ts(text: str) -> float:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
+
+
+def add_daily(rt: Runtime, created: str) -> Task:
+    task = Task.model_validate(
+        {
+            "name": "nightly",
+            "type": "maintenance",
+            "schedule": "daily",
+            "schedule_config": {"hour": 2, "minute": 0},
+            "actions": [{"type": "cleanup", "params": {"older_than": "30days", "dry_run": True}}],
+            "created_at": datetime.fromisoformat(created).replace(tzinfo=UTC),
+        },
+        context=rt.validation_context(),
+    )
+    rt.store.create_task(task, compute_next_ts(task, ts(created), "UTC"))
+    return task
+
+
+def test_no_fire_before_slot_and_one_fire_at_slot(rt: Runtime) -> None:
+    task = add_daily(rt, "2026-11-26T10:00:00")
+    assert dispatch_due(rt, ts("2026-11-27T01:59:59")) == 0
+    assert dispatch_due(rt, ts("2026-11-27T02:00:00")) == 1
+    assert dispatch_due(rt, ts("2026-11-27T02:00:01")) == 0
+    stored = rt.store.get_task(task.id)
+    assert stored is not None and stored.next_run_at == datetime(2026, 11, 28, 2, tzinfo=UTC)
+    (ex,) = rt.store.list_executions(task.id)
+    assert ex.trigger.value == "schedule"
+    assert ex.scheduled_for == datetime(2026, 11, 27, 2, tzinfo=UTC)
+
+
+def test_two_beats_at_once_fire_a_slot_once(rt: Runtime) -> None:
+    task = add_daily(rt, "2026-11-26T10:00:00")
+    results: list[int] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(dispatch_due(rt, ts("2026-11-27T02:00:00"))))
+        for _ in range(4)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(results) == 1
+    assert len(rt.store.list_executions(task.id)) == 1
+
+
+def test_restart_between_claim_and_reschedule_resends_only_pending(rt: Runtime) -> None:
+    task = add_daily(rt, "2026-11-26T10:00:00")
+    assert dispatch_due(rt, ts("2026-11-27T02:00:00")) == 1
+    # a beat died before moving the next fire time: the old slot is due again
+    rt.store.set_next_run(task.id, ts("2026-11-27T02:00:00"))
+    sent_before = len(rt.send.sent)  # type: ignore[attr-defined]
+    assert dispatch_due(rt, ts("2026-11-27T02:00:05")) == 0
+    # it was still PENDING, so it is re-sent (harmless: tdauto.run is idempotent)
+    assert len(rt.send.sent) == sent_before + 1  # type: ignore[attr-defined]
+    (ex,) = rt.store.list_executions(task.id)
+    assert start_execution(rt, ex.id) is True
+    assert start_execution(rt, ex.id) is False
+
+
+def test_missed_slots_fire_once_and_next_is_from_now(rt: Runtime) -> None:
+    task = add_daily(rt, "2026-11-20T10:00:00")
+    # beat was down for days
+    assert dispatch_due(rt, ts("2026-11-26T12:00:00")) == 1
+    stored = rt.store.get_task(task.id)
+    assert stored is not None and stored.next_run_at == datetime(2026, 11, 27, 2, tzinfo=UTC)
+
+
+def test_run_chain_records_each_action(rt: Runtime, tmp_path: Path) -> None:
+    task = add_daily(rt, "2026-11-26T10:00:00")
+    dispatch_due(rt, ts("2026-11-27T02:00:00"))
+    (ex,) = rt.store.list_executions(task.id)
+    start_execution(rt, ex.id)
+    name, args, queue = rt.send.sent[-1]  # type: ignore[attr-defined]
+    assert (name, queue) == ("tdauto.action.cleanup", "tdauto.storage")
+    assert run_action(rt, *args) is ExecutionStatus.SUCCEEDED
+    done = rt.store.get_execution(ex.id)
+    assert done is not None and done.status is ExecutionStatus.SUCCEEDED
+    assert done.actions[0].attempts == 1 and done.actions[0].output is not None
+    # a redelivered message of the finished action does nothing
+    assert run_action(rt, *args) is None
+    assert rt.store.get_execution(ex.id).actions[0].attempts == 1  # type: ignore[union-attr]

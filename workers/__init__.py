@@ -1,0 +1,1 @@
+"""Worker pools, one module per resource class; ``tdauto worker POOL`` starts one."""
