@@ -157,6 +157,7 @@ def flower(port: int | None, address: str | None, no_auth_on_localhost: bool) ->
     system = _system()
     settings = system.settings
     address = address or settings.flower_address
+    settings.data_path.mkdir(parents=True, exist_ok=True)
     argv = [
         "flower",
         f"--port={port or settings.flower_port}",
@@ -164,6 +165,7 @@ def flower(port: int | None, address: str | None, no_auth_on_localhost: bool) ->
         "--persistent=True",
         f"--db={settings.data_path / 'flower.db'}",
         "--max_tasks=10000",
+        "--state_save_interval=60000",
     ]
     if settings.flower_user and settings.flower_password:
         secret = settings.flower_password.get_secret_value()
@@ -380,6 +382,43 @@ def exec_cancel(execution_id: str) -> None:
     """Cancel an execution."""
     e = _system().cancel_sync(execution_id)
     console.print(f"{e.id}: {e.status.value}")
+
+
+@main.command()
+@click.option("--markdown", is_flag=True, help="Print the table of every TDAUTO_* variable.")
+def config(markdown: bool) -> None:
+    """Show the effective settings (secrets hidden), or the table of variables."""
+    from tdauto.settings import Settings, settings_table
+
+    if markdown:
+        click.echo(settings_table())
+        return
+    _emit_json(Settings().model_dump(mode="json"))
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+def actions(as_json: bool) -> None:
+    """List every registered action (built-in and plugins)."""
+    system = _system()
+    rows = [
+        {
+            "name": d.name,
+            "process_type": d.process_type.value if d.process_type else None,
+            "resource_class": d.resource_class.value,
+            "description": d.description,
+            "params": d.params.model_json_schema(),
+        }
+        for d in system._rt.registry.all()
+    ]
+    if as_json:
+        _emit_json(rows)
+        return
+    table = Table("action", "process type", "class", "params", "description")
+    for r in rows:
+        table.add_row(r["name"], r["process_type"] or "-", r["resource_class"],
+                      ", ".join(r["params"].get("properties", {})), r["description"])
+    console.print(table)
 
 
 # --- stats -----------------------------------------------------------------------------------

@@ -142,3 +142,17 @@ class Settings(BaseSettings):
             else:
                 env[key] = str(value)
         return env
+
+
+def settings_table() -> str:
+    """The README's configuration table (Markdown), generated from the fields above."""
+    rows = ["| variable | default | what it does |", "| --- | --- | --- |"]
+    for name, info in Settings.model_fields.items():
+        if info.default_factory is not None:
+            default = {"allowed_paths": "the data dir", "plugins": "none", "host": "hostname"}.get(
+                name, "-"
+            )
+        else:
+            default = "unset" if info.default is None else f"`{info.default}`"
+        rows.append(f"| `TDAUTO_{name.upper()}` | {default} | {info.description or ''} |")
+    return "\n".join(rows)

@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from tdauto.settings import Settings
 
 Kind = Literal["store", "sqlite", "directory"]
-ARCHIVE_EXTS: dict[str, str] = {"store": "json.gz", "sqlite": "sqlite.gz", "directory": "tar.gz"}
+ARCHIVE_EXTS: dict[Kind, str] = {"store": "json.gz", "sqlite": "sqlite.gz", "directory": "tar.gz"}
 TARGET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 BACKUP_NAME = re.compile(
     r"^(?P<target>.+)-(?P<stamp>\d{8}T\d{6}Z)-(?P<suffix>[0-9a-f]{8})"
@@ -152,11 +152,12 @@ def resolve_target(
         return None
     targets = load_targets(settings)
     if name not in targets:
-        where = f" or add it to {settings.backup_targets_file}" if settings else ""
+        file = settings.backup_targets_file if settings is not None else None
+        where = f"add it to {file}" if file else f"define it in a file named by {_FILE_SETTING}"
         raise InvalidInput(
             "target",
             f"unknown backup target {name!r}; known targets: {', '.join(sorted(targets))} "
-            f"(set {_FILE_SETTING}{where}, or give kind and path for an inline target)",
+            f"({where}, or give kind and path for an inline target)",
         )
     target = targets[name]
     if target.path is None or settings is None:
@@ -206,13 +207,15 @@ def _stamped(name: str, suffix: str, ext: str) -> str:
 
 @contextlib.contextmanager
 def _locked(lock_path: Path) -> Iterator[None]:
-    """Serialize attempts with one key (a redelivery running beside a stalled original)."""
+    """Serialize attempts with one key (a redelivery running beside a stalled original).
+
+    The lock file goes once a backup is in place; after a failure it stays for the retry,
+    so a waiting attempt and a newcomer cannot hold two different lock files at once.
+    """
     with open(lock_path, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            lock_path.unlink(missing_ok=True)
+        yield
+        lock_path.unlink(missing_ok=True)
 
 
 def _find(folder: Path, name: str, suffix: str, ext: str) -> Path | None:

@@ -60,7 +60,10 @@ class CleanupParams(BaseModel):
     @field_validator("path", mode="before")
     @classmethod
     def _one_or_many(cls, value: object) -> object:
-        return [value] if isinstance(value, str | Path) else value
+        items = [value] if isinstance(value, str | Path) else value
+        if isinstance(items, list | tuple):
+            return [str(item) if isinstance(item, Path) else item for item in items]
+        return items
 
     @field_validator("path")
     @classmethod

@@ -147,7 +147,7 @@ def archive_kind(path: Path) -> Kind:
     """The kind of a backup, told by its extension."""
     for kind, ext in ARCHIVE_EXTS.items():
         if path.name.endswith("." + ext):
-            return kind  # type: ignore[return-value]
+            return kind
     raise InvalidInput(
         "path", f"{path.name!r} is not a tdauto backup (.json.gz, .sqlite.gz or .tar.gz)"
     )
@@ -243,6 +243,8 @@ def _restore_sqlite(archive: Path, dest: Path, overwrite: bool) -> None:
 
 def _restore_directory(archive: Path, dest: Path, overwrite: bool) -> int:
     """Extract into ``dest``; every member is checked before anything is written."""
+    if dest.exists() and not dest.is_dir():
+        raise InvalidInput("dest", f"{dest} is a file; directory backups restore to a directory")
     if dest.exists() and any(dest.iterdir()) and not overwrite:
         raise InvalidInput("dest", f"{dest} is not empty; pass overwrite=True to restore over it")
     with tarfile.open(archive, "r:gz") as tar:

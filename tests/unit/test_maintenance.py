@@ -134,7 +134,7 @@ def test_directory_backup_restores_identical_contents(settings, store, work, tmp
 
 def test_directory_backup_skips_its_own_destination(settings, store):
     data = settings.data_path
-    (data / "reports").mkdir()
+    (data / "reports").mkdir(exist_ok=True)
     (data / "reports" / "r.json").write_text("{}")
     run("backup", make_ctx(settings, store), {"kind": "directory", "path": str(data)})
     second = run(
@@ -152,44 +152,54 @@ def test_sqlite_backup_of_a_database_being_written(settings, store, work, tmp_pa
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, value TEXT)")
         conn.executemany("INSERT INTO items VALUES (?, ?)", [(i, f"v{i}") for i in range(100)])
-    stop = threading.Event()
+    stop, writing = threading.Event(), threading.Event()
+    failures: list[BaseException] = []
 
     def writer() -> None:
-        conn = sqlite3.connect(db, timeout=10)
+        """Commit batches of 10 rows, each transaction held open for a moment."""
+        conn = sqlite3.connect(db, timeout=10, isolation_level=None)
         n = 100
-        while not stop.is_set():
-            with conn:
-                conn.execute("INSERT INTO items VALUES (?, ?)", (n, f"v{n}"))
-            n += 1
-        conn.close()
+        try:
+            while not stop.is_set():
+                conn.execute("BEGIN IMMEDIATE")
+                for _ in range(10):
+                    conn.execute("INSERT INTO items VALUES (?, ?)", (n, f"v{n}"))
+                    n += 1
+                    time.sleep(0.001)
+                conn.execute("COMMIT")
+                writing.set()
+        except BaseException as exc:  # reported below, not lost in the thread
+            failures.append(exc)
+        finally:
+            conn.close()
 
-    # Given a writer committing rows, and another connection holding an open transaction
+    # Given a writer committing batches of rows
     thread = threading.Thread(target=writer)
     thread.start()
-    pending = sqlite3.connect(db, timeout=10)
-    pending.execute("BEGIN")
-    pending.execute("INSERT INTO items VALUES (-1, 'uncommitted')")
     try:
-        # When the database is backed up
+        assert writing.wait(10)
+        # When the database is backed up while it is written
         out = run("backup", make_ctx(settings, store), {"kind": "sqlite", "path": str(db)})
     finally:
         stop.set()
         thread.join()
-        pending.rollback()
-        pending.close()
+    assert not failures
 
-    # Then the restored copy opens, is intact and holds exactly committed rows
+    # Then the restored copy opens, is intact and holds whole committed batches only
     restored = tmp_path / "restored" / "app.db"
     restore_backup(Path(out["path"]), dest=restored)
     with sqlite3.connect(restored) as copy:
         assert copy.execute("PRAGMA integrity_check").fetchone() == ("ok",)
         rows = copy.execute("SELECT id, value FROM items ORDER BY id").fetchall()
-    assert len(rows) >= 100
+    assert len(rows) >= 110 and len(rows) % 10 == 0
     assert rows == [(i, f"v{i}") for i in range(len(rows))]
     with sqlite3.connect(db) as source:
-        assert source.execute(
-            "SELECT id, value FROM items WHERE id < ? ORDER BY id", (len(rows),)
-        ).fetchall() == rows
+        assert (
+            source.execute(
+                "SELECT id, value FROM items WHERE id < ? ORDER BY id", (len(rows),)
+            ).fetchall()
+            == rows
+        )
 
 
 def test_sqlite_restore_does_not_overwrite_without_asking(settings, store, work):
@@ -285,9 +295,11 @@ def test_keep_prunes_the_oldest_and_keeps_the_new_one(settings, store, work):
     old = [run("backup", make_ctx(settings, store, f"old-{i}"), params) for i in range(3)]
     for i, out in enumerate(old):  # old-0 is the oldest
         age(Path(out["path"]), (3 - i) * DAY_S)
-    other = run("backup", make_ctx(settings, store, "x"), {"kind": "directory",
-                                                          "path": str(work / "src"),
-                                                          "target": "other"})
+    other = run(
+        "backup",
+        make_ctx(settings, store, "x"),
+        {"kind": "directory", "path": str(work / "src"), "target": "other"},
+    )
     age(Path(other["path"]), 30 * DAY_S)
 
     new = run("backup", make_ctx(settings, store, "new"), params | {"keep": 2})
@@ -327,18 +339,35 @@ def test_a_redelivered_attempt_returns_the_first_backup(settings, store, work):
     (work / "src" / "f").write_text("x")
     params = {"kind": "directory", "path": str(work / "src")}
     ctx = make_ctx(settings, store, "exec-9", index=2)
-    first = run("backup", ctx, params)
-    # A crashed attempt's temp file with the same key is cleaned up, not counted.
-    folder = Path(first["path"]).parent
+    folder = settings.data_path / "backups" / "src"
+    folder.mkdir(parents=True)
+    # Given an attempt that crashed half-way, leaving a temp file and an orphan sidecar
+    suffix = hashlib.sha256(ctx.idempotency_key.encode()).hexdigest()[:8]
+    (folder / f".src-20240101T000000Z-{suffix}.tar.gz.0badf00d.tmp").write_bytes(b"partial")
+    (folder / f"src-20240101T000000Z-{suffix}.tar.gz.sha256").write_text("0" * 64)
+
+    # When the action is delivered again, twice of them at once, and then once more
+    outputs: list[dict[str, Any]] = []
+    threads = [
+        threading.Thread(target=lambda: outputs.append(run("backup", ctx, params)))
+        for _ in range(2)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     again = run("backup", ctx, params)
 
-    assert again["path"] == first["path"] and again["sha256"] == first["sha256"]
-    assert (first["reused"], again["reused"]) == (False, True)
+    # Then there is one backup, and every attempt reports it
+    assert len(outputs) == 2
     assert len(_backups(folder)) == 1
+    assert {o["path"] for o in [*outputs, again]} == {str(_backups(folder)[0])}
+    assert sorted(o["reused"] for o in outputs) == [False, True] and again["reused"]
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [_backups(folder)[0].name, _backups(folder)[0].name + ".sha256"]
+    )
     other_action = run("backup", make_ctx(settings, store, "exec-9", index=3), params)
-    assert other_action["path"] != first["path"]
-    assert len(_backups(folder)) == 2
-    assert not [p for p in folder.iterdir() if p.name.startswith(".")]
+    assert other_action["path"] != again["path"] and len(_backups(folder)) == 2
 
 
 # --- validation at create time ------------------------------------------------------------------
@@ -359,9 +388,9 @@ def test_paths_outside_the_allowed_paths_are_refused(settings, outside):
         )
     assert isinstance(caught.value.errors()[0]["ctx"]["error"], PathNotAllowed)
     assert caught.value.errors()[0]["loc"] == ("path",)
-    with pytest.raises(ValidationError, match="dest: .*outside the allowed paths"):
+    with pytest.raises(ValidationError, match=r"dest: .*outside the allowed paths"):
         BackupParams.model_validate({"dest": str(outside)}, context=context(settings))
-    with pytest.raises(ValidationError, match="path: .*outside the allowed paths"):
+    with pytest.raises(ValidationError, match=r"path: .*outside the allowed paths"):
         BackupParams.model_validate(
             {"kind": "directory", "path": str(outside)}, context=context(settings)
         )
@@ -370,7 +399,8 @@ def test_paths_outside_the_allowed_paths_are_refused(settings, outside):
 
 
 def test_unknown_target_is_refused_listing_the_known_ones(settings, work):
-    with pytest.raises(ValidationError, match=r"target: unknown backup target 'nope'.*database"):
+    match = r"target: unknown backup target 'nope'; known targets: database \(define it in"
+    with pytest.raises(ValidationError, match=match):
         BackupParams.model_validate({"target": "nope"}, context=context(settings))
     # And through a task definition, as create_task validates it.
     with pytest.raises(ValidationError, match="unknown backup target"):
@@ -403,19 +433,34 @@ def test_bad_backup_params_are_refused(settings, params, message):
         BackupParams.model_validate(params, context=context(settings))
 
 
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"older_than": "1d", "pattern": "logs/*.log"}, "without '/'"),
+        ({"older_than": "1d", "path": []}, "leave path out"),
+        ({"older_than": "-5m"}, "older_than"),
+        ({}, "older_than"),
+    ],
+)
+def test_bad_cleanup_params_are_refused(settings, params, message):
+    with pytest.raises(ValidationError, match=message):
+        CleanupParams.model_validate(params, context=context(settings))
+
+
 def test_named_targets_come_from_the_targets_file(tmp_path, work, outside):
     db = work / "app.db"
     with sqlite3.connect(db) as conn:
         conn.execute("CREATE TABLE t (x)")
     targets = work / "targets.yaml"
-    targets.write_text("app:\n  kind: sqlite\n  path: app.db\nlegacy:\n  kind: directory\n"
-                       f"  path: {outside}\n")
+    targets.write_text(
+        f"app:\n  kind: sqlite\n  path: app.db\nlegacy:\n  kind: directory\n  path: {outside}\n"
+    )
     data = tmp_path / "data"
     data.mkdir()
     settings = Settings(data_dir=data, allowed_paths=[data, work], backup_targets_file=targets)
     out = run("backup", make_ctx(settings, FileStore(data)), {"target": "app", "keep": 1})
     assert out["kind"] == "sqlite" and Path(out["path"]).parent.name == "app"
-    with pytest.raises(ValidationError, match="target: target 'legacy'.*outside"):
+    with pytest.raises(ValidationError, match=r"target: target 'legacy'.*outside"):
         BackupParams.model_validate({"target": "legacy"}, context=context(settings))
     with pytest.raises(ValidationError, match="known targets: app, database, legacy"):
         BackupParams.model_validate({"target": "nope"}, context=context(settings))

@@ -1,0 +1,429 @@
+"""One suite for the ``Store`` protocol, run against both backends (files and real Redis)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from datetime import UTC, datetime, timedelta
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tdauto.errors import InvalidInput, NameTaken, NotFound, StoreError
+from tdauto.models import (
+    ActionRun,
+    Execution,
+    ExecutionStatus,
+    ProcessType,
+    ScheduleType,
+    Task,
+)
+from tdauto.settings import Settings
+from tdauto.store import FileStore, RedisStore, Store, open_store
+from tdauto.store.records import LOG_TRUNCATED_NOTE
+from tests.support.redis_server import RedisServer
+
+LOG_CAP = 1024
+T0 = 1_718_000_000.0
+BASE = datetime(2024, 6, 1, tzinfo=UTC)
+
+StoreFactory = Callable[[str], Store]
+
+
+def make_task(name: str = "t1", **changes: Any) -> Task:
+    fields: dict[str, Any] = {
+        "name": name,
+        "type": ProcessType.MAINTENANCE,
+        "schedule": ScheduleType.DAILY,
+        "schedule_config": {"hour": 2, "minute": 0},
+        "actions": [{"type": "cleanup", "params": {"older_than": "30days"}}],
+    }
+    fields.update(changes)
+    return Task(**fields)
+
+
+def make_execution(task: Task, n: int, **changes: Any) -> Execution:
+    fields: dict[str, Any] = {
+        "task_id": task.id,
+        "task_name": task.name,
+        "created_at": BASE + timedelta(seconds=n),
+        "actions": [ActionRun(index=0, type="cleanup")],
+    }
+    fields.update(changes)
+    return Execution(**fields)
+
+
+@pytest.fixture(params=["files", "redis"])
+def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
+    """Makes empty stores of one kind: a data dir each, or a key prefix each on one server."""
+    made: list[Store] = []
+    server: RedisServer | None = None
+    if request.param == "redis":
+        server = request.getfixturevalue("redis_server")
+
+    def factory(name: str) -> Store:
+        if server is None:
+            store: Store = FileStore(tmp_path / name, log_max_bytes=LOG_CAP)
+        else:
+            store = RedisStore(server.url, prefix=f"test-{name}", log_max_bytes=LOG_CAP)
+        made.append(store)
+        return store
+
+    yield factory
+    for store in made:
+        store.close()
+
+
+@pytest.fixture
+def store(store_factory: StoreFactory) -> Store:
+    return store_factory("main")
+
+
+# --- tasks ------------------------------------------------------------------------------------
+
+
+def test_create_task_then_get_by_id_and_by_name(store: Store) -> None:
+    task, created = store.create_task(make_task(), T0)
+
+    assert created
+    by_id = store.get_task(task.id)
+    by_name = store.get_task_by_name("t1")
+    assert by_id is not None and by_name is not None
+    assert by_id.definition() == by_name.definition() == make_task().definition()
+    assert by_id.id == by_name.id == task.id
+    assert by_id.next_run_at == task.next_run_at == datetime.fromtimestamp(T0, UTC)
+    assert store.get_task("nope") is None
+    assert store.get_task_by_name("nope") is None
+
+
+def test_run_state_is_filled_in_on_read_and_kept_exact(store: Store) -> None:
+    task, _ = store.create_task(make_task(), None)
+    next_ts, last_ts = T0 + 0.123456, T0 - 0.987654
+
+    store.set_next_run(task.id, next_ts)
+    store.set_last_run(task.id, last_ts)
+
+    read = store.get_task(task.id)
+    assert read is not None and read.next_run_at is not None and read.last_run_at is not None
+    assert read.next_run_at.timestamp() == next_ts
+    assert read.last_run_at.timestamp() == last_ts
+    [listed] = store.list_tasks()
+    assert (listed.next_run_at, listed.last_run_at) == (read.next_run_at, read.last_run_at)
+    assert store.due(next_ts) == [(task.id, next_ts)]
+
+
+def test_identical_recreate_returns_existing_and_writes_nothing(store: Store) -> None:
+    first, _ = store.create_task(make_task(), T0)
+    before = store.snapshot()
+
+    again, created = store.create_task(make_task(), T0 + 999)
+
+    assert not created
+    assert again.id == first.id
+    assert again.next_run_at == datetime.fromtimestamp(T0, UTC)
+    assert store.snapshot() == before
+
+
+def test_different_definition_with_same_name_raises_name_taken(store: Store) -> None:
+    first, _ = store.create_task(make_task(), T0)
+    before = store.snapshot()
+
+    with pytest.raises(NameTaken) as raised:
+        store.create_task(make_task(priority=1), T0)
+
+    assert raised.value.task_id == first.id
+    assert store.snapshot() == before
+
+
+def test_save_task_renames_and_refuses_a_taken_name(store: Store) -> None:
+    a, _ = store.create_task(make_task("a"), T0)
+    b, _ = store.create_task(make_task("b"), T0 + 1)
+
+    with pytest.raises(NameTaken):
+        store.save_task(a.model_copy(update={"name": "b", "priority": 1}))
+
+    assert [t.name for t in store.list_tasks()] == ["a", "b"]
+    assert store.get_task_by_name("a").id == a.id  # type: ignore[union-attr]
+    assert store.get_task_by_name("b").id == b.id  # type: ignore[union-attr]
+    assert store.get_task(a.id).priority == 5  # type: ignore[union-attr]
+
+    store.save_task(a.model_copy(update={"name": "c", "priority": 1}))
+
+    renamed = store.get_task_by_name("c")
+    assert renamed is not None and renamed.id == a.id and renamed.priority == 1
+    assert renamed.next_run_at == datetime.fromtimestamp(T0, UTC)  # run state untouched
+    assert store.get_task_by_name("a") is None
+    with pytest.raises(NotFound):
+        store.save_task(make_task("ghost"))
+
+
+def test_create_task_with_a_taken_id_is_refused(store: Store) -> None:
+    a, _ = store.create_task(make_task("a"), T0)
+
+    with pytest.raises(InvalidInput):
+        store.create_task(make_task("b", id=a.id), T0)
+
+    assert [t.name for t in store.list_tasks()] == ["a"]
+
+
+def test_delete_task_removes_it_and_its_due_entry(store: Store) -> None:
+    task, _ = store.create_task(make_task(), T0)
+    store.create_execution(make_execution(task, 1))
+
+    assert store.delete_task(task.id)
+
+    assert store.get_task(task.id) is None
+    assert store.get_task_by_name("t1") is None
+    assert store.due(T0 + 10) == []
+    assert store.next_due_ts() is None
+    assert not store.delete_task(task.id)
+    assert len(store.list_executions(task_id=task.id)) == 1  # executions stay
+    store.set_next_run(task.id, T0)  # a late reschedule does not bring it back
+    assert store.due(T0 + 10) == []
+    assert store.create_task(make_task(), T0)[1]  # the name is free again
+
+
+# --- due index ----------------------------------------------------------------------------
+
+
+def test_due_returns_only_due_tasks_earliest_first_within_limit(store: Store) -> None:
+    late, _ = store.create_task(make_task("late"), T0 + 300)
+    mid, _ = store.create_task(make_task("mid"), T0 + 200)
+    early, _ = store.create_task(make_task("early"), T0 + 100)
+    store.create_task(make_task("paused"), None)
+
+    assert store.due(T0) == []
+    assert store.due(T0 + 250) == [(early.id, T0 + 100), (mid.id, T0 + 200)]
+    assert store.due(T0 + 300, limit=1) == [(early.id, T0 + 100)]
+    assert store.due(T0 + 300, limit=0) == []
+    assert [i for i, _ in store.due(T0 + 1000)] == [early.id, mid.id, late.id]
+    assert store.next_due_ts() == T0 + 100
+
+
+def test_next_due_ts_is_none_when_nothing_is_scheduled(store: Store) -> None:
+    assert store.next_due_ts() is None
+    store.create_task(make_task(), None)
+    assert store.next_due_ts() is None
+
+
+def test_set_next_run_none_removes_from_the_index(store: Store) -> None:
+    a, _ = store.create_task(make_task("a"), T0)
+    b, _ = store.create_task(make_task("b"), T0 + 50)
+
+    store.set_next_run(a.id, None)
+
+    assert store.due(T0 + 100) == [(b.id, T0 + 50)]
+    assert store.get_task(a.id).next_run_at is None  # type: ignore[union-attr]
+    store.set_next_run(a.id, T0 + 10)  # and back in, at the new time
+    assert store.due(T0 + 100) == [(a.id, T0 + 10), (b.id, T0 + 50)]
+
+
+# --- executions ---------------------------------------------------------------------------
+
+
+def test_create_execution_twice_keeps_the_first(store: Store) -> None:
+    task, _ = store.create_task(make_task(), T0)
+    execution = make_execution(task, 1)
+
+    assert store.create_execution(execution)
+    assert not store.create_execution(execution.model_copy(update={"error": "second"}))
+
+    assert store.get_execution(execution.id) == execution
+    assert store.get_execution("nope") is None
+
+
+def test_concurrent_updates_lose_nothing(store: Store) -> None:
+    task, _ = store.create_task(make_task(), T0)
+    execution = make_execution(task, 1)
+    store.create_execution(execution)
+
+    def bump(e: Execution) -> None:
+        e.actions[0].attempts += 1
+
+    def worker() -> None:
+        for _ in range(20):
+            store.update_execution(execution.id, bump)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert store.get_execution(execution.id).actions[0].attempts == 160  # type: ignore[union-attr]
+
+
+def test_update_execution_errors_write_nothing(store: Store) -> None:
+    task, _ = store.create_task(make_task(), T0)
+    execution = make_execution(task, 1)
+    store.create_execution(execution)
+
+    def boom(e: Execution) -> None:
+        e.error = "half-way"
+        raise RuntimeError("handler bug")
+
+    with pytest.raises(RuntimeError, match="handler bug"):
+        store.update_execution(execution.id, boom)
+    with pytest.raises(InvalidInput):
+        store.update_execution(execution.id, lambda e: setattr(e, "task_id", "other"))
+    with pytest.raises(NotFound):
+        store.update_execution("nope", lambda e: None)
+    assert store.get_execution(execution.id) == execution
+
+
+def test_list_executions_filters_newest_first_with_limit(store: Store) -> None:
+    a, _ = store.create_task(make_task("a"), T0)
+    b, _ = store.create_task(make_task("b"), T0)
+    made = [
+        make_execution(a, 1, status=ExecutionStatus.SUCCEEDED),
+        make_execution(b, 2, status=ExecutionStatus.FAILED),
+        make_execution(a, 3, status=ExecutionStatus.FAILED),
+        make_execution(a, 4, status=ExecutionStatus.RUNNING),
+        make_execution(b, 5, status=ExecutionStatus.RUNNING),
+    ]
+    for execution in made:
+        store.create_execution(execution)
+
+    def ids(found: list[Execution]) -> list[str]:
+        return [e.id for e in found]
+
+    assert ids(store.list_executions()) == ids(made[::-1])
+    assert ids(store.list_executions(limit=2)) == ids([made[4], made[3]])
+    assert ids(store.list_executions(limit=None)) == ids(made[::-1])
+    assert ids(store.list_executions(task_id=a.id)) == ids([made[3], made[2], made[0]])
+    assert ids(store.list_executions(status=ExecutionStatus.FAILED)) == ids([made[2], made[1]])
+    assert ids(store.list_executions(task_id=a.id, status=ExecutionStatus.RUNNING)) == ids(
+        [made[3]]
+    )
+    assert store.list_executions(task_id="nobody") == []
+
+    store.update_execution(made[3].id, lambda e: setattr(e, "status", ExecutionStatus.FAILED))
+
+    assert ids(store.list_executions(status=ExecutionStatus.FAILED)) == ids(
+        [made[3], made[2], made[1]]
+    )
+    assert ids(store.list_executions(status=ExecutionStatus.RUNNING)) == ids([made[4]])
+
+
+# --- logs ---------------------------------------------------------------------------------
+
+
+def test_logs_append_and_read(store: Store) -> None:
+    assert store.read_log("e1") == ""
+
+    store.append_log("e1", "line 1\n")
+    store.append_log("e1", "line 2 é\n")
+
+    assert store.read_log("e1") == "line 1\nline 2 é\n"
+    assert store.read_log("e2") == ""
+
+
+def test_logs_keep_their_head_and_stop_at_the_cap(store: Store) -> None:
+    for n in range(200):
+        store.append_log("e1", f"line {n:03d} €€€\n")  # multi-byte chars across the cut
+
+    log = store.read_log("e1")
+
+    assert len(log.encode()) <= LOG_CAP
+    assert log.startswith("line 000 €€€\nline 001")
+    assert log.endswith(LOG_TRUNCATED_NOTE)
+    assert log.count(LOG_TRUNCATED_NOTE) == 1
+    assert "\ufffd" not in log  # no character was split
+    store.append_log("e1", "more\n")
+    assert store.read_log("e1") == log
+
+
+# --- whole-store operations ---------------------------------------------------------------
+
+
+def test_snapshot_restores_into_an_empty_store(store_factory: StoreFactory) -> None:
+    source = store_factory("source")
+    a, _ = source.create_task(make_task("a"), T0 + 0.5)
+    b, _ = source.create_task(make_task("b", schedule_config={"hour": 3}), None)
+    source.set_last_run(b.id, T0 - 60)
+    for n in range(3):
+        source.create_execution(make_execution(a, n, status=ExecutionStatus.SUCCEEDED))
+
+    snapshot = source.snapshot()
+    target = store_factory("target")
+    target.create_task(make_task("to-be-replaced"), T0)
+    target.restore(snapshot)
+
+    assert target.list_tasks() == source.list_tasks()
+    assert target.list_executions(limit=None) == source.list_executions(limit=None)
+    assert target.list_executions(task_id=a.id, status=ExecutionStatus.SUCCEEDED, limit=None)
+    assert target.due(T0 + 10) == [(a.id, T0 + 0.5)]
+    assert target.get_task_by_name("to-be-replaced") is None
+    assert target.snapshot() == snapshot
+
+
+def test_restore_refuses_a_foreign_dict(store: Store) -> None:
+    store.create_task(make_task(), T0)
+
+    with pytest.raises(InvalidInput):
+        store.restore({"format": "something-else", "tasks": []})
+
+    assert len(store.list_tasks()) == 1
+
+
+def test_ping(store: Store) -> None:
+    store.ping()
+
+
+def test_redis_errors_are_wrapped(redis_server: RedisServer) -> None:
+    store = RedisStore(redis_server.url, log_max_bytes=LOG_CAP)
+    store.ping()
+    redis_server.kill()
+
+    with pytest.raises(StoreError):
+        store.ping()
+    with pytest.raises(StoreError):
+        store.get_task("x")
+    store.close()
+
+
+def test_open_store_picks_the_backend_from_the_settings(tmp_path: Path) -> None:
+    local = open_store(Settings(data_dir=tmp_path / "d"))
+    distributed = open_store(Settings(data_dir=tmp_path / "d", broker_url="redis://h:1/0"))
+
+    assert isinstance(local, FileStore)
+    assert (tmp_path / "d" / "state").is_dir() and (tmp_path / "d" / "backups").is_dir()
+    assert isinstance(distributed, RedisStore)  # no connection is made until first use
+
+
+# --- the file store across processes ------------------------------------------------------
+
+
+def _create_from_process(data_dir: str, worker: int, rounds: int) -> tuple[int, int, int]:
+    """Create distinct, identical and conflicting tasks; count (created, existing, taken)."""
+    store = FileStore(Path(data_dir), log_max_bytes=LOG_CAP)
+    created = existing = taken = 0
+    for n in range(rounds):
+        store.create_task(make_task(f"own-{worker}-{n}"), T0 + n)
+        _, new = store.create_task(make_task(f"same-{n}"), T0 + n)
+        created, existing = created + new, existing + (not new)
+        try:
+            store.create_task(make_task(f"race-{n}", description=f"worker {worker}"), T0)
+        except NameTaken:
+            taken += 1
+    return created, existing, taken
+
+
+def test_file_store_from_several_processes_loses_no_task(tmp_path: Path) -> None:
+    workers, rounds = 4, 15
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        futures = [
+            pool.submit(_create_from_process, str(tmp_path), w, rounds) for w in range(workers)
+        ]
+        results = [f.result(timeout=120) for f in futures]
+
+    store = FileStore(tmp_path)
+    names = [t.name for t in store.list_tasks()]
+    assert len(names) == len(set(names)) == workers * rounds + 2 * rounds
+    assert sum(r[0] for r in results) == rounds  # one creator per identical name
+    assert sum(r[1] for r in results) == (workers - 1) * rounds
+    assert sum(r[2] for r in results) == (workers - 1) * rounds  # one winner per race
+    assert len(store.due(T0 + rounds)) == len(names)
