@@ -1,5 +1,10 @@
-from td_generator.core.enterprise.automation_systems import AutomationSystems, ProcessType, ScheduleType
 import asyncio
+
+from td_generator.core.enterprise.automation_systems import (
+    AutomationSystems,
+    ProcessType,
+    ScheduleType,
+)
 
 # Initialize automation
 automation = AutomationSystems()

@@ -34,8 +34,8 @@ from tdauto.models import (
 )
 from tdauto.monitoring.stats import execution_stats, task_stats
 from tdauto.processes import POOLS, embedded_beat, spawn_worker, stop_processes
-from tdauto.schedules import preview
 from tdauto.scheduler import compute_next_ts
+from tdauto.schedules import preview
 from tdauto.settings import Settings
 
 _RUN_STATE = {"id", "created_at", "updated_at", "next_run_at", "last_run_at"}
@@ -110,9 +110,7 @@ class AutomationSystems:
     async def get_task(self, id_or_name: str) -> Task:
         return await asyncio.to_thread(self._find, id_or_name)
 
-    def _list_tasks_sync(
-        self, type: ProcessType | str | None, enabled: bool | None
-    ) -> list[Task]:
+    def _list_tasks_sync(self, type: ProcessType | str | None, enabled: bool | None) -> list[Task]:
         wanted = ProcessType(type) if type is not None else None
         return [
             t

@@ -12,9 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from beat_schedule import BEAT_SCHEDULE
 from celery import Celery
 
+from beat_schedule import BEAT_SCHEDULE
 from tdauto.actions.registry import REGISTRY, load_plugins
 from tdauto.engine.executions import CONTROL_QUEUE
 from tdauto.engine.runtime import Runtime

@@ -215,8 +215,13 @@ def _print_tasks(tasks: list[Task]) -> None:
     table = Table("name", "id", "type", "schedule", "enabled", "next run (UTC)", "last run")
     for t in tasks:
         table.add_row(
-            t.name, t.id[:12], t.type.value, t.schedule.value, "yes" if t.enabled else "paused",
-            _fmt_time(t.next_run_at), _fmt_time(t.last_run_at),
+            t.name,
+            t.id[:12],
+            t.type.value,
+            t.schedule.value,
+            "yes" if t.enabled else "paused",
+            _fmt_time(t.next_run_at),
+            _fmt_time(t.last_run_at),
         )
     console.print(table if tasks else "no tasks yet: create one with `tdauto task create -f FILE`")
 
@@ -249,7 +254,9 @@ def task_show(name: str, count: int, as_json: bool) -> None:
     console.print_json(json.dumps(redact(_task_json(t)), default=str))
     zone = ZoneInfo(t.zone or system.settings.timezone)
     for u in upcoming:
-        console.print(f"  next: {u:%Y-%m-%d %H:%M:%S} UTC  ({u.astimezone(zone):%Y-%m-%d %H:%M %Z})")
+        console.print(
+            f"  next: {u:%Y-%m-%d %H:%M:%S} UTC  ({u.astimezone(zone):%Y-%m-%d %H:%M %Z})"
+        )
 
 
 def _task_change(verb: str) -> Any:
@@ -276,9 +283,13 @@ for _verb in ("pause", "resume", "delete"):
 @click.argument("name")
 @click.option("--wait", "wait_", is_flag=True, help="Wait for the run to end, with progress.")
 @click.option("--timeout", type=float, default=None, help="Seconds to wait at most.")
-@click.option("--params", default=None, help='JSON overrides, e.g. \'{"cleanup": {"dry_run": true}}\'.')
+@click.option(
+    "--params", default=None, help='JSON overrides, e.g. \'{"cleanup": {"dry_run": true}}\'.'
+)
 @click.option("--json", "as_json", is_flag=True)
-def task_run(name: str, wait_: bool, timeout: float | None, params: str | None, as_json: bool) -> None:
+def task_run(
+    name: str, wait_: bool, timeout: float | None, params: str | None, as_json: bool
+) -> None:
     """Run a task now."""
     system = _system()
     execution = system.trigger_sync(name, json.loads(params) if params else None)
@@ -327,8 +338,13 @@ def exec_list(task_name: str | None, status: str | None, limit: int, as_json: bo
     for e in items:
         d = e.duration_s
         table.add_row(
-            e.id, e.task_name, e.status.value, e.trigger.value, _fmt_time(e.created_at),
-            f"{d:.2f}" if d is not None else "-", (e.error or "")[:60],
+            e.id,
+            e.task_name,
+            e.status.value,
+            e.trigger.value,
+            _fmt_time(e.created_at),
+            f"{d:.2f}" if d is not None else "-",
+            (e.error or "")[:60],
         )
     console.print(table)
 
@@ -338,16 +354,29 @@ def _show_execution(execution: Execution, as_json: bool) -> None:
         _emit_json(_exec_json(execution))
         return
     e = execution
-    console.print(f"[bold]{e.id}[/bold]  {e.task_name}  {e.status.value}  trigger={e.trigger.value}")
-    console.print(f"created {_fmt_time(e.created_at)}  started {_fmt_time(e.started_at)}  "
-                  f"finished {_fmt_time(e.finished_at)}")
+    console.print(
+        f"[bold]{e.id}[/bold]  {e.task_name}  {e.status.value}  trigger={e.trigger.value}"
+    )
+    console.print(
+        f"created {_fmt_time(e.created_at)}  started {_fmt_time(e.started_at)}  "
+        f"finished {_fmt_time(e.finished_at)}"
+    )
     if e.error:
         console.print(f"[red]error:[/red] {e.error}")
     table = Table("#", "action", "status", "attempts", "host", "queue", "output / error")
     for r in e.actions:
-        detail = r.error or json.dumps(redact(r.output), default=str) if (r.error or r.output) else ""
-        table.add_row(str(r.index), r.type, r.status.value, str(r.attempts), r.host or "-",
-                      r.queue or "-", detail[:120])
+        detail = (
+            r.error or json.dumps(redact(r.output), default=str) if (r.error or r.output) else ""
+        )
+        table.add_row(
+            str(r.index),
+            r.type,
+            r.status.value,
+            str(r.attempts),
+            r.host or "-",
+            r.queue or "-",
+            detail[:120],
+        )
     console.print(table)
 
 
@@ -401,7 +430,7 @@ def config(markdown: bool) -> None:
 def actions(as_json: bool) -> None:
     """List every registered action (built-in and plugins)."""
     system = _system()
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "name": d.name,
             "process_type": d.process_type.value if d.process_type else None,
@@ -416,8 +445,13 @@ def actions(as_json: bool) -> None:
         return
     table = Table("action", "process type", "class", "params", "description")
     for r in rows:
-        table.add_row(r["name"], r["process_type"] or "-", r["resource_class"],
-                      ", ".join(r["params"].get("properties", {})), r["description"])
+        table.add_row(
+            r["name"],
+            r["process_type"] or "-",
+            r["resource_class"],
+            ", ".join(r["params"].get("properties", {})),
+            r["description"],
+        )
     console.print(table)
 
 
@@ -434,10 +468,14 @@ def stats(as_json: bool) -> None:
         _emit_json(data)
         return
     t, e = data["tasks"], data["executions"]
-    console.print(f"tasks: {t['total']} ({t['enabled']} enabled, {t['paused']} paused)  "
-                  f"by type {t['by_type']}  by schedule {t['by_schedule']}")
-    console.print(f"executions: {e['total']}  by status {e['by_status']}  "
-                  f"success rate {e['success_rate']}  durations {e['duration_seconds']}")
+    console.print(
+        f"tasks: {t['total']} ({t['enabled']} enabled, {t['paused']} paused)  "
+        f"by type {t['by_type']}  by schedule {t['by_schedule']}"
+    )
+    console.print(
+        f"executions: {e['total']}  by status {e['by_status']}  "
+        f"success rate {e['success_rate']}  durations {e['duration_seconds']}"
+    )
     for row in t["next_runs"]:
         console.print(f"  next: {row['next_run_at']}  {row['name']}")
 

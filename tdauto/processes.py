@@ -8,6 +8,7 @@ then stops them with SIGTERM (Celery's warm shutdown) and SIGKILL after a grace 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -23,7 +24,9 @@ from tdauto.settings import Settings
 POOLS = ("cpu", "memory", "storage")
 
 
-def spawn_worker(pool: str, settings: Settings, log_dir: Path | None = None) -> subprocess.Popen[bytes]:
+def spawn_worker(
+    pool: str, settings: Settings, log_dir: Path | None = None
+) -> subprocess.Popen[bytes]:
     """Start ``tdauto worker POOL`` with ``settings`` passed down as TDAUTO_* variables."""
     env = {**os.environ, **settings.child_env()}
     out = subprocess.DEVNULL
@@ -55,10 +58,8 @@ def stop_processes(procs: list[subprocess.Popen[bytes]], grace_s: float = 15.0) 
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def embedded_beat(app: Celery) -> EmbeddedService:

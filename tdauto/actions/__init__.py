@@ -3,4 +3,12 @@
 from tdauto.actions.context import ActionContext, confine
 from tdauto.actions.registry import REGISTRY, ActionDef, Registry, action, load_plugins
 
-__all__ = ["REGISTRY", "ActionContext", "ActionDef", "Registry", "action", "confine", "load_plugins"]
+__all__ = [
+    "REGISTRY",
+    "ActionContext",
+    "ActionDef",
+    "Registry",
+    "action",
+    "confine",
+    "load_plugins",
+]

@@ -144,9 +144,7 @@ def run_action(
         rt.store.update_execution(execution_id, failed)
         return ExecutionStatus.FAILED
 
-    logger.info(
-        "action %s (%s) succeeded in %.3fs", index, run.type, time.monotonic() - started
-    )
+    logger.info("action %s (%s) succeeded in %.3fs", index, run.type, time.monotonic() - started)
     close_log()
 
     def succeeded(e: Execution) -> None:

@@ -98,8 +98,7 @@ class FileStore(Store):
     """Tasks, run state, executions and logs as files; safe for many processes on one host."""
 
     def __init__(self, data_dir: Path, log_max_bytes: int = 1_000_000) -> None:
-        if log_max_bytes <= 2 * len(records.LOG_TRUNCATED_NOTE_BYTES):
-            raise ValueError(f"log_max_bytes must be at least 256, got {log_max_bytes}")
+        records.check_log_max_bytes(log_max_bytes)
         self.root = Path(data_dir)
         self.log_max_bytes = log_max_bytes
         self._tasks = self.root / "tasks"
@@ -135,6 +134,9 @@ class FileStore(Store):
     def _execution_path(self, execution_id: str) -> Path:
         return self._executions / f"{_safe_id(execution_id)}.json"
 
+    def _log_path(self, execution_id: str) -> Path:
+        return self._logs / f"{_safe_id(execution_id)}.log"
+
     def _read_states(self) -> dict[str, RunState]:
         raw = _read_text(self._run_state_path)
         if not raw:
@@ -146,7 +148,7 @@ class FileStore(Store):
 
     def _read_due(self) -> list[list[Any]]:
         raw = _read_text(self._due_path)
-        return [] if not raw else list(json.loads(raw))
+        return json.loads(raw) if raw else []
 
     def _task_records(self) -> Iterator[tuple[str, dict[str, Any]]]:
         """(task id, stored record) of every task file; files removed meanwhile are skipped."""
@@ -162,8 +164,7 @@ class FileStore(Store):
         return None
 
     def _write_schedule(
-        self, states: dict[str, RunState], due: list[list[Any]], task_id: str,
-        next_ts: float | None,
+        self, states: dict[str, RunState], due: list[list[Any]], task_id: str, next_ts: float | None
     ) -> None:
         """Place ``task_id`` at ``next_ts`` (or nowhere) in the due index and write both files."""
         due[:] = [entry for entry in due if entry[1] != task_id]
@@ -189,7 +190,7 @@ class FileStore(Store):
             states = self._read_states()
             states[task.id] = {"next_ts": next_ts, "last_ts": None}
             # Schedule first, definition last: a task that exists is always scheduled; a crash
-            # in between leaves at worst a due entry without a task, which readers skip.
+            # in between leaves at worst a due entry whose get_task() is None.
             self._write_schedule(states, self._read_due(), task.id, next_ts)
             _write_atomic(path, records.task_json(task))
         stored = task.model_copy()
@@ -339,7 +340,7 @@ class FileStore(Store):
         and ends with ``records.LOG_TRUNCATED_NOTE`` (see ``records.log_piece``)."""
         if not text:
             return
-        path = self._logs / f"{_safe_id(execution_id)}.log"
+        path = self._log_path(execution_id)
         with _os_errors(f"appending to the log of {execution_id}"):
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             try:
@@ -351,10 +352,9 @@ class FileStore(Store):
                 os.close(fd)
 
     def read_log(self, execution_id: str) -> str:
-        path = self._logs / f"{_safe_id(execution_id)}.log"
         with _os_errors(f"reading the log of {execution_id}"):
             try:
-                return path.read_bytes().decode("utf-8", errors="replace")
+                return self._log_path(execution_id).read_bytes().decode(errors="replace")
             except FileNotFoundError:
                 return ""
 
@@ -369,9 +369,10 @@ class FileStore(Store):
                 raw = _read_text(path)
                 if raw is not None:
                     executions.append(json.loads(raw))
-        ids = {task["id"] for task in tasks}
         return records.make_snapshot(
-            tasks, {k: v for k, v in states.items() if k in ids}, executions
+            tasks,
+            {task["id"]: states.get(task["id"], records.empty_state()) for task in tasks},
+            executions,
         )
 
     def restore(self, snapshot: dict[str, Any]) -> None:

@@ -24,6 +24,7 @@ RUN_STATE_FIELDS = frozenset({"next_run_at", "last_run_at"})
 # the tail) makes an append O(size of the text) for both stores, and the note says so.
 LOG_TRUNCATED_NOTE = "\n[tdauto: log reached its size cap; later output dropped]\n"
 LOG_TRUNCATED_NOTE_BYTES = LOG_TRUNCATED_NOTE.encode()
+MIN_LOG_BYTES = 256
 
 
 class RunState(TypedDict):
@@ -108,6 +109,13 @@ def newest_first(executions: Iterable[Execution]) -> list[Execution]:
 
 
 # --- logs --------------------------------------------------------------------------------------
+
+
+def check_log_max_bytes(max_bytes: int) -> None:
+    if max_bytes < MIN_LOG_BYTES:
+        raise InvalidInput(
+            "log_max_bytes", f"must be at least {MIN_LOG_BYTES} bytes, got {max_bytes}"
+        )
 
 
 def log_piece(size: int, data: bytes, max_bytes: int) -> bytes:

@@ -66,8 +66,7 @@ class RedisStore(Store):
         log_max_bytes: int = 1_000_000,
         client: redis.Redis | None = None,
     ) -> None:
-        if log_max_bytes <= 2 * len(records.LOG_TRUNCATED_NOTE_BYTES):
-            raise ValueError(f"log_max_bytes must be at least 256, got {log_max_bytes}")
+        records.check_log_max_bytes(log_max_bytes)
         if client is not None and not client.get_connection_kwargs().get("decode_responses"):
             raise ValueError("RedisStore needs a client made with decode_responses=True")
         self.keys = Keys(prefix)
@@ -254,8 +253,9 @@ class RedisStore(Store):
         """Walks the narrowest index newest first, a page at a time, until ``limit`` match."""
         if limit is not None and limit <= 0:
             return []
+        status = None if status is None else ExecutionStatus(status)
         if status is not None:
-            index = self.keys.status_executions(ExecutionStatus(status).value)
+            index = self.keys.status_executions(status.value)
         elif task_id is not None:
             index = self.keys.task_executions(task_id)
         else:

@@ -47,7 +47,9 @@ def next_two_am(now: datetime) -> datetime:
 
 
 @pytest.mark.parametrize("mode", ["local", "redis"])
-def test_usage_guide_runs_verbatim(mode: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+def test_usage_guide_runs_verbatim(
+    mode: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     env: dict[str, str] = {}
     if mode == "redis":
         env["TDAUTO_BROKER_URL"] = request.getfixturevalue("redis_url")

@@ -49,7 +49,9 @@ def system(redis_url: str, data_dir: Path) -> Iterator[AutomationSystems]:
 
 
 @pytest.fixture
-def workers(redis_url: str, data_dir: Path, system: AutomationSystems) -> Iterator[list[subprocess.Popen[bytes]]]:
+def workers(
+    redis_url: str, data_dir: Path, system: AutomationSystems
+) -> Iterator[list[subprocess.Popen[bytes]]]:
     """One worker per pool, started with `tdauto worker POOL`; ready when they answer a ping."""
     log_dir = data_dir / "worker-logs"
     log_dir.mkdir(parents=True, exist_ok=True)

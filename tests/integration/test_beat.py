@@ -54,6 +54,7 @@ def test_beat_picks_up_new_task_and_survives_restart(
                 actions=[{"type": "cleanup", "params": {"older_than": "30days", "dry_run": True}}],
             )
         )
+
         # Then beat fires it without a restart
         def runs() -> list:  # type: ignore[type-arg]
             return system.store.list_executions(task_id=task.id, limit=None)
@@ -73,9 +74,7 @@ def test_beat_picks_up_new_task_and_survives_restart(
     slots = Counter(e.scheduled_for for e in executions)
     assert all(n == 1 for n in slots.values()), slots
     assert {e.trigger.value for e in executions} == {"schedule"}
-    wait_for(
-        lambda: all(e.status.terminal for e in runs()), 30, "all runs to finish"
-    )
+    wait_for(lambda: all(e.status.terminal for e in runs()), 30, "all runs to finish")
     assert {e.status for e in runs()} == {ExecutionStatus.SUCCEEDED}
     stored = system.store.get_task(task.id)
     assert stored is not None and stored.next_run_at is not None and stored.last_run_at is not None

@@ -7,9 +7,9 @@ import subprocess
 from pathlib import Path
 
 from tdauto import AutomationSystems, ExecutionStatus, ProcessType, ScheduleType
-from tdauto.actions.backup import restore_backup
-from tdauto.store import open_store
+from tdauto.actions.maintenance import restore_backup
 from tdauto.settings import Settings
+from tdauto.store import open_store
 
 
 def create(system: AutomationSystems, name: str, actions: list[dict]) -> str:
@@ -27,7 +27,10 @@ def create(system: AutomationSystems, name: str, actions: list[dict]) -> str:
 
 
 def test_backup_and_cleanup_succeed_and_backup_restores(
-    system: AutomationSystems, workers: list[subprocess.Popen[bytes]], data_dir: Path, tmp_path: Path
+    system: AutomationSystems,
+    workers: list[subprocess.Popen[bytes]],
+    data_dir: Path,
+    tmp_path: Path,
 ) -> None:
     # Given the usage guide's task and an old file for cleanup to remove
     task_id = create(

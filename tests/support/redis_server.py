@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 NOT_FOUND = (
     "redis-server not found: install it (apt-get install -y redis-server) "
@@ -80,7 +82,9 @@ class RedisServer:
     def wait_ready(self) -> None:
         """Block until the server answers ``PING``; raise with its log if it never does."""
         deadline = time.monotonic() + self.ready_timeout_s
-        client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1.0)
+        client = redis.Redis(
+            host="127.0.0.1", port=self.port, socket_timeout=1.0, retry=Retry(NoBackoff(), 0)
+        )
         try:
             while True:
                 if self._process is None or self._process.poll() is not None:
@@ -100,24 +104,19 @@ class RedisServer:
             client.close()
 
     def stop(self) -> None:
-        """Clean shutdown: ``SHUTDOWN`` (the AOF is flushed), terminate as a fallback."""
+        """Clean shutdown: ``SIGTERM``, which redis-server handles as ``SHUTDOWN`` (the AOF is
+        fsynced), with ``SIGKILL`` as the fallback. A signal rather than the command because
+        the client would retry the connection the server closes, with backoff."""
         process = self._process
         if process is None:
             return
         if process.poll() is None:
-            client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2.0)
-            with contextlib.suppress(redis.RedisError):
-                client.shutdown()
-            client.close()
+            process.terminate()
             try:
-                process.wait(timeout=5)
+                process.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                process.terminate()
-                try:
-                    process.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+                process.kill()
+                process.wait()
         self._close(process)
 
     def kill(self) -> None:

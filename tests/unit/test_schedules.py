@@ -278,17 +278,10 @@ def test_interval_is_absolute_time_whatever_the_zone() -> None:
     assert utc(got) == "2026-01-10T12:15Z"
 
 
-def test_interval_of_a_fraction_of_a_second_walks_its_grid() -> None:
-    config = ScheduleConfig(every=0.25)
-    anchor = 1_000_000.0
-    cursor = anchor
-    seen = []
-    for _ in range(8):
-        got = next_fire_ts(S.INTERVAL, config, cursor, anchor_ts=anchor)
-        assert got is not None
-        seen.append(got)
-        cursor = got
-    assert seen == [anchor + 0.25 * k for k in range(1, 9)]
+def test_interval_below_one_second_is_refused() -> None:
+    # a slot is identified to the second (task_id@fire_ts), so one per second at most
+    with pytest.raises(ValidationError, match="every"):
+        ScheduleConfig(every=0.25)
 
 
 # --- start_date and end_date -----------------------------------------------------------------

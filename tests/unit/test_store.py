@@ -385,7 +385,10 @@ def test_redis_errors_are_wrapped(redis_server: RedisServer) -> None:
     store.close()
 
 
-def test_open_store_picks_the_backend_from_the_settings(tmp_path: Path) -> None:
+def test_open_store_picks_the_backend_from_the_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TDAUTO_BROKER_URL", raising=False)
     local = open_store(Settings(data_dir=tmp_path / "d"))
     distributed = open_store(Settings(data_dir=tmp_path / "d", broker_url="redis://h:1/0"))
 
