@@ -413,6 +413,33 @@ def exec_cancel(execution_id: str) -> None:
     console.print(f"{e.id}: {e.status.value}")
 
 
+@main.group()
+def backup() -> None:
+    """Restore backups made by the backup action."""
+
+
+@backup.command("restore")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--dest",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where a SQLite or directory backup goes (a store backup goes to the store).",
+)
+@click.option("--overwrite", is_flag=True, help="Replace an existing file or non-empty directory.")
+@click.option("--json", "as_json", is_flag=True)
+def backup_restore(path: Path, dest: Path | None, overwrite: bool, as_json: bool) -> None:
+    """Check a backup's sha256, then restore it (the store, a SQLite file or a directory)."""
+    from tdauto.actions.maintenance import restore_backup
+
+    system = _system()
+    result = restore_backup(path, store=system.store, dest=dest, overwrite=overwrite)
+    if as_json:
+        _emit_json(result)
+    else:
+        console.print(f"restored {result['kind']} backup {path} (sha256 {result['sha256']})")
+
+
 @main.command()
 @click.option("--markdown", is_flag=True, help="Print the table of every TDAUTO_* variable.")
 def config(markdown: bool) -> None:

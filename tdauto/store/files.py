@@ -16,9 +16,8 @@ host serialize on ``fcntl.flock``: task mutations on the store lock (names are u
 files, so creating a task must see every other task), execution read-modify-writes on the
 stripe of their id (unrelated executions do not wait on each other). ``snapshot`` and
 ``restore`` take the store lock and then every stripe, in that order; nothing takes them the
-other way round, so there is no deadlock. Names are found by scanning ``tasks/`` (local mode
-holds hundreds of tasks, not millions, and a scan cannot drift from the files the way a
-second index could).
+other way round, so there is no deadlock. Names are found by scanning ``tasks/``: local mode
+holds hundreds of tasks, and a scan cannot drift from the files as a second index could.
 """
 
 from __future__ import annotations
@@ -33,6 +32,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from pydantic import ValidationError
 
@@ -110,9 +110,8 @@ class FileStore(Store):
         self._lock_path = state / "store.lock"
         self._stripe_paths = [state / "locks" / f"exec-{n:02d}.lock" for n in range(LOCK_STRIPES)]
         with _os_errors(f"creating the data dir {self.root}"):
-            for name in _DIRS:
+            for name in (*_DIRS, "state/locks"):
                 (self.root / name).mkdir(parents=True, exist_ok=True)
-            (state / "locks").mkdir(exist_ok=True)
 
     # --- locks and raw files -----------------------------------------------------------------
 
@@ -128,14 +127,16 @@ class FileStore(Store):
                 stack.enter_context(_flock(path))
             yield
 
+    # Ids become file names percent-encoded, so no id (``../x``) can leave its folder.
+
     def _task_path(self, task_id: str) -> Path:
-        return self._tasks / f"{_safe_id(task_id)}.json"
+        return self._tasks / f"{quote(task_id, safe='')}.json"
 
     def _execution_path(self, execution_id: str) -> Path:
-        return self._executions / f"{_safe_id(execution_id)}.json"
+        return self._executions / f"{quote(execution_id, safe='')}.json"
 
     def _log_path(self, execution_id: str) -> Path:
-        return self._logs / f"{_safe_id(execution_id)}.log"
+        return self._logs / f"{quote(execution_id, safe='')}.log"
 
     def _read_states(self) -> dict[str, RunState]:
         raw = _read_text(self._run_state_path)
@@ -155,13 +156,11 @@ class FileStore(Store):
         for path in self._tasks.glob("*.json"):
             raw = _read_text(path)
             if raw is not None:
-                yield path.stem, json.loads(raw)
+                record = json.loads(raw)
+                yield str(record.get("id", path.stem)), record
 
     def _holder_of(self, name: str) -> tuple[str, dict[str, Any]] | None:
-        for task_id, record in self._task_records():
-            if record.get("name") == name:
-                return task_id, record
-        return None
+        return next((item for item in self._task_records() if item[1].get("name") == name), None)
 
     def _write_schedule(
         self, states: dict[str, RunState], due: list[list[Any]], task_id: str, next_ts: float | None
@@ -398,9 +397,3 @@ class FileStore(Store):
                 "check TDAUTO_DATA_DIR and its permissions"
             )
 
-
-def _safe_id(key: str) -> str:
-    """Ids become file names: refuse anything that could leave its folder."""
-    if not key or "/" in key or "\\" in key or key.startswith(".") or "\0" in key:
-        raise InvalidInput("id", f"{key!r} is not a valid id (no slashes or leading dots)")
-    return key
