@@ -33,13 +33,14 @@ def start_execution(rt: Runtime, execution_id: str) -> bool:
     claimed = False
 
     def claim(ex: Execution) -> None:
+        # may run more than once (optimistic retry in the Redis store): decide afresh each time
         nonlocal claimed
-        if ex.status is ExecutionStatus.PENDING:
+        claimed = ex.status is ExecutionStatus.PENDING
+        if claimed:
             ex.status = ExecutionStatus.QUEUED
             for run in ex.actions:
                 if run.status is ExecutionStatus.PENDING:
                     run.status = ExecutionStatus.QUEUED
-            claimed = True
 
     if rt.store.get_execution(execution_id) is None:
         log.warning("tdauto.run: execution %s does not exist", execution_id)

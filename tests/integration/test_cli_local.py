@@ -111,7 +111,7 @@ def test_up_runs_tasks_and_stops_cleanly(env: dict[str, str], tmp_path: Path) ->
         children = psutil.Process(up.pid).children(recursive=True)
         up.send_signal(signal.SIGINT)
         up.wait(timeout=60)
-        gone, alive = psutil.wait_procs(children, timeout=30)
+        _gone, alive = psutil.wait_procs(children, timeout=30)
         assert alive == []
     assert up.returncode == 0
 
