@@ -1,10 +1,5 @@
+from td_generator.core.enterprise.automation_systems import AutomationSystems, ProcessType, ScheduleType
 import asyncio
-
-from td_generator.core.enterprise.automation_systems import (
-    AutomationSystems,
-    ProcessType,
-    ScheduleType,
-)
 
 # Initialize automation
 automation = AutomationSystems()
