@@ -1,0 +1,540 @@
+"""Idle footprint: time to ready and memory of an idle system, tdauto against bare Celery.
+
+For each mode (local: filesystem broker; redis: a redis-server this script starts on a free
+port) and each run, it measures:
+
+* tdauto: ``tdauto up`` in a fresh data dir, started in its own session. Ready time is from
+  the spawn to the ``ready in`` line on its stdout. After ``--idle`` seconds, the RSS (and
+  USS, where permitted) of the whole process tree is summed. It is then stopped with SIGINT,
+  which must end it within 30 s and leave none of its processes behind.
+* baseline: bare Celery with the same shape and settings (tdauto's own ``celery_config`` for
+  a data dir of its own, so JSON only, late acks, the same broker options): three
+  ``celery -A mod worker`` processes with the pools, concurrencies and queues of
+  ``workers/*.py`` plus one ``celery beat`` process. Ready time is from the first spawn until
+  all three workers answer ``app.control.ping``; the memory is the sum over the four
+  processes and their children. They are stopped with SIGTERM (warm shutdown), with the same
+  30 s limit and leftover check.
+
+It prints the medians and the tdauto/baseline ratios (``--json`` for a machine-readable
+report) and exits 1 if any stop was late or left processes behind. Not a timed test.
+
+    .venv/bin/python benchmarks/idle_footprint.py [--runs 3] [--idle 10] [--modes local,redis]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+MiB = 1024 * 1024
+STOP_LIMIT_S = 30.0
+POOLS = ("cpu", "memory", "storage")
+
+# Settings are read from TDAUTO_* variables: clear them so this process (which builds the
+# baseline's config from tdauto's settings) and the processes it starts see defaults only.
+for _key in [k for k in os.environ if k.startswith("TDAUTO_")]:
+    del os.environ[_key]
+
+from celery import Celery  # noqa: E402
+
+from tdauto.app import celery_config  # noqa: E402
+from tdauto.resources.pools import load_pool  # noqa: E402
+from tdauto.settings import Settings  # noqa: E402
+
+
+# --- processes ---------------------------------------------------------------------------
+
+
+class Spawned:
+    """Every process this script starts, so that whatever happens none outlives it."""
+
+    procs: list[subprocess.Popen[bytes]] = []  # noqa: RUF012
+
+    @classmethod
+    def popen(cls, argv: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True, **kwargs)
+        cls.procs.append(proc)
+        return proc
+
+    @classmethod
+    def kill_all(cls) -> None:
+        for proc in cls.procs:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def tree(pids: list[int]) -> list[psutil.Process]:
+    """The processes ``pids`` and all their descendants."""
+    out: dict[int, psutil.Process] = {}
+    for pid in pids:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            root = psutil.Process(pid)
+            for proc in [root, *root.children(recursive=True)]:
+                out[proc.pid] = proc
+    return list(out.values())
+
+
+def footprint(procs: list[psutil.Process]) -> dict[str, Any]:
+    """Summed RSS and USS (None if any process's USS is not readable) of ``procs``."""
+    rss = 0
+    uss: int | None = 0
+    count = 0
+    for proc in procs:
+        try:
+            rss += proc.memory_info().rss
+            count += 1
+        except psutil.NoSuchProcess:
+            continue
+        try:
+            if uss is not None:
+                uss += proc.memory_full_info().uss
+        except (psutil.AccessDenied, psutil.NoSuchProcess):
+            uss = None
+    return {"rss_mib": rss / MiB, "uss_mib": None if uss is None else uss / MiB, "procs": count}
+
+
+def leftovers(procs: list[psutil.Process]) -> list[str]:
+    """Processes of a stopped tree still alive (killed here so that nothing is left)."""
+    alive = []
+    for proc in procs:
+        try:
+            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                alive.append(f"{proc.pid} {' '.join(proc.cmdline())[:80]}")
+                proc.kill()
+        except psutil.NoSuchProcess:
+            continue
+    return alive
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TDAUTO_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+# --- one run -----------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    system: str
+    mode: str
+    ready_s: float
+    rss_mib: float
+    uss_mib: float | None
+    procs: int
+    stop_s: float
+    leftovers: list[str] = field(default_factory=list)
+    stopped_in_time: bool = True
+    reported_ready_s: float | None = None
+
+
+class LineWatcher(threading.Thread):
+    """Reads a process's stdout to the end; notes when the ``ready in`` line came."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]):
+        super().__init__(daemon=True)
+        self.proc = proc
+        self.lines: list[str] = []
+        self.ready = threading.Event()
+        self.ready_at = 0.0
+        self.ready_line = ""
+
+    def run(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            line = raw.decode(errors="replace").rstrip()
+            self.lines.append(line)
+            if not self.ready.is_set() and line.startswith("ready in "):
+                self.ready_at = time.monotonic()
+                self.ready_line = line
+                self.ready.set()
+
+
+def run_tdauto(mode: str, broker_url: str | None, work: Path, args: argparse.Namespace) -> Run:
+    data = Path(tempfile.mkdtemp(prefix="tdauto-", dir=work))
+    env = clean_env(TDAUTO_DATA_DIR=str(data))
+    if broker_url:
+        env["TDAUTO_BROKER_URL"] = broker_url
+    started = time.monotonic()
+    proc = Spawned.popen(
+        [str(BIN / "tdauto"), "up", "--ready-timeout", str(args.ready_timeout)],
+        cwd=data,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    watcher = LineWatcher(proc)
+    watcher.start()
+    deadline = started + args.ready_timeout + 10
+    while not watcher.ready.wait(0.05):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            Spawned.kill_all()
+            out = "\n".join(watcher.lines[-30:])
+            raise RuntimeError(f"tdauto up ({mode}) never got ready:\n{out}")
+    ready_s = watcher.ready_at - started
+    reported = float(watcher.ready_line.split()[2].rstrip("s:"))
+    time.sleep(args.idle)
+    procs = tree([proc.pid])
+    mem = footprint(procs)
+
+    stop_started = time.monotonic()
+    os.kill(proc.pid, signal.SIGINT)
+    in_time = True
+    try:
+        proc.wait(timeout=STOP_LIMIT_S)
+    except subprocess.TimeoutExpired:
+        in_time = False
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    stop_s = time.monotonic() - stop_started
+    watcher.join(timeout=5)
+    return Run(
+        system="tdauto",
+        mode=mode,
+        ready_s=ready_s,
+        reported_ready_s=reported,
+        stop_s=stop_s,
+        stopped_in_time=in_time,
+        leftovers=leftovers(procs),
+        **mem,
+    )
+
+
+BASELINE_MODULE = '''\
+"""Bare Celery with tdauto's settings and shape (generated by benchmarks/idle_footprint.py)."""
+
+import json
+
+from celery import Celery
+
+app = Celery("baseline")
+app.conf.update(json.loads({conf!r}))
+
+
+@app.task(name="tdauto.system.requeue_pending")
+def requeue_pending():
+    """Stands for tdauto's static beat entry: same name, schedule and queue, no work."""
+    return None
+'''
+
+
+def baseline_conf(broker_url: str | None, data: Path) -> dict[str, Any]:
+    """tdauto's Celery settings for a data dir of the baseline's own, plus its beat entry."""
+    from beat_schedule import BEAT_SCHEDULE
+
+    conf = celery_config(Settings(data_dir=data, broker_url=broker_url))
+    conf = {k: v for k, v in conf.items() if k.startswith(("task_", "worker_", "broker_"))
+            or k in ("result_serializer", "event_serializer", "accept_content",
+                     "result_accept_content", "timezone", "enable_utc",
+                     "beat_max_loop_interval")}
+    conf["beat_schedule"] = BEAT_SCHEDULE
+    json.dumps(conf)  # everything must survive the trip through the generated module
+    return conf
+
+
+def run_baseline(mode: str, broker_url: str | None, work: Path, args: argparse.Namespace) -> Run:
+    data = Path(tempfile.mkdtemp(prefix="baseline-", dir=work))
+    conf = baseline_conf(broker_url, data)
+    (data / "bench_baseline.py").write_text(BASELINE_MODULE.format(conf=json.dumps(conf)))
+    settings = Settings(data_dir=data, broker_url=broker_url)
+    host = settings.host
+    env = clean_env(PYTHONPATH=str(data))
+    celery = str(BIN / "celery")
+    logs = data / "logs"
+    logs.mkdir()
+
+    names: list[str] = []
+    argvs: list[list[str]] = []
+    for pool_name in POOLS:
+        spec = load_pool(pool_name)
+        name = f"baseline-{spec.name}@{host}"
+        names.append(name)
+        argv = [
+            celery, "-A", "bench_baseline", "worker",
+            "-P", spec.pool,
+            "-c", str(spec.concurrency(settings)),
+            "-Q", ",".join(spec.queues(host)),
+            "-n", name,
+            "-l", "INFO",
+            "-E", "--without-gossip", "--without-mingle",
+        ]
+        if spec.max_memory_per_child_kb:
+            argv += ["--max-memory-per-child", str(spec.max_memory_per_child_kb)]
+        if spec.max_tasks_per_child:
+            argv += ["--max-tasks-per-child", str(spec.max_tasks_per_child)]
+        argvs.append(argv)
+    argvs.append([celery, "-A", "bench_baseline", "beat", "-l", "INFO",
+                  "-s", str(data / "celerybeat-schedule")])
+
+    client = Celery("baseline-client", set_as_current=False)
+    client.conf.update(conf)
+    started = time.monotonic()
+    procs = []
+    for argv in argvs:
+        log = (logs / f"{argv[4]}-{len(procs)}.log").open("ab")
+        procs.append(Spawned.popen(argv, cwd=data, env=env, stdout=log, stderr=subprocess.STDOUT))
+        log.close()
+    seen: set[str] = set()
+    while not set(names) <= seen:
+        for reply in client.control.ping(timeout=0.5) or []:
+            seen.update(reply)
+        dead = [p for p in procs if p.poll() is not None]
+        if dead or time.monotonic() - started > args.ready_timeout:
+            Spawned.kill_all()
+            tails = "\n".join(
+                f"--- {f.name}\n" + "\n".join(f.read_text(errors="replace").splitlines()[-15:])
+                for f in sorted(logs.iterdir())
+            )
+            raise RuntimeError(f"baseline ({mode}) never got ready, missing "
+                               f"{set(names) - seen}:\n{tails}")
+    ready_s = time.monotonic() - started
+    client.close()
+    time.sleep(args.idle)
+    members = tree([p.pid for p in procs])
+    mem = footprint(members)
+
+    stop_started = time.monotonic()
+    for proc in procs:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+    in_time = True
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.0, stop_started + STOP_LIMIT_S - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            in_time = False
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    stop_s = time.monotonic() - stop_started
+    return Run(
+        system="baseline",
+        mode=mode,
+        ready_s=ready_s,
+        stop_s=stop_s,
+        stopped_in_time=in_time,
+        leftovers=leftovers(members),
+        **mem,
+    )
+
+
+# --- redis ---------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class PlainRedis:
+    """``redis-server`` without persistence, used when tests/support is not there."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server not found (apt-get install -y redis-server)")
+        self.proc = Spawned.popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.directory)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        import redis
+
+        client = redis.Redis(port=self.port)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise
+                time.sleep(0.05)
+        client.close()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+
+def start_redis(directory: Path) -> Any:
+    """tests/support's RedisServer when present, else a plain redis-server."""
+    path = ROOT / "tests" / "support" / "redis_server.py"
+    server: Any
+    if path.exists():
+        spec = importlib.util.spec_from_file_location("_bench_redis_server", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        server = module.RedisServer(directory)
+    else:
+        server = PlainRedis(directory)
+    server.start()
+    return server
+
+
+def flush(url: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    client.flushall()
+    client.close()
+
+
+# --- report --------------------------------------------------------------------------------
+
+
+def median(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def summarize(runs: list[Run]) -> dict[str, Any]:
+    return {
+        "ready_s": median([r.ready_s for r in runs]),
+        "rss_mib": median([r.rss_mib for r in runs]),
+        "uss_mib": median([r.uss_mib for r in runs]),
+        "procs": median([r.procs for r in runs]),
+        "stop_s": median([r.stop_s for r in runs]),
+    }
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or not b else a / b
+
+
+def fmt(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def print_table(report: dict[str, Any]) -> None:
+    head = ["mode", "tdauto ready s", "baseline ready s", "ratio",
+            "tdauto RSS MiB", "baseline RSS MiB", "ratio",
+            "tdauto USS MiB", "baseline USS MiB", "ratio", "procs t/b"]
+    rows = []
+    for mode, m in report["modes"].items():
+        t, b, r = m["tdauto"]["median"], m["baseline"]["median"], m["ratio"]
+        rows.append([
+            mode, fmt(t["ready_s"]), fmt(b["ready_s"]), fmt(r["ready_s"]),
+            fmt(t["rss_mib"], 1), fmt(b["rss_mib"], 1), fmt(r["rss_mib"]),
+            fmt(t["uss_mib"], 1), fmt(b["uss_mib"], 1), fmt(r["uss_mib"]),
+            f"{t['procs']:g}/{b['procs']:g}",
+        ])
+    widths = [max(len(str(row[i])) for row in [head, *rows]) for i in range(len(head))]
+    print(f"idle footprint: median of {report['runs']} run(s), {report['idle_s']:g} s idle, "
+          f"{report['cpus']} CPUs; ratio = tdauto / baseline (bare Celery)")
+    print("  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)))
+    print("  ".join("-" * w for w in widths))
+    for row in rows:
+        print("  ".join(str(c).rjust(w) if i else str(c).ljust(w)
+                        for i, (c, w) in enumerate(zip(row, widths, strict=True))))
+    for mode, m in report["modes"].items():
+        for system in ("tdauto", "baseline"):
+            runs = m[system]["runs"]
+            stops = ", ".join(f"{r['stop_s']:.1f}" for r in runs)
+            left = sum(len(r["leftovers"]) for r in runs)
+            ok = all(r["stopped_in_time"] for r in runs) and not left
+            print(f"stop {mode:<5} {system:<8}: {'ok' if ok else 'FAILED'} "
+                  f"(exit after {stops} s; {left} leftover processes)")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=3, help="Runs per system and mode.")
+    parser.add_argument("--idle", type=float, default=10.0, help="Idle seconds before measuring.")
+    parser.add_argument("--modes", default="local,redis", help="Comma-separated: local, redis.")
+    parser.add_argument("--ready-timeout", type=float, default=120.0)
+    parser.add_argument("--json", action="store_true", help="Print the report as JSON.")
+    args = parser.parse_args()
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if not modes or set(modes) - {"local", "redis"} or args.runs < 1:
+        parser.error("--modes takes local and/or redis; --runs at least 1")
+
+    report: dict[str, Any] = {
+        "benchmark": "idle_footprint",
+        "runs": args.runs,
+        "idle_s": args.idle,
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "modes": {},
+    }
+    work = Path(tempfile.mkdtemp(prefix="tdauto-bench-idle-"))
+    redis_server = None
+    try:
+        for mode in modes:
+            broker_url = None
+            if mode == "redis":
+                redis_server = start_redis(work / "redis")
+                broker_url = redis_server.url
+            results: dict[str, list[Run]] = {"tdauto": [], "baseline": []}
+            for i in range(args.runs):
+                order = (run_tdauto, run_baseline) if i % 2 == 0 else (run_baseline, run_tdauto)
+                for fn in order:
+                    if broker_url:
+                        flush(broker_url)
+                    run = fn(mode, broker_url, work, args)
+                    results[run.system].append(run)
+                    if not args.json:
+                        print(f"  {mode} run {i + 1} {run.system}: ready {run.ready_s:.2f} s, "
+                              f"RSS {run.rss_mib:.1f} MiB, {run.procs} processes",
+                              file=sys.stderr, flush=True)
+            t, b = summarize(results["tdauto"]), summarize(results["baseline"])
+            report["modes"][mode] = {
+                "tdauto": {"median": t, "runs": [asdict(r) for r in results["tdauto"]]},
+                "baseline": {"median": b, "runs": [asdict(r) for r in results["baseline"]]},
+                "ratio": {k: ratio(t[k], b[k]) for k in ("ready_s", "rss_mib", "uss_mib")},
+            }
+            if redis_server is not None:
+                redis_server.stop()
+                redis_server = None
+    finally:
+        if redis_server is not None:
+            redis_server.stop()
+        Spawned.kill_all()
+        shutil.rmtree(work, ignore_errors=True)
+
+    all_runs = [r for m in report["modes"].values() for s in ("tdauto", "baseline")
+                for r in m[s]["runs"]]
+    report["clean_stop"] = all(r["stopped_in_time"] and not r["leftovers"] for r in all_runs)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print_table(report)
+    return 0 if report["clean_stop"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
