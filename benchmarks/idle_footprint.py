@@ -43,23 +43,17 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from celery import Celery
+
+from tdauto.app import SETTINGS_KEY, celery_config
+from tdauto.resources.pools import load_pool
+from tdauto.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 MiB = 1024 * 1024
 STOP_LIMIT_S = 30.0
 POOLS = ("cpu", "memory", "storage")
-
-# Settings are read from TDAUTO_* variables: clear them so this process (which builds the
-# baseline's config from tdauto's settings) and the processes it starts see defaults only.
-for _key in [k for k in os.environ if k.startswith("TDAUTO_")]:
-    del os.environ[_key]
-
-from celery import Celery  # noqa: E402
-
-from tdauto.app import celery_config  # noqa: E402
-from tdauto.resources.pools import load_pool  # noqa: E402
-from tdauto.settings import Settings  # noqa: E402
 
 
 # --- processes ---------------------------------------------------------------------------
@@ -68,7 +62,7 @@ from tdauto.settings import Settings  # noqa: E402
 class Spawned:
     """Every process this script starts, so that whatever happens none outlives it."""
 
-    procs: list[subprocess.Popen[bytes]] = []  # noqa: RUF012
+    procs: list[subprocess.Popen[bytes]] = []
 
     @classmethod
     def popen(cls, argv: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
@@ -247,10 +241,7 @@ def baseline_conf(broker_url: str | None, data: Path) -> dict[str, Any]:
     from beat_schedule import BEAT_SCHEDULE
 
     conf = celery_config(Settings(data_dir=data, broker_url=broker_url))
-    conf = {k: v for k, v in conf.items() if k.startswith(("task_", "worker_", "broker_"))
-            or k in ("result_serializer", "event_serializer", "accept_content",
-                     "result_accept_content", "timezone", "enable_utc",
-                     "beat_max_loop_interval")}
+    del conf[SETTINGS_KEY]  # tdauto's own object, not a Celery setting
     conf["beat_schedule"] = BEAT_SCHEDULE
     json.dumps(conf)  # everything must survive the trip through the generated module
     return conf
@@ -274,28 +265,48 @@ def run_baseline(mode: str, broker_url: str | None, work: Path, args: argparse.N
         name = f"baseline-{spec.name}@{host}"
         names.append(name)
         argv = [
-            celery, "-A", "bench_baseline", "worker",
-            "-P", spec.pool,
-            "-c", str(spec.concurrency(settings)),
-            "-Q", ",".join(spec.queues(host)),
-            "-n", name,
-            "-l", "INFO",
-            "-E", "--without-gossip", "--without-mingle",
+            celery,
+            "-A",
+            "bench_baseline",
+            "worker",
+            "-P",
+            spec.pool,
+            "-c",
+            str(spec.concurrency(settings)),
+            "-Q",
+            ",".join(spec.queues(host)),
+            "-n",
+            name,
+            "-l",
+            "INFO",
+            "-E",
+            "--without-gossip",
+            "--without-mingle",
         ]
         if spec.max_memory_per_child_kb:
             argv += ["--max-memory-per-child", str(spec.max_memory_per_child_kb)]
         if spec.max_tasks_per_child:
             argv += ["--max-tasks-per-child", str(spec.max_tasks_per_child)]
         argvs.append(argv)
-    argvs.append([celery, "-A", "bench_baseline", "beat", "-l", "INFO",
-                  "-s", str(data / "celerybeat-schedule")])
+    argvs.append(
+        [
+            celery,
+            "-A",
+            "bench_baseline",
+            "beat",
+            "-l",
+            "INFO",
+            "-s",
+            str(data / "celerybeat-schedule"),
+        ]
+    )
 
     client = Celery("baseline-client", set_as_current=False)
     client.conf.update(conf)
     started = time.monotonic()
     procs = []
     for argv in argvs:
-        log = (logs / f"{argv[4]}-{len(procs)}.log").open("ab")
+        log = (logs / f"{argv[3]}-{len(procs)}.log").open("ab")
         procs.append(Spawned.popen(argv, cwd=data, env=env, stdout=log, stderr=subprocess.STDOUT))
         log.close()
     seen: set[str] = set()
@@ -309,8 +320,9 @@ def run_baseline(mode: str, broker_url: str | None, work: Path, args: argparse.N
                 f"--- {f.name}\n" + "\n".join(f.read_text(errors="replace").splitlines()[-15:])
                 for f in sorted(logs.iterdir())
             )
-            raise RuntimeError(f"baseline ({mode}) never got ready, missing "
-                               f"{set(names) - seen}:\n{tails}")
+            raise RuntimeError(
+                f"baseline ({mode}) never got ready, missing {set(names) - seen}:\n{tails}"
+            )
     ready_s = time.monotonic() - started
     client.close()
     time.sleep(args.idle)
@@ -365,8 +377,19 @@ class PlainRedis:
         if binary is None:
             raise RuntimeError("redis-server not found (apt-get install -y redis-server)")
         self.proc = Spawned.popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.directory)],
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.directory),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -441,34 +464,61 @@ def fmt(value: float | None, digits: int = 2) -> str:
 
 
 def print_table(report: dict[str, Any]) -> None:
-    head = ["mode", "tdauto ready s", "baseline ready s", "ratio",
-            "tdauto RSS MiB", "baseline RSS MiB", "ratio",
-            "tdauto USS MiB", "baseline USS MiB", "ratio", "procs t/b"]
+    head = [
+        "mode",
+        "tdauto ready s",
+        "baseline ready s",
+        "ratio",
+        "tdauto RSS MiB",
+        "baseline RSS MiB",
+        "ratio",
+        "tdauto USS MiB",
+        "baseline USS MiB",
+        "ratio",
+        "procs t/b",
+    ]
     rows = []
     for mode, m in report["modes"].items():
         t, b, r = m["tdauto"]["median"], m["baseline"]["median"], m["ratio"]
-        rows.append([
-            mode, fmt(t["ready_s"]), fmt(b["ready_s"]), fmt(r["ready_s"]),
-            fmt(t["rss_mib"], 1), fmt(b["rss_mib"], 1), fmt(r["rss_mib"]),
-            fmt(t["uss_mib"], 1), fmt(b["uss_mib"], 1), fmt(r["uss_mib"]),
-            f"{t['procs']:g}/{b['procs']:g}",
-        ])
+        rows.append(
+            [
+                mode,
+                fmt(t["ready_s"]),
+                fmt(b["ready_s"]),
+                fmt(r["ready_s"]),
+                fmt(t["rss_mib"], 1),
+                fmt(b["rss_mib"], 1),
+                fmt(r["rss_mib"]),
+                fmt(t["uss_mib"], 1),
+                fmt(b["uss_mib"], 1),
+                fmt(r["uss_mib"]),
+                f"{t['procs']:g}/{b['procs']:g}",
+            ]
+        )
     widths = [max(len(str(row[i])) for row in [head, *rows]) for i in range(len(head))]
-    print(f"idle footprint: median of {report['runs']} run(s), {report['idle_s']:g} s idle, "
-          f"{report['cpus']} CPUs; ratio = tdauto / baseline (bare Celery)")
+    print(
+        f"idle footprint: median of {report['runs']} run(s), {report['idle_s']:g} s idle, "
+        f"{report['cpus']} CPUs; ratio = tdauto / baseline (bare Celery)"
+    )
     print("  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)))
     print("  ".join("-" * w for w in widths))
     for row in rows:
-        print("  ".join(str(c).rjust(w) if i else str(c).ljust(w)
-                        for i, (c, w) in enumerate(zip(row, widths, strict=True))))
+        print(
+            "  ".join(
+                str(c).rjust(w) if i else str(c).ljust(w)
+                for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
     for mode, m in report["modes"].items():
         for system in ("tdauto", "baseline"):
             runs = m[system]["runs"]
             stops = ", ".join(f"{r['stop_s']:.1f}" for r in runs)
             left = sum(len(r["leftovers"]) for r in runs)
             ok = all(r["stopped_in_time"] for r in runs) and not left
-            print(f"stop {mode:<5} {system:<8}: {'ok' if ok else 'FAILED'} "
-                  f"(exit after {stops} s; {left} leftover processes)")
+            print(
+                f"stop {mode:<5} {system:<8}: {'ok' if ok else 'FAILED'} "
+                f"(exit after {stops} s; {left} leftover processes)"
+            )
 
 
 def main() -> int:
@@ -479,6 +529,10 @@ def main() -> int:
     parser.add_argument("--ready-timeout", type=float, default=120.0)
     parser.add_argument("--json", action="store_true", help="Print the report as JSON.")
     args = parser.parse_args()
+    # Settings read TDAUTO_* variables: clear them so that the baseline's config (built here
+    # from tdauto's settings) and every process started here see the same defaults.
+    for key in [k for k in os.environ if k.startswith("TDAUTO_")]:
+        del os.environ[key]
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if not modes or set(modes) - {"local", "redis"} or args.runs < 1:
         parser.error("--modes takes local and/or redis; --runs at least 1")
@@ -508,9 +562,12 @@ def main() -> int:
                     run = fn(mode, broker_url, work, args)
                     results[run.system].append(run)
                     if not args.json:
-                        print(f"  {mode} run {i + 1} {run.system}: ready {run.ready_s:.2f} s, "
-                              f"RSS {run.rss_mib:.1f} MiB, {run.procs} processes",
-                              file=sys.stderr, flush=True)
+                        print(
+                            f"  {mode} run {i + 1} {run.system}: ready {run.ready_s:.2f} s, "
+                            f"RSS {run.rss_mib:.1f} MiB, {run.procs} processes",
+                            file=sys.stderr,
+                            flush=True,
+                        )
             t, b = summarize(results["tdauto"]), summarize(results["baseline"])
             report["modes"][mode] = {
                 "tdauto": {"median": t, "runs": [asdict(r) for r in results["tdauto"]]},
@@ -526,8 +583,9 @@ def main() -> int:
         Spawned.kill_all()
         shutil.rmtree(work, ignore_errors=True)
 
-    all_runs = [r for m in report["modes"].values() for s in ("tdauto", "baseline")
-                for r in m[s]["runs"]]
+    all_runs = [
+        r for m in report["modes"].values() for s in ("tdauto", "baseline") for r in m[s]["runs"]
+    ]
     report["clean_stop"] = all(r["stopped_in_time"] and not r["leftovers"] for r in all_runs)
     if args.json:
         print(json.dumps(report, indent=2))

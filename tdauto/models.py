@@ -306,6 +306,14 @@ class Task(BaseModel):
                 f"schedule_config: key(s) {sorted(extra)} do not apply to {self.schedule.name} "
                 f"schedules; allowed: {sorted(allowed | COMMON_SCHEDULE_KEYS)}"
             )
+        config = self.schedule_config
+        if self.schedule is ScheduleType.INTERVAL and config.every is not None:
+            offset = (config.jitter or 0) + (config.spread or 0)
+            if offset >= config.every:
+                raise ValueError(
+                    "schedule_config: jitter + spread must be less than every "
+                    f"({offset:g}s >= {config.every:g}s), or runs would overtake each other"
+                )
         missing = required - given
         if missing:
             raise ValueError(

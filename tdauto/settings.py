@@ -69,7 +69,7 @@ class Settings(BaseSettings):
         default=3600, ge=60, description="Redis broker visibility timeout (unacked redelivery)."
     )
     log_max_bytes: int = Field(
-        default=1_000_000, ge=1024, description="Cap of one action's stored log, in bytes."
+        default=1_000_000, ge=1024, description="Cap of one execution's stored log, in bytes."
     )
     flower_user: str | None = Field(default=None, description="Flower basic-auth user.")
     flower_password: SecretStr | None = Field(
@@ -85,6 +85,16 @@ class Settings(BaseSettings):
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
+
+    @field_validator("host", mode="before")
+    @classmethod
+    def _host(cls, value: object) -> object:
+        return value if value not in (None, "") else socket.gethostname()
+
+    @field_validator("backup_targets_file", "flower_user", "flower_password", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
 
     @field_validator("timezone")
     @classmethod
@@ -103,7 +113,7 @@ class Settings(BaseSettings):
         if value in (None, ""):
             return None
         assert value is not None
-        if not value.startswith(("redis://", "rediss://", "unix://")):
+        if not value.startswith(("redis://", "rediss://")):
             raise ValueError(
                 f"unsupported broker URL {value!r}; use redis://host:port/db or rediss:// "
                 "(or leave TDAUTO_BROKER_URL unset for local mode)"
