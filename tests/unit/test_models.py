@@ -9,8 +9,8 @@ from tdauto.engine.redact import REDACTED, redact, redact_text
 from tdauto.models import (
     ExecutionStatus,
     ProcessType,
-    Resources,
     ResourceClass,
+    Resources,
     ScheduleConfig,
     ScheduleType,
     Task,
