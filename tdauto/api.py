@@ -20,7 +20,8 @@ from typing import Any
 from celery.beat import Service
 
 from tdauto.app import make_app, runtime_of
-from tdauto.engine.executions import CONTROL_QUEUE, RUN_TASK, finish, new_execution
+from tdauto.engine.executions import CONTROL_QUEUE, RUN_TASK, new_execution
+from tdauto.engine.lifecycle import complete
 from tdauto.errors import ExecutionTimeout, InvalidInput, NotFound
 from tdauto.models import (
     Execution,
@@ -226,9 +227,7 @@ class AutomationSystems:
     def cancel_sync(self, execution_id: str) -> Execution:
         """Mark the execution CANCELLED; actions not yet started will not run."""
         self.get_execution_sync(execution_id)
-        return self._rt.store.update_execution(
-            execution_id, lambda e: finish(e, ExecutionStatus.CANCELLED, "cancelled by user")
-        )
+        return complete(self._rt, execution_id, ExecutionStatus.CANCELLED, "cancelled by user")
 
     async def cancel(self, execution_id: str) -> Execution:
         return await asyncio.to_thread(self.cancel_sync, execution_id)

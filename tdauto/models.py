@@ -264,6 +264,10 @@ class ActionSpec(BaseModel):
         return registry.validate_params(action_type, value, context)
 
 
+MisfirePolicy = Literal["run_once", "skip", "run_all"]
+OverlapPolicy = Literal["skip", "allow", "queue", "replace"]
+
+
 class Task(BaseModel):
     """An automation task: what to run, when, and with what share of a host.
 
@@ -283,10 +287,44 @@ class Task(BaseModel):
     enabled: bool = True
     priority: int = Field(default=5, ge=0, le=9)
     description: str = ""
+    misfire: MisfirePolicy = Field(
+        default="run_once",
+        description="slots missed while no scheduler ran: one catch-up run, none, or each",
+    )
+    misfire_grace: float = Field(
+        default=60.0,
+        description="seconds a slot may be late and still count as on time (then: misfire)",
+    )
+    max_catchup: int = Field(default=10, ge=1, le=1000, description="run_all: most runs")
+    overlap: OverlapPolicy = Field(
+        default="skip", description="when a run is due while the previous one still runs"
+    )
+    max_concurrent: int | None = Field(
+        default=None, ge=1, description="active runs at most (default 1; no limit for allow)"
+    )
+    lock: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        pattern=r"^[A-Za-z0-9_.:-]+$",
+        description="conflict lock: tasks sharing it never run at the same time",
+    )
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     next_run_at: datetime | None = None
     last_run_at: datetime | None = None
+
+    @field_validator("misfire_grace", mode="before")
+    @classmethod
+    def _grace(cls, value: object) -> object:
+        return parse_duration_s(value)
+
+    @property
+    def concurrency_limit(self) -> int | None:
+        """Active runs allowed at once: ``max_concurrent``, else 1 (none for ``allow``)."""
+        if self.max_concurrent is not None:
+            return self.max_concurrent
+        return None if self.overlap == "allow" else 1
 
     @field_validator("name")
     @classmethod
@@ -370,6 +408,7 @@ class Execution(BaseModel):
     error: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     resources: Resources = Field(default_factory=Resources)
+    lock: str | None = None
     actions: list[ActionRun] = Field(default_factory=list)
 
     @property

@@ -20,6 +20,7 @@ scheduling in the same loop.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from typing import Any
@@ -28,17 +29,19 @@ from celery import Celery
 from celery.beat import Scheduler
 
 from tdauto.app import runtime_of
-from tdauto.engine.executions import CONTROL_QUEUE, RUN_TASK, new_execution
+from tdauto.engine.executions import CONTROL_QUEUE, RUN_TASK, finish, new_execution
 from tdauto.engine.runtime import Runtime
+from tdauto.leader import LeaderLock, leader_lock_for
 from tdauto.models import ExecutionStatus, Task, Trigger
 from tdauto.schedules import next_fire_ts
+from tdauto.schedules.misfire import plan
 
 log = logging.getLogger(__name__)
 
 DUE_BATCH = 500
 
 
-def compute_next_ts(task: Task, after_ts: float, default_tz: str) -> float | None:
+def compute_next_ts(task: Task, after_ts: float, default_tz: str = "UTC") -> float | None:
     """The task's first fire time strictly after ``after_ts`` (None: never again)."""
     if not task.enabled:
         return None
@@ -55,9 +58,10 @@ def compute_next_ts(task: Task, after_ts: float, default_tz: str) -> float | Non
 def dispatch_due(rt: Runtime, now_ts: float, limit: int = DUE_BATCH) -> int:
     """Fire every slot due at ``now_ts``; returns how many executions were sent.
 
-    Free of Celery (it sends through ``rt.send``) so tests can drive it with a clock.
-    A slot missed while no beat ran fires once now (the default misfire policy) and the
-    task's next fire time is computed from now, not from the missed slot.
+    Free of Celery (it sends through ``rt.send``) so tests can drive it with a clock. Slots
+    that passed while no beat ran go through the task's misfire policy
+    (``tdauto.schedules.misfire``): each is run (trigger ``catchup``) or recorded MISSED, and
+    the next fire time is computed from now.
     """
     sent = 0
     for task_id, fire_ts in rt.store.due(now_ts, limit):
@@ -65,34 +69,121 @@ def dispatch_due(rt: Runtime, now_ts: float, limit: int = DUE_BATCH) -> int:
         if task is None or not task.enabled:
             rt.store.set_next_run(task_id, None)
             continue
-        execution = new_execution(task, rt.registry, Trigger.SCHEDULE, fire_ts=fire_ts)
-        if rt.store.create_execution(execution):
-            rt.send(RUN_TASK, [execution.id], CONTROL_QUEUE)
-            sent += 1
-            log.info("fired %s (%s) for slot %.0f", task.name, execution.id, fire_ts)
-        else:
-            existing = rt.store.get_execution(execution.id)
-            if existing is not None and existing.status is ExecutionStatus.PENDING:
-                rt.send(RUN_TASK, [execution.id], CONTROL_QUEUE)
-                log.info("re-sent unsent slot %s of %s", execution.id, task.name)
-        rt.store.set_last_run(task_id, fire_ts)
-        rt.store.set_next_run(
-            task_id, compute_next_ts(task, max(fire_ts, now_ts), rt.settings.timezone)
+        tz = rt.settings.timezone
+        misfire = plan(
+            fire_ts,
+            now_ts,
+            functools.partial(compute_next_ts, task, default_tz=tz),
+            task.misfire,
+            task.misfire_grace,
+            task.max_catchup,
         )
+        for slot_ts, reason in misfire.missed:
+            _record_missed(rt, task, slot_ts, reason)
+        if misfire.dropped:
+            log.warning("%s: %d+ more missed slots not recorded", task.name, misfire.dropped)
+        trigger = Trigger.CATCHUP if misfire.catchup else Trigger.SCHEDULE
+        for slot_ts in misfire.run:
+            sent += _fire(rt, task, slot_ts, trigger)
+        rt.store.set_last_run(task_id, misfire.last_slot_ts)
+        rt.store.set_next_run(task_id, compute_next_ts(task, max(misfire.last_slot_ts, now_ts), tz))
     return sent
 
 
-class StoreScheduler(Scheduler):
-    """Celery beat scheduler over tdauto's store (see the module docstring)."""
+def _fire(rt: Runtime, task: Task, slot_ts: float, trigger: Trigger) -> int:
+    """Claim the slot (create its execution) and send it; re-send one left PENDING."""
+    execution = new_execution(task, rt.registry, trigger, fire_ts=slot_ts)
+    if rt.store.create_execution(execution):
+        rt.send(RUN_TASK, [execution.id], CONTROL_QUEUE)
+        log.info("fired %s (%s) for slot %.0f [%s]", task.name, execution.id, slot_ts, trigger)
+        return 1
+    existing = rt.store.get_execution(execution.id)
+    if existing is not None and existing.status is ExecutionStatus.PENDING:
+        rt.send(RUN_TASK, [execution.id], CONTROL_QUEUE)
+        log.info("re-sent unsent slot %s of %s", execution.id, task.name)
+    return 0
 
-    def __init__(self, app: Celery, *args: Any, **kwargs: Any) -> None:
+
+def _record_missed(rt: Runtime, task: Task, slot_ts: float, reason: str) -> None:
+    """A MISSED execution for the slot, so no slot disappears without a record."""
+    execution = new_execution(task, rt.registry, Trigger.SCHEDULE, fire_ts=slot_ts)
+    finish(execution, ExecutionStatus.MISSED, reason)
+    if rt.store.create_execution(execution):
+        log.info("%s: slot %.0f recorded MISSED (%s)", task.name, slot_ts, reason)
+
+
+class StoreScheduler(Scheduler):
+    """Celery beat scheduler over tdauto's store (see the module docstring).
+
+    Any number of beats may run; only the one holding the leader lock (``tdauto.leader``)
+    dispatches anything, store tasks and static system jobs alike. The leader renews every
+    ``leader_renew_s`` (well inside ``leader_ttl_s``); a standby tries to acquire every tick,
+    so it takes over within the TTL plus one tick of the leader's death. A beat that loses the
+    lock stops dispatching at once and keeps ticking as a standby; it never exits.
+    """
+
+    def __init__(
+        self, app: Celery, *args: Any, leader_lock: LeaderLock | None = None, **kwargs: Any
+    ) -> None:
         self._rt: Runtime = runtime_of(app)
+        self._leader_lock = leader_lock or leader_lock_for(self._rt.settings, self._rt.store)
+        self._was_leader: bool | None = None  # None until the first election; for logging
+        self._renew_due_mono = 0.0  # time.monotonic() when the leader renews next
         kwargs.setdefault("max_interval", self._rt.settings.beat_tick_s)
         super().__init__(app, *args, **kwargs)
 
+    @property
+    def leader(self) -> bool:
+        """Whether this beat may dispatch now (cached lock state and a clock read; no I/O)."""
+        return self._leader_lock.is_leader
+
+    @property
+    def leader_lock(self) -> LeaderLock:
+        """This beat's lock: ``owner_token`` says who it is, ``holder()`` who leads."""
+        return self._leader_lock
+
+    def _elect(self) -> None:
+        """Renew if leading and due, or try to acquire if standby; log any change."""
+        now_mono = time.monotonic()
+        if self.leader and now_mono < self._renew_due_mono:
+            return
+        try:
+            leading = self._leader_lock.try_acquire()
+        except Exception:  # a lock that cannot answer means: not leader
+            log.exception("beat leader election failed; standing by")
+            leading = False
+        self._renew_due_mono = now_mono + self._rt.settings.leader_renew_s
+        if leading == self._was_leader:
+            return
+        first = self._was_leader is None
+        self._was_leader = leading
+        token = self._leader_lock.owner_token
+        if leading:
+            log.info("beat %s became leader (leader: yes); dispatching", token)
+        elif first:
+            log.info("beat %s is standby (leader: no); leader is %s", token, self._holder())
+        else:
+            log.warning(
+                "beat %s lost leadership (leader: no); stopped dispatching, rejoining the election",
+                token,
+            )
+
+    def _holder(self) -> str | None:
+        try:
+            return self._leader_lock.holder()
+        except Exception:  # only for a log line
+            return "unknown"
+
     def tick(self, *args: Any, **kwargs: Any) -> float:
-        """Run due system entries, then due store tasks; return seconds until the next tick."""
+        """Elect; if leader, run due system entries, then due store tasks; return seconds until
+        the next tick. ``self.leader`` is checked right before each kind of dispatch, so a
+        leader whose lease went stale (the process was paused past it) sends nothing."""
+        self._elect()
+        if not self.leader:
+            return float(self.max_interval)
         static_sleep = super().tick(*args, **kwargs)
+        if not self.leader:
+            return 0.0  # the lease went stale during the static entries: renew first
         now = time.time()
         try:
             dispatch_due(self._rt, now)
@@ -101,7 +192,21 @@ class StoreScheduler(Scheduler):
             log.exception("tdauto scheduler tick failed; retrying")
             return float(self.max_interval)
         store_sleep = self.max_interval if next_ts is None else max(0.0, next_ts - time.time())
-        return float(min(static_sleep, store_sleep, self.max_interval))
+        renew_sleep = max(0.0, self._renew_due_mono - time.monotonic())
+        return float(min(static_sleep, store_sleep, renew_sleep, self.max_interval))
+
+    def close(self) -> None:
+        """Release the leader lock first, so a standby leads at its next tick rather than
+        after the TTL; then Celery's own close."""
+        try:
+            if self._leader_lock.is_leader or self._was_leader:
+                log.info("beat %s releasing leadership", self._leader_lock.owner_token)
+            self._was_leader = None
+            self._leader_lock.release()
+        except Exception:  # the lease expires by itself
+            log.exception("releasing the beat leader lock failed")
+        finally:
+            super().close()
 
     @property
     def info(self) -> str:

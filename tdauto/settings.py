@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_DATA_DIR = Path("data/enterprise/automation")
@@ -61,6 +61,19 @@ class Settings(BaseSettings):
     )
     beat_tick_s: float = Field(
         default=1.0, gt=0, le=60, description="Longest sleep of the scheduler between ticks."
+    )
+    leader_ttl_s: float = Field(
+        default=15,
+        gt=0,
+        le=3600,
+        description="Lease of the beat leader lock, in seconds: a leader that dies is replaced "
+        "within this plus one tick.",
+    )
+    leader_renew_s: float = Field(
+        default=5,
+        gt=0,
+        description="How often the leading beat renews its lease, in seconds; under half of "
+        "TDAUTO_LEADER_TTL_S so one slow renewal does not cost the lead.",
     )
     poll_interval_s: float = Field(
         default=0.2, gt=0, le=10, description="Filesystem broker polling interval (local mode)."
@@ -119,6 +132,16 @@ class Settings(BaseSettings):
                 "(or leave TDAUTO_BROKER_URL unset for local mode)"
             )
         return value
+
+    @model_validator(mode="after")
+    def _leader_timing(self) -> Settings:
+        if self.leader_renew_s >= self.leader_ttl_s / 2:
+            raise ValueError(
+                f"leader_renew_s ({self.leader_renew_s}) must be under half of leader_ttl_s "
+                f"({self.leader_ttl_s}) so the lease is renewed well before it expires; lower "
+                "TDAUTO_LEADER_RENEW_S or raise TDAUTO_LEADER_TTL_S"
+            )
+        return self
 
     @property
     def local_mode(self) -> bool:

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tdauto.actions.registry import Registry
+from tdauto.engine.runtime import Runtime
 from tdauto.models import (
     ActionRun,
     ActionSpec,
@@ -73,6 +74,7 @@ def new_execution(
         "params": params or {},
         "actions": runs,
         "resources": task.resources,
+        "lock": task.lock,
     }
     if fire_ts is not None:
         fields["id"] = slot_execution_id(task.id, fire_ts)
@@ -96,3 +98,9 @@ def finish(execution: Execution, status: ExecutionStatus, error: str | None = No
                 if status is ExecutionStatus.CANCELLED
                 else ExecutionStatus.SKIPPED
             )
+
+
+def send_action(rt: Runtime, ex: Execution, index: int) -> None:
+    """Publish action ``index`` of ``ex`` to its resource-class queue."""
+    run = ex.actions[index]
+    rt.send(f"tdauto.action.{run.type}", [ex.id, index], run.queue or "tdauto.cpu")

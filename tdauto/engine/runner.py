@@ -16,7 +16,9 @@ import time
 from typing import Any
 
 from tdauto.actions.context import ActionContext
-from tdauto.engine.executions import finish
+from tdauto.engine.admission import Decision, decide
+from tdauto.engine.executions import send_action
+from tdauto.engine.lifecycle import complete, promote_waiting
 from tdauto.engine.logs import action_logger
 from tdauto.engine.runtime import Runtime
 from tdauto.models import Execution, ExecutionStatus, utcnow
@@ -25,39 +27,55 @@ log = logging.getLogger(__name__)
 
 
 def start_execution(rt: Runtime, execution_id: str) -> bool:
-    """Move a PENDING execution to QUEUED and send its first action.
+    """Admit a PENDING execution under its task's overlap policy and conflict lock, then
+    move it to QUEUED and send its first action (or to WAITING, or end it SKIPPED).
 
-    Returns False (and sends nothing) if the execution is missing or already past PENDING,
-    so a repeated ``tdauto.run`` message is harmless.
+    Returns True when the first action was sent. A repeated ``tdauto.run`` message finds the
+    execution past PENDING and does nothing.
     """
-    claimed = False
-
-    def claim(ex: Execution) -> None:
-        # may run more than once (optimistic retry in the Redis store): decide afresh each time
-        nonlocal claimed
-        claimed = ex.status is ExecutionStatus.PENDING
-        if claimed:
-            ex.status = ExecutionStatus.QUEUED
-            for run in ex.actions:
-                if run.status is ExecutionStatus.PENDING:
-                    run.status = ExecutionStatus.QUEUED
-
-    if rt.store.get_execution(execution_id) is None:
+    ex = rt.store.get_execution(execution_id)
+    if ex is None:
         log.warning("tdauto.run: execution %s does not exist", execution_id)
         return False
+    if ex.status is not ExecutionStatus.PENDING:
+        return False
+    task = rt.store.get_task(ex.task_id)
+    if task is None:
+        complete(rt, ex.id, ExecutionStatus.CANCELLED, "task deleted before the run started")
+        return False
+    decision, reason = decide(rt, ex, task)
+    if decision is Decision.SKIPPED:
+        complete(rt, ex.id, ExecutionStatus.SKIPPED, reason)
+        log.info("skipped %s of %s: %s", ex.id, ex.task_name, reason)
+        return False
+    target = (
+        ExecutionStatus.QUEUED if decision is Decision.ADMITTED else ExecutionStatus.WAITING
+    )
+    claimed = False
+
+    def claim(e: Execution) -> None:
+        # may run more than once (optimistic retry in the Redis store): decide afresh each time
+        nonlocal claimed
+        claimed = e.status is ExecutionStatus.PENDING
+        if claimed:
+            e.status = target
+            e.error = reason
+            if target is ExecutionStatus.QUEUED:
+                for run in e.actions:
+                    if run.status is ExecutionStatus.PENDING:
+                        run.status = ExecutionStatus.QUEUED
+
     ex = rt.store.update_execution(execution_id, claim)
-    if not claimed:
+    if not claimed or target is ExecutionStatus.WAITING:
+        if claimed:
+            log.info("%s of %s waits: %s", ex.id, ex.task_name, reason)
+            promote_waiting(rt)  # the blocker may have ended between admit and now
         return False
     if not ex.actions:
-        rt.store.update_execution(execution_id, lambda e: finish(e, ExecutionStatus.SUCCEEDED))
+        complete(rt, execution_id, ExecutionStatus.SUCCEEDED)
         return True
     send_action(rt, ex, 0)
     return True
-
-
-def send_action(rt: Runtime, ex: Execution, index: int) -> None:
-    run = ex.actions[index]
-    rt.send(f"tdauto.action.{run.type}", [ex.id, index], run.queue or "tdauto.cpu")
 
 
 def _jsonable(output: Any) -> dict[str, Any]:
@@ -140,9 +158,14 @@ def run_action(
             r.status = ExecutionStatus.FAILED
             r.error = error
             r.finished_at = utcnow()
-            finish(e, ExecutionStatus.FAILED, f"action {index} ({run.type}) failed: {error}")
 
-        rt.store.update_execution(execution_id, failed)
+        complete(
+            rt,
+            execution_id,
+            ExecutionStatus.FAILED,
+            f"action {index} ({run.type}) failed: {error}",
+            also=failed,
+        )
         return ExecutionStatus.FAILED
 
     logger.info("action %s (%s) succeeded in %.3fs", index, run.type, time.monotonic() - started)
@@ -166,4 +189,4 @@ def _advance(rt: Runtime, ex: Execution, index: int) -> None:
     if index + 1 < len(ex.actions):
         send_action(rt, ex, index + 1)
     else:
-        rt.store.update_execution(ex.id, lambda e: finish(e, ExecutionStatus.SUCCEEDED))
+        complete(rt, ex.id, ExecutionStatus.SUCCEEDED)

@@ -104,6 +104,21 @@ class Store(abc.ABC):
     ) -> list[Execution]:
         """Executions, newest (``created_at``) first; ``limit=None`` for all."""
 
+    # --- admission (overlap policy and conflict locks) -----------------------------------------
+
+    @abc.abstractmethod
+    def admit(
+        self, execution_id: str, task_id: str, max_concurrent: int | None, lock: str | None
+    ) -> list[str]:
+        """Register the execution as active for its task (and ``lock``), atomically, if the
+        task has fewer than ``max_concurrent`` active executions (None: no limit) and no other
+        execution holds ``lock``. Returns ``[]`` when admitted (also when it already was),
+        else the ids of the executions in the way, and registers nothing."""
+
+    @abc.abstractmethod
+    def release(self, execution_id: str, task_id: str, lock: str | None) -> None:
+        """Forget the execution as active (idempotent)."""
+
     # --- logs ---------------------------------------------------------------------------------
 
     @abc.abstractmethod

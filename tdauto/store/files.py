@@ -107,6 +107,7 @@ class FileStore(Store):
         state = self.root / "state"
         self._run_state_path = state / "run_state.json"
         self._due_path = state / "due_index.json"
+        self._active_path = state / "active.json"
         self._lock_path = state / "store.lock"
         self._stripe_paths = [state / "locks" / f"exec-{n:02d}.lock" for n in range(LOCK_STRIPES)]
         with _os_errors(f"creating the data dir {self.root}"):
@@ -333,6 +334,42 @@ class FileStore(Store):
         return ordered if limit is None else ordered[: max(limit, 0)]
 
     # --- logs ---------------------------------------------------------------------------------
+
+    def _read_active(self) -> dict[str, dict[str, list[str]]]:
+        raw = _read_text(self._active_path)
+        active = json.loads(raw) if raw else {}
+        return {"task": active.get("task", {}), "lock": active.get("lock", {})}
+
+    def admit(
+        self, execution_id: str, task_id: str, max_concurrent: int | None, lock: str | None
+    ) -> list[str]:
+        with _os_errors(f"admitting execution {execution_id}"), _flock(self._lock_path):
+            active = self._read_active()
+            running = active["task"].setdefault(task_id, [])
+            if execution_id in running:
+                return []
+            blockers: set[str] = set()
+            if max_concurrent is not None and len(running) >= max_concurrent:
+                blockers.update(running)
+            holders = active["lock"].setdefault(lock, []) if lock else []
+            blockers.update(h for h in holders if h != execution_id)
+            if blockers:
+                return sorted(blockers)
+            running.append(execution_id)
+            if lock:
+                holders.append(execution_id)
+            _write_atomic(self._active_path, json.dumps(active))
+        return []
+
+    def release(self, execution_id: str, task_id: str, lock: str | None) -> None:
+        with _os_errors(f"releasing execution {execution_id}"), _flock(self._lock_path):
+            active = self._read_active()
+            for group, key in (("task", task_id), ("lock", lock)):
+                if key and execution_id in active[group].get(key, []):
+                    active[group][key].remove(execution_id)
+                    if not active[group][key]:
+                        del active[group][key]
+            _write_atomic(self._active_path, json.dumps(active))
 
     def append_log(self, execution_id: str, text: str) -> None:
         """Appends under a ``flock`` of the log file itself; at the cap the log keeps its head

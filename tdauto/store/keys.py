@@ -16,6 +16,9 @@ Store layout (``p`` is the prefix)::
     p:executions:task:<task_id>  zset   the task's execution ids, same score
     p:executions:status:<STATUS> zset   execution ids currently in that status, same score
     p:log:<execution_id>         string the execution's log, capped in size
+    p:beat:leader                string owner token of the beat that leads, with a TTL (ms)
+    p:active:task:<task_id>      set    executions of the task admitted and not yet finished
+    p:active:lock:<name>         set    executions holding the conflict lock <name>
 
 Other parts of tdauto (scheduler, resources) add their keys to :class:`Keys` with
 :meth:`Keys.join` so the schema stays in this module.
@@ -85,3 +88,19 @@ class Keys:
 
     def log(self, execution_id: str) -> str:
         return self.join("log", execution_id)
+
+    # --- scheduler -------------------------------------------------------------------------
+
+    @property
+    def beat_leader(self) -> str:
+        """The beat leader lock: its value is the leader's owner token (``host:pid:uuid``),
+        its TTL the lease the leader keeps renewing (``tdauto.leader``)."""
+        return self.join("beat", "leader")
+
+    # --- admission ---------------------------------------------------------------------------
+
+    def active_task(self, task_id: str) -> str:
+        return self.join("active", "task", task_id)
+
+    def active_lock(self, name: str) -> str:
+        return self.join("active", "lock", name)

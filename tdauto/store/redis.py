@@ -79,6 +79,7 @@ class RedisStore(Store):
         self._set_run_state = self._script("set_run_state")
         self._create_execution = self._script("create_execution")
         self._append_log = self._script("append_log")
+        self._admit = self._script("admit")
 
     def _script(self, name: str) -> Script:
         return self._r.register_script(_lua(name))
@@ -281,6 +282,26 @@ class RedisStore(Store):
         return ordered if limit is None else ordered[:limit]
 
     # --- logs ---------------------------------------------------------------------------------
+
+    def admit(
+        self, execution_id: str, task_id: str, max_concurrent: int | None, lock: str | None
+    ) -> list[str]:
+        k = self.keys
+        lock_key = k.active_lock(lock) if lock else k.active_task(task_id)
+        with _driver_errors(f"admitting execution {execution_id}"):
+            reply = self._admit(
+                keys=[k.active_task(task_id), lock_key],
+                args=[execution_id, max_concurrent or 0, "1" if lock else "0"],
+            )
+        return sorted(set(_strs(reply)))
+
+    def release(self, execution_id: str, task_id: str, lock: str | None) -> None:
+        with _driver_errors(f"releasing execution {execution_id}"):
+            pipe = self._r.pipeline(transaction=True)
+            pipe.srem(self.keys.active_task(task_id), execution_id)
+            if lock:
+                pipe.srem(self.keys.active_lock(lock), execution_id)
+            pipe.execute()
 
     def append_log(self, execution_id: str, text: str) -> None:
         """At the cap the log keeps its head and ends with ``records.LOG_TRUNCATED_NOTE``."""

@@ -21,3 +21,17 @@ def fail(ctx: ActionContext, message: str) -> dict[str, Any]:
     """Always fails with ``message`` (to test failure handling)."""
     ctx.logger.info("about to fail")
     raise ActionError(message, kind="test")
+
+
+class SleepParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    seconds: float = 1.0
+
+
+@action("sleep", resource_class="cpu", params=SleepParams)
+def sleep(ctx: ActionContext, seconds: float) -> dict[str, Any]:
+    """Sleeps (to make runs that outlast their interval)."""
+    import time
+
+    time.sleep(seconds)
+    return {"slept": seconds}

@@ -70,11 +70,14 @@ def test_beat_picks_up_new_task_and_survives_restart(
         os.killpg(beat.pid, signal.SIGTERM)
         beat.wait(timeout=20)
     executions = runs()
-    # Then no slot fired twice, every run was scheduled, and the runs succeeded
+    # Then no slot fired twice, every run was scheduled, and the runs succeeded. The new beat
+    # leads only once the killed beat's leader lease has run out (TDAUTO_LEADER_TTL_S), so the
+    # slots of that gap are one catch-up run plus MISSED records: none forgotten.
     slots = Counter(e.scheduled_for for e in executions)
     assert all(n == 1 for n in slots.values()), slots
-    assert {e.trigger.value for e in executions} == {"schedule"}
+    assert {e.trigger.value for e in executions} <= {"schedule", "catchup"}
     wait_for(lambda: all(e.status.terminal for e in runs()), 30, "all runs to finish")
-    assert {e.status for e in runs()} == {ExecutionStatus.SUCCEEDED}
+    ran = {e.status for e in runs() if e.status is not ExecutionStatus.MISSED}
+    assert ran == {ExecutionStatus.SUCCEEDED}
     stored = system.store.get_task(task.id)
     assert stored is not None and stored.next_run_at is not None and stored.last_run_at is not None

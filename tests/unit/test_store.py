@@ -430,3 +430,44 @@ def test_file_store_from_several_processes_loses_no_task(tmp_path: Path) -> None
     assert sum(r[1] for r in results) == (workers - 1) * rounds
     assert sum(r[2] for r in results) == (workers - 1) * rounds  # one winner per race
     assert len(store.due(T0 + rounds)) == len(names)
+
+
+# --- admission --------------------------------------------------------------------------------
+
+
+def test_admit_respects_max_concurrent_and_is_idempotent(store: Store) -> None:
+    assert store.admit("e1", "t", 1, None) == []
+    assert store.admit("e1", "t", 1, None) == []  # again: still admitted, nothing added
+    assert store.admit("e2", "t", 1, None) == ["e1"]
+    assert store.admit("e2", "t", 2, None) == []
+    assert store.admit("x", "other", 1, None) == []  # other tasks have their own limit
+    store.release("e1", "t", None)
+    store.release("e1", "t", None)  # idempotent
+    assert store.admit("e3", "t", 2, None) == []
+    assert store.admit("e4", "t", None, None) == []  # no limit
+
+
+def test_conflict_lock_is_held_across_tasks(store: Store) -> None:
+    assert store.admit("a1", "a", None, "db") == []
+    assert store.admit("b1", "b", None, "db") == ["a1"]
+    assert store.admit("c1", "c", None, "other") == []
+    store.release("a1", "a", "db")
+    assert store.admit("b1", "b", None, "db") == []
+
+
+def test_admit_from_many_threads_admits_exactly_the_limit(store: Store) -> None:
+    admitted: list[str] = []
+    lock = threading.Lock()
+
+    def attempt(n: int) -> None:
+        if store.admit(f"e{n}", "t", 3, None) == []:
+            with lock:
+                admitted.append(f"e{n}")
+
+    threads = [threading.Thread(target=attempt, args=(n,)) for n in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(admitted) == 3
+    assert sorted(store.admit("late", "t", 3, None)) == sorted(admitted)

@@ -1,0 +1,93 @@
+"""Ending executions, and what an end sets free.
+
+Every terminal transition goes through :func:`complete`: it records the end, releases the
+execution's place (task concurrency and conflict lock), and starts the oldest WAITING
+executions that now fit. Keeping this in one function is what guarantees that no run waits
+for a place that was freed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from tdauto.engine.executions import finish, send_action
+from tdauto.engine.runtime import Runtime
+from tdauto.models import Execution, ExecutionStatus, Task
+
+log = logging.getLogger(__name__)
+
+
+def admit_live(rt: Runtime, ex: Execution, task: Task) -> list[Execution]:
+    """Admit ``ex`` or return the live executions in its way (stale blockers released)."""
+    for _ in range(5):
+        blocker_ids = rt.store.admit(ex.id, task.id, task.concurrency_limit, task.lock)
+        if not blocker_ids:
+            return []
+        live: list[Execution] = []
+        for blocker_id in blocker_ids:
+            blocker = rt.store.get_execution(blocker_id)
+            if blocker is None or blocker.status.terminal:
+                owner = blocker.task_id if blocker else task.id
+                rt.store.release(blocker_id, owner, blocker.lock if blocker else task.lock)
+                log.warning("released stale admission of %s", blocker_id)
+            else:
+                live.append(blocker)
+        if live:
+            return live
+    return live
+
+
+def complete(
+    rt: Runtime,
+    execution_id: str,
+    status: ExecutionStatus,
+    error: str | None = None,
+    also: Callable[[Execution], None] | None = None,
+) -> Execution:
+    """Put the execution in ``status`` (no-op if it already ended), then free its place."""
+    ended_now = False
+
+    def mutate(ex: Execution) -> None:
+        nonlocal ended_now
+        ended_now = not ex.status.terminal
+        if also is not None:
+            also(ex)
+        finish(ex, status, error)
+
+    ex = rt.store.update_execution(execution_id, mutate)
+    if ended_now:
+        rt.store.release(ex.id, ex.task_id, ex.lock)
+        promote_waiting(rt)
+    return ex
+
+
+def promote_waiting(rt: Runtime) -> int:
+    """Start the WAITING executions that fit now, oldest first; returns how many started."""
+    started = 0
+    waiting = rt.store.list_executions(status=ExecutionStatus.WAITING, limit=None)
+    for ex in sorted(waiting, key=lambda e: e.created_at):
+        task = rt.store.get_task(ex.task_id)
+        if task is None:
+            complete(rt, ex.id, ExecutionStatus.CANCELLED, "task deleted while waiting")
+            continue
+        if admit_live(rt, ex, task):
+            continue
+        moved = False
+
+        def to_queued(e: Execution) -> None:
+            nonlocal moved
+            moved = e.status is ExecutionStatus.WAITING
+            if moved:
+                e.status = ExecutionStatus.QUEUED
+                e.error = None
+                for run in e.actions:
+                    if run.status is ExecutionStatus.PENDING:
+                        run.status = ExecutionStatus.QUEUED
+
+        ex = rt.store.update_execution(ex.id, to_queued)
+        if moved:
+            log.info("execution %s of %s leaves WAITING", ex.id, ex.task_name)
+            send_action(rt, ex, 0)
+            started += 1
+    return started
