@@ -194,7 +194,15 @@ class ScheduleConfig(BaseModel):
             return None
         from croniter import croniter
 
-        if len(value.split()) != 5 or not croniter.is_valid(value):
+        fields = value.split()
+        if any(
+            tok in ("R", "H") or tok.startswith(("R", "H")) for f in fields for tok in f.split(",")
+        ):
+            raise ValueError(
+                f"cron expression {value!r}: random (R) and hashed (H) fields are not supported; "
+                "fire times must be deterministic"
+            )
+        if len(fields) != 5 or not croniter.is_valid(value):
             raise ValueError(
                 f"invalid cron expression {value!r}; use 5 fields: minute hour day month weekday"
             )

@@ -149,6 +149,8 @@ def next_fire_ts(
             continue
         if best_ts is None or fire < best_ts:
             best_ts = fire
+        if best_ts <= slot_ts:
+            break  # no offset (fire == slot): every later slot fires after it
     return best_ts
 
 

@@ -6,16 +6,18 @@ Two generators cover the seven schedule types. :func:`interval_slots` lays a fix
 zone; the time-of-day types (HOURLY, DAILY, WEEKLY, MONTHLY) are turned into cron
 expressions by :func:`cron_expression`, so one well-tested engine (croniter) does all
 calendar arithmetic and they share its semantics (Vixie cron's, day-of-month OR
-day-of-week when both are restricted).
+day-of-week when both are restricted), and one set of DST rules, Vixie cron's too (see
+:func:`cron_slots`).
 
 All instants are UTC epoch seconds (``*_ts``); the functions never read the clock.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from croniter import CroniterBadDateError, croniter
@@ -25,6 +27,8 @@ from tdauto.models import ScheduleConfig, ScheduleType
 
 # Cron's day numbering, which ScheduleConfig.day_of_week names: 0 is Sunday.
 DAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+
+_DAY_S = 86400
 
 
 def missing_key(schedule: ScheduleType, key: str) -> InvalidInput:
@@ -63,40 +67,133 @@ def cron_expression(schedule: ScheduleType, config: ScheduleConfig) -> str:
     raise ValueError(f"{schedule.name} schedules have no cron expression")
 
 
+def is_wildcard_time(expression: str) -> bool:
+    """Whether ``expression`` follows real time across DST rather than being fixed-time.
+
+    Vixie cron's rule, to the letter: a job is "wildcard" when its minute field or its hour
+    field starts with ``*`` (``*``, ``*/15``, ``*/2``, ``*,5``), and "fixed-time" otherwise.
+    It is a rule on the text, not on the values: ``0 */1 * * *`` is wildcard while
+    ``0 0-23 * * *``, which matches the same minutes, is fixed-time, as in cron. HOURLY
+    (``M * * * *``) is wildcard; DAILY, WEEKLY and MONTHLY are always fixed-time.
+    """
+    minute, hour = expression.split()[:2]
+    return minute.startswith("*") or hour.startswith("*")
+
+
 def cron_slots(expression: str, zone: ZoneInfo, after_ts: float) -> Iterator[float]:
-    """The instants, strictly after ``after_ts`` and ascending, at which ``expression``
-    matches the wall clock of ``zone``.
+    """The instants, strictly after ``after_ts`` and ascending, at which ``expression`` is
+    due on the wall clock of ``zone``, by Vixie cron's DST rules.
 
-    This is the one place that maps wall-clock matches to instants, so it is where the DST
-    rules belong. Today it iterates croniter over aware datetimes in ``zone``, and croniter
-    does this across a transition (checked with Europe/Paris, croniter 7):
+    This is the one place that maps wall-clock matches to instants, so the DST rules live
+    here. croniter enumerates the matching wall-clock times on a naive (zone-less) clock,
+    where every day has 24 hours; each match is then placed in real time:
 
-    - spring forward, a fixed-time slot inside the gap (02:30 on a day 02:00 jumps to 03:00)
-      fires at the first valid instant after the gap (03:00), once, as Vixie cron does;
-      wildcard-hour slots inside the gap (``*/15 * * * *`` at 02:15) do not exist and are not
-      fired: the schedule follows real time, also as Vixie cron does;
-    - fall back, wildcard-hour slots run in both occurrences of the repeated hour (right),
-      but a fixed-time slot in it (02:30 when 03:00 falls back to 02:00) also runs twice,
-      where Vixie cron runs it once, at the first occurrence. That fix goes here.
+    - a **fixed-time** job (see :func:`is_wildcard_time`) runs at the first instant the
+      zone's clock shows the match or a later time: a time the clock shows twice (fall back)
+      runs once, at its first occurrence; a time that a spring-forward gap skips runs once,
+      at the first valid instant after the gap (Berlin 02:30 on 2026-03-29 runs at 03:00
+      CEST, 01:00Z). Every match in one gap lands on that same instant and is one slot,
+      one fire (``0,30 2 * * *`` fires once at the jump, not twice): a slot is identified
+      by its fire time, so two runs at one instant could not be told apart anyway;
+    - a **wildcard** job follows real time: it is due at every instant whose wall clock
+      matches, so in a repeated hour it runs in both occurrences, and in a gap it does not
+      run at all (the skipped wall times never happen).
 
     The result does not depend on where the iteration starts (the same instants come out
     from any ``after_ts``), which the scheduler's recompute-the-same-fire-time rule needs.
     An expression that can never match again (``0 0 30 2 *``) just ends the iteration.
     """
-    # croniter works in whole seconds: start on the whole second at or before after_ts and
-    # drop what is not strictly after it, so a fractional after_ts cannot skip a slot.
-    start = datetime.fromtimestamp(math.floor(after_ts), zone)
+    if is_wildcard_time(expression):
+        return _real_time_slots(expression, zone, after_ts)
+    return _fixed_time_slots(expression, zone, after_ts)
+
+
+def _wall(instant_ts: float, zone: ZoneInfo) -> datetime:
+    """The naive wall-clock time of ``zone`` at ``instant_ts``, to the whole second."""
+    return datetime.fromtimestamp(math.floor(instant_ts), zone).replace(tzinfo=None, fold=0)
+
+
+def _wall_matches(expression: str, start: datetime) -> Iterator[datetime]:
+    """The naive wall-clock times strictly after ``start`` that ``expression`` matches,
+    ascending, on a clock without DST (croniter on naive datetimes)."""
     iterator = croniter(expression, start)
-    last_ts = after_ts
     while True:
         try:
-            slot = iterator.get_next(datetime)
+            yield iterator.get_next(datetime)
         except CroniterBadDateError:
             return
-        slot_ts = slot.timestamp()
-        if slot_ts > last_ts:  # ascending, strictly, whatever a transition does
+
+
+def _first_instant(local: datetime, zone: ZoneInfo) -> float:
+    """The first instant at which the clock of ``zone`` shows ``local`` or a later time.
+
+    That is ``local`` itself when the clock shows it once, its first occurrence (``fold=0``)
+    when the clock shows it twice, and the end of the gap when a transition skips it.
+    The map never decreases as ``local`` increases, so ascending matches give ascending
+    instants (equal ones inside one gap).
+    """
+    first = local.replace(tzinfo=zone)
+    second = local.replace(tzinfo=zone, fold=1)
+    first_ts, second_ts = first.timestamp(), second.timestamp()
+    if first_ts <= second_ts:  # shown once (equal) or twice (fold=0 is the earlier)
+        return first_ts
+    # Skipped: fold=0 reads it with the offset before the gap, fold=1 with the offset after,
+    # which brackets the transition: second_ts < transition <= first_ts.
+    return _transition_ts(local, zone, second_ts, first_ts)
+
+
+def _transition_ts(local: datetime, zone: ZoneInfo, low_ts: float, high_ts: float) -> float:
+    """The first whole second in ``(low_ts, high_ts]`` at which the clock shows ``local``
+    or later: the instant a spring-forward gap around ``local`` ends (bisection, a few
+    dozen conversions at most, and only for a time inside a gap)."""
+    low, high = math.floor(low_ts), math.ceil(high_ts)
+    while high - low > 1:
+        middle = (low + high) // 2
+        if _wall(middle, zone) >= local:
+            high = middle
+        else:
+            low = middle
+    return float(high)
+
+
+def _fixed_time_slots(expression: str, zone: ZoneInfo, after_ts: float) -> Iterator[float]:
+    """Fixed-time slots: each match at :func:`_first_instant`, repeats merged."""
+    # A match at or before the wall clock at after_ts was shown by after_ts, so its first
+    # instant is not after it: the matches that can fire start after wall(after_ts).
+    last_ts = after_ts
+    for local in _wall_matches(expression, _wall(after_ts, zone)):
+        slot_ts = _first_instant(local, zone)
+        if slot_ts > last_ts:  # strictly ascending: one slot for all matches in one gap
             last_ts = slot_ts
             yield slot_ts
+
+
+def _real_time_slots(expression: str, zone: ZoneInfo, after_ts: float) -> Iterator[float]:
+    """Wildcard slots: every instant whose wall clock matches, in time order.
+
+    A match shown twice has two instants an offset change apart, and matches after it can
+    come between them, so a heap holds instants until they are due. Once a match shown at
+    least once is read, every instant still to come is after its first instant (the map
+    of :func:`_first_instant` never decreases, and no other wall time is shown then), so
+    the heap gives up everything up to that first instant: an ordinary match is yielded
+    as soon as it is read, without looking ahead.
+    """
+    # Matches from the lowest wall time still ahead: after a fall back within the next day
+    # the clock shows earlier times than now (offsets change at most once a day).
+    start = min(_wall(after_ts, zone), _wall(after_ts + _DAY_S, zone) - timedelta(days=1))
+    pending: list[float] = []
+    for local in _wall_matches(expression, start):
+        first_ts = local.replace(tzinfo=zone).timestamp()
+        second_ts = local.replace(tzinfo=zone, fold=1).timestamp()
+        if first_ts > second_ts:
+            continue  # skipped by a gap: this wall time never happens
+        for instant_ts in (first_ts, second_ts) if first_ts < second_ts else (first_ts,):
+            if instant_ts > after_ts:
+                heapq.heappush(pending, instant_ts)
+        while pending and pending[0] <= first_ts:
+            yield heapq.heappop(pending)
+    while pending:
+        yield heapq.heappop(pending)
 
 
 def interval_slots(
