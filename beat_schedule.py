@@ -17,4 +17,11 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": 30.0,
         "options": {"queue": "tdauto.control", "expires": 25},
     },
+    # Dead workers (expired action leases), passed run deadlines and queue timeouts: so no
+    # execution stays RUNNING or QUEUED forever.
+    "tdauto-reaper": {
+        "task": "tdauto.system.reap",
+        "schedule": 5.0,
+        "options": {"queue": "tdauto.control", "expires": 4},
+    },
 }

@@ -74,9 +74,22 @@ class AutomationSystems:
             # TDAUTO_TIMEZONE later does not silently move existing tasks.
             data["schedule_config"] = {**config, "timezone": self.settings.timezone}
         task = self._validate(data)
+        self._check_upstream(task)
         next_ts = compute_next_ts(task, time.time(), self.settings.timezone)
         stored, _created = self._rt.store.create_task(task, next_ts)
+        self._rt.store.set_upstream(stored.id, task.run_after.task if task.run_after else None)
         return self._find(stored.id)
+
+    def _check_upstream(self, task: Task) -> None:
+        if task.run_after is None:
+            return
+        if task.run_after.task == task.name:
+            raise InvalidInput("run_after.task", "a task cannot run after itself")
+        if self._rt.store.get_task_by_name(task.run_after.task) is None:
+            raise InvalidInput(
+                "run_after.task",
+                f"no task named {task.run_after.task!r}; create the upstream task first",
+            )
 
     async def create_task(
         self,
@@ -132,7 +145,9 @@ class AutomationSystems:
         data = {**current.model_dump(exclude={"next_run_at", "last_run_at"}), **changes}
         data["updated_at"] = utcnow()
         task = self._validate(data)
+        self._check_upstream(task)
         self._rt.store.save_task(task)
+        self._rt.store.set_upstream(task.id, task.run_after.task if task.run_after else None)
         self._rt.store.set_next_run(
             task.id, compute_next_ts(task, time.time(), self.settings.timezone)
         )
@@ -149,7 +164,9 @@ class AutomationSystems:
         return await self.update_task(id, enabled=True)
 
     def _delete_task_sync(self, id_or_name: str) -> None:
-        self._rt.store.delete_task(self._find(id_or_name).id)
+        task = self._find(id_or_name)
+        self._rt.store.delete_task(task.id)
+        self._rt.store.set_upstream(task.id, None)
 
     async def delete_task(self, id: str) -> None:
         await asyncio.to_thread(self._delete_task_sync, id)

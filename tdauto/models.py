@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from tdauto.policies import RetryPolicy, RunAfter
 from tdauto.units import parse_duration_s
 
 
@@ -260,6 +261,23 @@ class ActionSpec(BaseModel):
     type: str = Field(min_length=1)
     params: dict[str, Any] = Field(default_factory=dict)
     resource_class: ResourceClass | None = None
+    retry: RetryPolicy | None = Field(default=None, description="default: the task's")
+    timeout: float | None = Field(default=None, description="seconds: soft signal, then kill")
+    on_failure: list[ActionSpec] = Field(
+        default_factory=list, description="recovery steps after this action's last retry"
+    )
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _timeout(cls, value: object) -> object:
+        return None if value is None else parse_duration_s(value)
+
+    @field_validator("on_failure")
+    @classmethod
+    def _flat(cls, value: list[ActionSpec]) -> list[ActionSpec]:
+        if any(step.on_failure for step in value):
+            raise ValueError("recovery steps cannot have on_failure steps of their own")
+        return value
 
     @field_validator("params")
     @classmethod
@@ -317,10 +335,24 @@ class Task(BaseModel):
         pattern=r"^[A-Za-z0-9_.:-]+$",
         description="conflict lock: tasks sharing it never run at the same time",
     )
+    retry: RetryPolicy = Field(default_factory=RetryPolicy, description="actions' default")
+    deadline: float | None = Field(default=None, description="seconds a whole run may take")
+    queue_timeout: float | None = Field(
+        default=None, description="seconds an action may wait in its queue"
+    )
+    on_failure: list[ActionSpec] = Field(
+        default_factory=list, description="recovery steps after any action's last retry"
+    )
+    run_after: RunAfter | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     next_run_at: datetime | None = None
     last_run_at: datetime | None = None
+
+    @field_validator("deadline", "queue_timeout", mode="before")
+    @classmethod
+    def _durations(cls, value: object) -> object:
+        return None if value is None else parse_duration_s(value)
 
     @field_validator("misfire_grace", mode="before")
     @classmethod
@@ -393,10 +425,18 @@ class ActionRun(BaseModel):
     queue: str | None = None
     resource_class: ResourceClass | None = None
     params: dict[str, Any] = Field(default_factory=dict)
+    phase: Literal["main", "recovery"] = "main"
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    timeout_s: float | None = None
+    on_failure: list[ActionSpec] = Field(default_factory=list)
+    sent_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    next_retry_at: datetime | None = None
     output: dict[str, Any] | None = None
     error: str | None = None
+    error_kind: str | None = None
+    lost: int = Field(default=0, description="times its worker died and it was re-queued")
 
 
 class Execution(BaseModel):
@@ -417,6 +457,14 @@ class Execution(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     resources: Resources = Field(default_factory=Resources)
     lock: str | None = None
+    deadline_at: datetime | None = None
+    queue_timeout_s: float | None = None
+    recovery: list[ActionSpec] = Field(default_factory=list)
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    outcome: ExecutionStatus | None = Field(
+        default=None, description="how the run ends once its recovery steps are done"
+    )
+    triggered_by: dict[str, Any] | None = None
     actions: list[ActionRun] = Field(default_factory=list)
 
     @property

@@ -31,6 +31,7 @@ from celery.beat import Scheduler
 from tdauto.app import runtime_of
 from tdauto.engine.executions import CONTROL_QUEUE, RUN_TASK, finish, new_execution
 from tdauto.engine.runtime import Runtime
+from tdauto.engine.timers import dispatch_retries
 from tdauto.leader import LeaderLock, leader_lock_for
 from tdauto.models import ExecutionStatus, Task, Trigger
 from tdauto.schedules import next_fire_ts
@@ -187,6 +188,7 @@ class StoreScheduler(Scheduler):
         now = time.time()
         try:
             dispatch_due(self._rt, now)
+            dispatch_retries(self._rt, now)
             next_ts = self._rt.store.next_due_ts()
         except Exception:  # a store outage must not kill beat; it retries next tick
             log.exception("tdauto scheduler tick failed; retrying")

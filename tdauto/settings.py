@@ -81,6 +81,21 @@ class Settings(BaseSettings):
     visibility_timeout_s: int = Field(
         default=3600, ge=60, description="Redis broker visibility timeout (unacked redelivery)."
     )
+    store_reconnect_s: float = Field(
+        default=30.0, ge=0, description="Seconds a Redis store call keeps reconnecting."
+    )
+    lease_ttl_s: float = Field(
+        default=20.0, ge=2, description="Lease of a running action; expired = its worker died."
+    )
+    lease_renew_s: float = Field(
+        default=5.0, gt=0, description="How often a worker renews its running actions' leases."
+    )
+    lost_requeues: int = Field(
+        default=2, ge=0, description="Times an action whose worker died is run again."
+    )
+    kill_grace_s: float = Field(
+        default=5.0, ge=0, description="Seconds between SIGTERM and SIGKILL on cancel/timeout."
+    )
     log_max_bytes: int = Field(
         default=1_000_000, ge=1024, description="Cap of one execution's stored log, in bytes."
     )
@@ -140,6 +155,11 @@ class Settings(BaseSettings):
                 f"leader_renew_s ({self.leader_renew_s}) must be under half of leader_ttl_s "
                 f"({self.leader_ttl_s}) so the lease is renewed well before it expires; lower "
                 "TDAUTO_LEADER_RENEW_S or raise TDAUTO_LEADER_TTL_S"
+            )
+        if self.lease_renew_s >= self.lease_ttl_s / 2:
+            raise ValueError(
+                f"lease_renew_s ({self.lease_renew_s}) must be under half of lease_ttl_s "
+                f"({self.lease_ttl_s}); lower TDAUTO_LEASE_RENEW_S or raise TDAUTO_LEASE_TTL_S"
             )
         return self
 

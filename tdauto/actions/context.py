@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tdauto.actions.process import CommandResult, ProcessGroup, run_command
 from tdauto.errors import PathNotAllowed
 
 if TYPE_CHECKING:
@@ -52,6 +53,7 @@ class ActionContext:
     logger: logging.Logger
     deadline_ts: float | None = None
     cancel_event: threading.Event = field(default_factory=threading.Event)
+    processes: ProcessGroup = field(default_factory=ProcessGroup)
 
     @property
     def idempotency_key(self) -> str:
@@ -71,3 +73,29 @@ class ActionContext:
 
     def confine(self, path: str | Path, field_name: str = "path") -> Path:
         return confine(path, self.settings.confined_paths, field_name)
+
+    def run(
+        self,
+        argv: list[str],
+        *,
+        timeout_s: float | None = None,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+        check: bool = True,
+    ) -> CommandResult:
+        """Run a command in its own process group, its output in this action's log; it is
+        stopped (SIGTERM, then SIGKILL to the group) on cancel, timeout or the run's deadline.
+        """
+        remaining = self.remaining_s()
+        limits = [t for t in (timeout_s, remaining) if t is not None]
+        return run_command(
+            argv,
+            logger=self.logger,
+            group=self.processes,
+            stop=self.cancel_event,
+            timeout_s=min(limits) if limits else None,
+            kill_grace_s=self.settings.kill_grace_s,
+            cwd=cwd,
+            env=env,
+            check=check,
+        )

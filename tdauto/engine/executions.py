@@ -6,8 +6,9 @@ edit of the task during a run cannot change a run half-way through.
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from tdauto.actions.registry import Registry
 from tdauto.engine.runtime import Runtime
@@ -17,6 +18,8 @@ from tdauto.models import (
     Execution,
     ExecutionStatus,
     ResourceClass,
+    Resources,
+    RetryPolicy,
     Task,
     Trigger,
     slot_execution_id,
@@ -24,6 +27,8 @@ from tdauto.models import (
 )
 
 CONTROL_QUEUE = "tdauto.control"
+QUEUE_TIMEOUTS = "queue_timeouts"
+DEADLINES = "deadlines"
 RUN_TASK = "tdauto.run"
 
 
@@ -32,13 +37,37 @@ def queue_for(resource_class: ResourceClass) -> str:
     return f"tdauto.{resource_class.value}"
 
 
-def resource_class_of(spec: ActionSpec, registry: Registry, task: Task) -> ResourceClass:
+def resource_class_of(spec: ActionSpec, registry: Registry, resources: Resources) -> ResourceClass:
     """The spec's class, else the handler's default, else the task's largest resource."""
     if spec.resource_class is not None:
         return spec.resource_class
     if spec.type in registry:
         return registry.get(spec.type).resource_class
-    return task.resources.largest_class()
+    return resources.largest_class()
+
+
+def action_run(
+    index: int,
+    spec: ActionSpec,
+    registry: Registry,
+    resources: Resources,
+    default_retry: RetryPolicy,
+    phase: Literal["main", "recovery"] = "main",
+    params: dict[str, Any] | None = None,
+) -> ActionRun:
+    """The record of one step, with its policies (retry, timeout, recovery) snapshotted."""
+    klass = resource_class_of(spec, registry, resources)
+    return ActionRun(
+        index=index,
+        type=spec.type,
+        resource_class=klass,
+        queue=queue_for(klass),
+        params=params if params is not None else dict(spec.params),
+        phase=phase,
+        retry=spec.retry or default_retry,
+        timeout_s=spec.timeout,
+        on_failure=list(spec.on_failure),
+    )
 
 
 def new_execution(
@@ -47,35 +76,44 @@ def new_execution(
     trigger: Trigger,
     fire_ts: float | None = None,
     params: dict[str, Any] | None = None,
+    execution_id: str | None = None,
+    triggered_by: dict[str, Any] | None = None,
 ) -> Execution:
-    """A PENDING execution of ``task``; a scheduled one gets the id of its slot."""
-    runs = []
-    for index, spec in enumerate(task.actions):
-        klass = resource_class_of(spec, registry, task)
-        overrides = params or {}
-        merged = {
-            **spec.params,
-            **overrides.get(spec.type, {}),
-            **overrides.get(str(index), {}),
-        }
-        runs.append(
-            ActionRun(
-                index=index,
-                type=spec.type,
-                resource_class=klass,
-                queue=queue_for(klass),
-                params=merged,
-            )
+    """A PENDING execution of ``task``; a scheduled one gets the id of its slot.
+
+    ``params`` override action params by action type or by index (``{"cleanup": {...}}``).
+    """
+    overrides = params or {}
+    runs = [
+        action_run(
+            index,
+            spec,
+            registry,
+            task.resources,
+            task.retry,
+            params={
+                **spec.params,
+                **overrides.get(spec.type, {}),
+                **overrides.get(str(index), {}),
+            },
         )
+        for index, spec in enumerate(task.actions)
+    ]
     fields: dict[str, Any] = {
         "task_id": task.id,
         "task_name": task.name,
         "trigger": trigger,
-        "params": params or {},
+        "params": overrides,
         "actions": runs,
         "resources": task.resources,
         "lock": task.lock,
+        "queue_timeout_s": task.queue_timeout,
+        "recovery": list(task.on_failure),
+        "retry": task.retry,
+        "triggered_by": triggered_by,
     }
+    if execution_id is not None:
+        fields["id"] = execution_id
     if fire_ts is not None:
         fields["id"] = slot_execution_id(task.id, fire_ts)
         fields["scheduled_for"] = datetime.fromtimestamp(fire_ts, UTC)
@@ -101,6 +139,10 @@ def finish(execution: Execution, status: ExecutionStatus, error: str | None = No
 
 
 def send_action(rt: Runtime, ex: Execution, index: int) -> None:
-    """Publish action ``index`` of ``ex`` to its resource-class queue."""
+    """Publish action ``index`` of ``ex`` to its resource-class queue (and start its
+    queue-timeout timer when the task has one)."""
     run = ex.actions[index]
+    if ex.queue_timeout_s is not None:
+        due = time.time() + ex.queue_timeout_s
+        rt.store.timer_set(QUEUE_TIMEOUTS, f"{ex.id}:{index}", due)
     rt.send(f"tdauto.action.{run.type}", [ex.id, index], run.queue or "tdauto.cpu")

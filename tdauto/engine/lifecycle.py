@@ -9,13 +9,21 @@ for a place that was freed.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable
 
-from tdauto.engine.executions import finish, send_action
+from tdauto.engine.executions import (
+    CONTROL_QUEUE,
+    RUN_TASK,
+    finish,
+    new_execution,
+    send_action,
+)
 from tdauto.engine.runtime import Runtime
-from tdauto.models import Execution, ExecutionStatus, Task
+from tdauto.models import Execution, ExecutionStatus, Task, Trigger
 
 log = logging.getLogger(__name__)
+_AFTER = uuid.UUID("0b9d7c1e-3f57-4d55-8a43-5f0c2f9e8d21")
 
 
 def admit_live(rt: Runtime, ex: Execution, task: Task) -> list[Execution]:
@@ -59,7 +67,37 @@ def complete(
     if ended_now:
         rt.store.release(ex.id, ex.task_id, ex.lock)
         promote_waiting(rt)
+        trigger_dependents(rt, ex)
     return ex
+
+
+def trigger_dependents(rt: Runtime, upstream: Execution) -> int:
+    """Start the tasks whose ``run_after`` matches how ``upstream`` ended; the trigger is
+    recorded on their execution. A dependent execution's id derives from the upstream one,
+    so ending the upstream twice cannot start a dependent twice."""
+    started = 0
+    for task_id in rt.store.dependents(upstream.task_name):
+        task = rt.store.get_task(task_id)
+        if task is None or not task.enabled or task.run_after is None:
+            continue
+        if not task.run_after.fires_on(upstream.status.value):
+            continue
+        dependent = new_execution(
+            task,
+            rt.registry,
+            Trigger.EVENT,
+            execution_id=uuid.uuid5(_AFTER, f"{task.id}<-{upstream.id}").hex,
+            triggered_by={
+                "execution_id": upstream.id,
+                "task": upstream.task_name,
+                "status": upstream.status.value,
+            },
+        )
+        if rt.store.create_execution(dependent):
+            rt.send(RUN_TASK, [dependent.id], CONTROL_QUEUE)
+            log.info("%s runs after %s (%s)", task.name, upstream.task_name, upstream.status)
+            started += 1
+    return started
 
 
 def promote_waiting(rt: Runtime) -> int:

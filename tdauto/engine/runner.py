@@ -1,29 +1,39 @@
 """The body of ``tdauto.run`` and of every ``tdauto.action.<type>`` task, free of Celery.
 
 An execution advances one action at a time: each action task records its ``ActionRun``,
-then sends the next action (to that action's resource-class queue) or finalizes the run.
-Driving the chain from the engine rather than with a Celery ``chain`` keeps every decision
-(what ran, what failed, what comes next) in the store, where a redelivered message can see
-it: an action that already succeeded is not run again, a finished execution is not reopened.
+then sends the next action (to that action's resource-class queue) or ends the run. Driving
+the chain from the engine rather than with a Celery ``chain`` keeps every decision in the
+store, where a redelivered message can see it: an action that already succeeded is not run
+again, an attempt whose lease another worker holds is dropped, a finished execution is not
+reopened.
+
+A failed attempt is retried under the action's ``RetryPolicy`` (the delay is kept by the
+engine in the ``retries`` timer, never as a Celery ETA); after the last retry the run's
+recovery steps (the action's ``on_failure``, then the task's) are appended to the record and
+run in order, and the execution ends FAILED (or TIMED_OUT) with the first error.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
+from datetime import timedelta
 from typing import Any
 
 from tdauto.actions.context import ActionContext
 from tdauto.engine.admission import Decision, decide
-from tdauto.engine.executions import send_action
+from tdauto.engine.executions import DEADLINES, QUEUE_TIMEOUTS, action_run, send_action
 from tdauto.engine.lifecycle import complete, promote_waiting
 from tdauto.engine.logs import action_logger
 from tdauto.engine.runtime import Runtime
-from tdauto.models import Execution, ExecutionStatus, utcnow
+from tdauto.engine.watch import LEASES, Outcome, lease_member, run_watched
+from tdauto.errors import ActionError
+from tdauto.models import ActionRun, Execution, ExecutionStatus, utcnow
 
 log = logging.getLogger(__name__)
+RETRIES = "retries"
+S = ExecutionStatus
 
 
 def start_execution(rt: Runtime, execution_id: str) -> bool:
@@ -37,45 +47,53 @@ def start_execution(rt: Runtime, execution_id: str) -> bool:
     if ex is None:
         log.warning("tdauto.run: execution %s does not exist", execution_id)
         return False
-    if ex.status is not ExecutionStatus.PENDING:
+    if ex.status is not S.PENDING:
         return False
     task = rt.store.get_task(ex.task_id)
     if task is None:
-        complete(rt, ex.id, ExecutionStatus.CANCELLED, "task deleted before the run started")
+        complete(rt, ex.id, S.CANCELLED, "task deleted before the run started")
         return False
     decision, reason = decide(rt, ex, task)
     if decision is Decision.SKIPPED:
-        complete(rt, ex.id, ExecutionStatus.SKIPPED, reason)
+        complete(rt, ex.id, S.SKIPPED, reason)
         log.info("skipped %s of %s: %s", ex.id, ex.task_name, reason)
         return False
-    target = (
-        ExecutionStatus.QUEUED if decision is Decision.ADMITTED else ExecutionStatus.WAITING
-    )
+    target = S.QUEUED if decision is Decision.ADMITTED else S.WAITING
     claimed = False
 
     def claim(e: Execution) -> None:
         # may run more than once (optimistic retry in the Redis store): decide afresh each time
         nonlocal claimed
-        claimed = e.status is ExecutionStatus.PENDING
+        claimed = e.status is S.PENDING
         if claimed:
             e.status = target
             e.error = reason
-            if target is ExecutionStatus.QUEUED:
-                for run in e.actions:
-                    if run.status is ExecutionStatus.PENDING:
-                        run.status = ExecutionStatus.QUEUED
+            if target is S.QUEUED:
+                mark_sent(e, 0)
+                if task.deadline is not None:
+                    e.deadline_at = utcnow() + timedelta(seconds=task.deadline)
 
     ex = rt.store.update_execution(execution_id, claim)
-    if not claimed or target is ExecutionStatus.WAITING:
+    if claimed and ex.deadline_at is not None:
+        rt.store.timer_set(DEADLINES, ex.id, ex.deadline_at.timestamp())
+    if not claimed or target is S.WAITING:
         if claimed:
             log.info("%s of %s waits: %s", ex.id, ex.task_name, reason)
             promote_waiting(rt)  # the blocker may have ended between admit and now
         return False
     if not ex.actions:
-        complete(rt, execution_id, ExecutionStatus.SUCCEEDED)
+        complete(rt, execution_id, S.SUCCEEDED)
         return True
     send_action(rt, ex, 0)
     return True
+
+
+def mark_sent(ex: Execution, index: int) -> None:
+    """Mutator part: action ``index`` is about to be published."""
+    run = ex.actions[index]
+    run.status = S.QUEUED
+    run.sent_at = utcnow()
+    run.next_retry_at = None
 
 
 def _jsonable(output: Any) -> dict[str, Any]:
@@ -84,109 +102,268 @@ def _jsonable(output: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {"result": value}
 
 
+def error_kinds(exc: BaseException | None, timed_out: bool = False) -> list[str]:
+    """The kinds a retry policy's ``retry_on`` matches: ``timeout``, an ActionError's kind,
+    the exception's class name and its bases' names."""
+    kinds = ["timeout"] if timed_out else []
+    if isinstance(exc, ActionError):
+        kinds.append(exc.kind)
+    if exc is not None:
+        kinds += [k.__name__ for k in type(exc).__mro__ if k not in (object, BaseException)]
+    return kinds
+
+
+def _skip_reason(rt: Runtime, ex: Execution, run: ActionRun) -> str | None:
+    """Why this delivery must not run the action now, or None to run it."""
+    if run.status is S.RUNNING:
+        expires = rt.store.timer_get(LEASES, lease_member(ex.id, run.index, run.attempts))
+        if expires is not None and expires > time.time():
+            return "another worker holds its lease"
+    if run.status is S.RETRYING:
+        return "its retry is not due yet"
+    return None
+
+
 def run_action(
-    rt: Runtime,
-    execution_id: str,
-    index: int,
-    queue: str | None = None,
-    cancel_event: threading.Event | None = None,
+    rt: Runtime, execution_id: str, index: int, queue: str | None = None
 ) -> ExecutionStatus | None:
     """Run action ``index`` of an execution, record it, and move the execution on.
 
-    Returns the action's final status, or None when there was nothing to do (missing or
-    finished execution, or an action that had already succeeded and was only passed on).
+    Returns the attempt's status, or None when there was nothing to do (missing or finished
+    execution, a duplicate delivery, an action that had already succeeded).
     """
     ex = rt.store.get_execution(execution_id)
-    if ex is None:
-        log.warning("action %s of execution %s: execution does not exist", index, execution_id)
+    if ex is None or not 0 <= index < len(ex.actions):
+        log.warning("no action %s of execution %s", index, execution_id)
         return None
     if ex.status.terminal:
         return None
-    if not 0 <= index < len(ex.actions):
-        log.error("execution %s has no action %s", execution_id, index)
-        return None
-    if ex.actions[index].status is ExecutionStatus.SUCCEEDED:
+    run = ex.actions[index]
+    if run.status is S.SUCCEEDED:
         _advance(rt, ex, index)
         return None
+    if run.status.terminal:
+        return None
+    why = _skip_reason(rt, ex, run)
+    if why is not None:
+        log.info("dropping a delivery of %s/%s: %s", execution_id, index, why)
+        return None
+    now = utcnow()
+    if ex.deadline_at is not None and now >= ex.deadline_at:
+        complete(rt, ex.id, S.TIMED_OUT, "the run's deadline passed before this action")
+        return S.TIMED_OUT
+    waited = (now - run.sent_at).total_seconds() if run.sent_at else 0.0
+    if ex.queue_timeout_s is not None and waited > ex.queue_timeout_s:
+        reason = f"waited {waited:.1f}s in queue, over queue_timeout={ex.queue_timeout_s:g}s"
+        _final_failure(rt, ex.id, index, S.TIMED_OUT, reason, "queue_timeout")
+        return S.TIMED_OUT
 
     host = rt.settings.host
+    expected_attempts = run.attempts
+    claimed = False
 
     def begin(e: Execution) -> None:
-        now = utcnow()
+        # two deliveries of one action: only the one that saw the current attempt count wins
+        nonlocal claimed
         r = e.actions[index]
-        r.status = ExecutionStatus.RUNNING
+        claimed = r.attempts == expected_attempts and r.status in (S.PENDING, S.QUEUED, S.RUNNING)
+        if not claimed or e.status.terminal:
+            claimed = False
+            return
+        r.status = S.RUNNING
         r.attempts += 1
         r.host = host
         r.queue = queue or r.queue
-        r.started_at = now
+        r.started_at = utcnow()
         r.finished_at = None
-        r.error = None
-        if e.status in (ExecutionStatus.PENDING, ExecutionStatus.QUEUED):
-            e.status = ExecutionStatus.RUNNING
+        if e.status in (S.PENDING, S.QUEUED):
+            e.status = S.RUNNING
         if e.started_at is None:
-            e.started_at = now
+            e.started_at = r.started_at
 
     ex = rt.store.update_execution(execution_id, begin)
+    if not claimed:
+        return None
+    if ex.queue_timeout_s is not None:
+        rt.store.timer_take(QUEUE_TIMEOUTS, f"{ex.id}:{index}")
     run = ex.actions[index]
-    logger, close_log = action_logger(rt, ex, index)
+    return _attempt(rt, ex, run)
+
+
+def _attempt(rt: Runtime, ex: Execution, run: ActionRun) -> ExecutionStatus | None:
+    logger, close_log = action_logger(rt, ex, run.index)
     started = time.monotonic()
+    deadline_ts = ex.deadline_at.timestamp() if ex.deadline_at else None
     try:
         definition = rt.registry.get(run.type)
         model = definition.params.model_validate(run.params, context=rt.validation_context())
-        ctx = ActionContext(
-            execution_id=ex.id,
-            task_id=ex.task_id,
-            task_name=ex.task_name,
-            index=index,
-            action_type=run.type,
-            attempt=run.attempts,
-            settings=rt.settings,
-            store=rt.store,
-            logger=logger,
-            cancel_event=cancel_event or threading.Event(),
-        )
-        logger.info("action %s (%s) attempt %s on %s", index, run.type, run.attempts, host)
-        kwargs = {name: getattr(model, name) for name in type(model).model_fields}
-        output = _jsonable(definition.handler(ctx, **kwargs))
-    except Exception as exc:  # the handler's failure is the run's result, not a crash
-        error = f"{type(exc).__name__}: {exc}"
-        logger.error("action %s (%s) failed: %s", index, run.type, error, exc_info=True)
+    except Exception as exc:  # params that no longer validate fail the action, no retry
         close_log()
-
-        def failed(e: Execution) -> None:
-            r = e.actions[index]
-            r.status = ExecutionStatus.FAILED
-            r.error = error
-            r.finished_at = utcnow()
-
-        complete(
-            rt,
-            execution_id,
-            ExecutionStatus.FAILED,
-            f"action {index} ({run.type}) failed: {error}",
-            also=failed,
-        )
-        return ExecutionStatus.FAILED
-
-    logger.info("action %s (%s) succeeded in %.3fs", index, run.type, time.monotonic() - started)
+        _final_failure(rt, ex.id, run.index, S.FAILED, f"invalid params: {exc}", "invalid")
+        return S.FAILED
+    ctx = ActionContext(
+        execution_id=ex.id,
+        task_id=ex.task_id,
+        task_name=ex.task_name,
+        index=run.index,
+        action_type=run.type,
+        attempt=run.attempts,
+        settings=rt.settings,
+        store=rt.store,
+        logger=logger,
+        deadline_ts=deadline_ts,
+    )
+    limits = [t for t in (run.timeout_s, ctx.remaining_s()) if t is not None]
+    logger.info("%s attempt %s on %s", run.type, run.attempts, rt.settings.host)
+    kwargs = {name: getattr(model, name) for name in type(model).model_fields}
+    result = run_watched(rt, definition, ctx, kwargs, min(limits) if limits else None)
+    elapsed = time.monotonic() - started
+    if result.outcome is Outcome.OK:
+        try:
+            output = _jsonable(result.output)
+        except (TypeError, ValueError) as exc:
+            result.error, result.outcome = exc, Outcome.ERROR
+        else:
+            logger.info("%s succeeded in %.3fs", run.type, elapsed)
+            close_log()
+            _succeed(rt, ex.id, run.index, output)
+            return S.SUCCEEDED
+    if result.outcome in (Outcome.CANCELLED, Outcome.LOST):
+        logger.warning("%s stopped after %.1fs: %s", run.type, elapsed, result.outcome.value)
+        close_log()
+        if result.outcome is Outcome.CANCELLED:
+            _mark_stopped(rt, ex.id, run.index)
+        return None
+    timed_out = result.outcome is Outcome.TIMEOUT or (
+        isinstance(result.error, ActionError) and result.error.kind == "timeout"
+    )
+    if result.outcome is Outcome.TIMEOUT:
+        error = f"timed out after {elapsed:.1f}s (timeout {min(limits):g}s)"
+    else:
+        error = f"{type(result.error).__name__}: {result.error}"
+    logger.error("%s failed: %s", run.type, error, exc_info=result.error)
     close_log()
+    _fail_attempt(rt, ex.id, run.index, error, error_kinds(result.error, timed_out), timed_out)
+    return S.TIMED_OUT if timed_out else S.FAILED
 
+
+def _succeed(rt: Runtime, execution_id: str, index: int, output: dict[str, Any]) -> None:
     def succeeded(e: Execution) -> None:
         r = e.actions[index]
-        r.status = ExecutionStatus.SUCCEEDED
+        r.status = S.SUCCEEDED
         r.output = output
+        r.error = None
         r.finished_at = utcnow()
+        nxt = _next_index(e, index)
+        if nxt is not None and not e.status.terminal:
+            mark_sent(e, nxt)
 
     ex = rt.store.update_execution(execution_id, succeeded)
     _advance(rt, ex, index)
-    return ExecutionStatus.SUCCEEDED
+
+
+def _mark_stopped(rt: Runtime, execution_id: str, index: int) -> None:
+    def stopped(e: Execution) -> None:
+        r = e.actions[index]
+        if not r.status.terminal:
+            r.status = e.status if e.status.terminal else S.CANCELLED
+            r.finished_at = utcnow()
+
+    rt.store.update_execution(execution_id, stopped)
+
+
+def _fail_attempt(
+    rt: Runtime, execution_id: str, index: int, error: str, kinds: list[str], timed_out: bool
+) -> None:
+    """Retry under the action's policy, or fail it for good."""
+    ex = rt.store.get_execution(execution_id)
+    if ex is None or ex.status.terminal:
+        return
+    run = ex.actions[index]
+    past_deadline = ex.deadline_at is not None and utcnow() >= ex.deadline_at
+    if run.attempts <= run.retry.max and run.retry.retries(kinds) and not past_deadline:
+        delay_s = run.retry.delay_s(run.attempts)
+        due = time.time() + delay_s
+
+        def retrying(e: Execution) -> None:
+            r = e.actions[index]
+            r.status = S.RETRYING
+            r.error = error
+            r.error_kind = kinds[0] if kinds else None
+            r.finished_at = utcnow()
+            r.next_retry_at = utcnow() + timedelta(seconds=delay_s)
+
+        rt.store.update_execution(execution_id, retrying)
+        rt.store.timer_set(RETRIES, f"{execution_id}:{index}", due)
+        log.info("%s/%s retry %d in %.1fs", execution_id, index, run.attempts, delay_s)
+        return
+    status = S.TIMED_OUT if timed_out or past_deadline else S.FAILED
+    _final_failure(rt, execution_id, index, status, error, kinds[0] if kinds else None)
+
+
+def _final_failure(
+    rt: Runtime,
+    execution_id: str,
+    index: int,
+    status: ExecutionStatus,
+    error: str,
+    kind: str | None,
+) -> None:
+    """The action failed for good: record it; a main action's failure appends the recovery
+    steps and skips the remaining main actions; the run ends after the last recovery step."""
+    started_recovery = False
+
+    def failed(e: Execution) -> None:
+        nonlocal started_recovery
+        r = e.actions[index]
+        r.status = status
+        r.error = error
+        r.error_kind = kind
+        r.finished_at = utcnow()
+        if r.phase != "main" or e.outcome is not None:
+            return
+        e.outcome = status
+        e.error = f"action {index} ({r.type}) failed: {error}"
+        for later in e.actions[index + 1 :]:
+            if later.phase == "main" and not later.status.terminal:
+                later.status = S.SKIPPED
+        steps = [*r.on_failure, *e.recovery]
+        base = len(e.actions)
+        for offset, spec in enumerate(steps):
+            e.actions.append(
+                action_run(base + offset, spec, rt.registry, e.resources, e.retry, "recovery")
+            )
+        if steps:
+            mark_sent(e, base)
+            started_recovery = True
+
+    ex = rt.store.update_execution(execution_id, failed)
+    if ex.status.terminal:
+        return
+    if started_recovery:
+        send_action(rt, ex, next(i for i, r in enumerate(ex.actions) if r.phase == "recovery"))
+        return
+    _advance(rt, ex, index)
+
+
+def _next_index(ex: Execution, index: int) -> int | None:
+    """The next step after ``index``: the next main action while no main action failed,
+    else the next recovery step."""
+    phase = ex.actions[index].phase
+    for later in ex.actions[index + 1 :]:
+        if later.phase == phase and not later.status.terminal:
+            return later.index
+    return None
 
 
 def _advance(rt: Runtime, ex: Execution, index: int) -> None:
-    """Send the next action, or finalize the execution after the last one."""
+    """Send the next step, or end the execution after the last one."""
     if ex.status.terminal:
         return
-    if index + 1 < len(ex.actions):
-        send_action(rt, ex, index + 1)
+    nxt = _next_index(ex, index)
+    if nxt is not None:
+        send_action(rt, ex, nxt)
+    elif ex.outcome is not None:
+        complete(rt, ex.id, ex.outcome, ex.error)
     else:
-        complete(rt, ex.id, ExecutionStatus.SUCCEEDED)
+        complete(rt, ex.id, S.SUCCEEDED)

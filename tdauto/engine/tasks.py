@@ -15,6 +15,7 @@ from tdauto.engine.executions import RUN_TASK
 from tdauto.engine.runner import run_action, start_execution
 from tdauto.engine.runtime import Runtime
 from tdauto.engine.system import requeue_pending
+from tdauto.engine.timers import reap
 
 
 def _register_action(app: Celery, rt: Runtime, definition: ActionDef) -> None:
@@ -40,6 +41,11 @@ def register_tasks(app: Celery, rt: Runtime) -> None:
     def requeue(older_than_s: float = 30.0) -> int:
         """Re-send executions left PENDING (a beat died between claim and send)."""
         return requeue_pending(rt, older_than_s)
+
+    @app.task(name="tdauto.system.reap", ignore_result=True)
+    def reaper() -> dict[str, int]:
+        """Expired leases (dead workers), passed deadlines and queue timeouts."""
+        return reap(rt)
 
     for definition in rt.registry.all():
         _register_action(app, rt, definition)

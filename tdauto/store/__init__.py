@@ -18,4 +18,9 @@ def open_store(settings: Settings) -> Store:
     """The store for ``settings``: ``FileStore`` in local mode, ``RedisStore`` otherwise."""
     if settings.broker_url is None:
         return FileStore(settings.data_path, settings.log_max_bytes)
-    return RedisStore(settings.broker_url, settings.key_prefix, settings.log_max_bytes)
+    return RedisStore(
+        settings.broker_url,
+        settings.key_prefix,
+        settings.log_max_bytes,
+        reconnect_s=settings.store_reconnect_s,
+    )

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from tdauto.models import Execution, ExecutionStatus, Task
 
 SNAPSHOT_FORMAT = "tdauto-store-snapshot/1"
+
+TimerMode = Literal["any", "new", "existing"]
 
 
 class Store(abc.ABC):
@@ -118,6 +120,40 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def release(self, execution_id: str, task_id: str, lock: str | None) -> None:
         """Forget the execution as active (idempotent)."""
+
+    # --- timers (action leases, delayed retries) -------------------------------------------
+
+    @abc.abstractmethod
+    def timer_set(
+        self, name: str, member: str, due_ts: float, only: TimerMode = "any"
+    ) -> bool:
+        """Set ``member``'s due time in the timer set ``name`` (e.g. ``leases``, ``retries``).
+
+        ``only="new"`` writes only if absent and ``only="existing"`` only if present (a lease
+        renewal must fail once the reaper took the lease). Returns True when written.
+        """
+
+    @abc.abstractmethod
+    def timer_due(self, name: str, now_ts: float, limit: int = 100) -> list[tuple[str, float]]:
+        """Up to ``limit`` ``(member, due_ts)`` with ``due_ts <= now_ts``, earliest first."""
+
+    @abc.abstractmethod
+    def timer_get(self, name: str, member: str) -> float | None:
+        """``member``'s due time, or None when it is not in the set."""
+
+    @abc.abstractmethod
+    def timer_take(self, name: str, member: str) -> bool:
+        """Remove ``member``; True only for the one caller that removed it."""
+
+    # --- dependencies (run_after) -------------------------------------------------------------
+
+    @abc.abstractmethod
+    def set_upstream(self, task_id: str, upstream: str | None) -> None:
+        """Record that ``task_id`` runs after the task named ``upstream`` (None: after none)."""
+
+    @abc.abstractmethod
+    def dependents(self, upstream: str) -> list[str]:
+        """Ids of the tasks that run after the task named ``upstream``."""
 
     # --- logs ---------------------------------------------------------------------------------
 

@@ -39,7 +39,7 @@ from pydantic import ValidationError
 from tdauto.errors import InvalidInput, NameTaken, NotFound, StoreError
 from tdauto.models import Execution, ExecutionStatus, Task
 from tdauto.store import records
-from tdauto.store.backend import Store
+from tdauto.store.backend import Store, TimerMode
 from tdauto.store.records import RunState
 
 LOCK_STRIPES = 16
@@ -108,6 +108,8 @@ class FileStore(Store):
         self._run_state_path = state / "run_state.json"
         self._due_path = state / "due_index.json"
         self._active_path = state / "active.json"
+        self._timers_path = state / "timers.json"
+        self._upstream_path = state / "upstream.json"
         self._lock_path = state / "store.lock"
         self._stripe_paths = [state / "locks" / f"exec-{n:02d}.lock" for n in range(LOCK_STRIPES)]
         with _os_errors(f"creating the data dir {self.root}"):
@@ -370,6 +372,56 @@ class FileStore(Store):
                     if not active[group][key]:
                         del active[group][key]
             _write_atomic(self._active_path, json.dumps(active))
+
+    def _read_json(self, path: Path) -> dict[str, Any]:
+        raw = _read_text(path)
+        return json.loads(raw) if raw else {}
+
+    def timer_set(
+        self, name: str, member: str, due_ts: float, only: TimerMode = "any"
+    ) -> bool:
+        with _os_errors(f"setting timer {name}/{member}"), _flock(self._lock_path):
+            timers = self._read_json(self._timers_path)
+            group = timers.setdefault(name, {})
+            if (only == "new" and member in group) or (only == "existing" and member not in group):
+                return False
+            group[member] = due_ts
+            _write_atomic(self._timers_path, json.dumps(timers))
+        return True
+
+    def timer_due(self, name: str, now_ts: float, limit: int = 100) -> list[tuple[str, float]]:
+        with _os_errors(f"reading timers {name}"):
+            group = self._read_json(self._timers_path).get(name, {})
+        due = sorted((ts, m) for m, ts in group.items() if ts <= now_ts)
+        return [(m, float(ts)) for ts, m in due[:limit]]
+
+    def timer_get(self, name: str, member: str) -> float | None:
+        with _os_errors(f"reading timer {name}/{member}"):
+            value = self._read_json(self._timers_path).get(name, {}).get(member)
+        return None if value is None else float(value)
+
+    def timer_take(self, name: str, member: str) -> bool:
+        with _os_errors(f"taking timer {name}/{member}"), _flock(self._lock_path):
+            timers = self._read_json(self._timers_path)
+            if member not in timers.get(name, {}):
+                return False
+            del timers[name][member]
+            _write_atomic(self._timers_path, json.dumps(timers))
+        return True
+
+    def set_upstream(self, task_id: str, upstream: str | None) -> None:
+        with _os_errors(f"recording run_after of {task_id}"), _flock(self._lock_path):
+            pairs = self._read_json(self._upstream_path)
+            if upstream:
+                pairs[task_id] = upstream
+            else:
+                pairs.pop(task_id, None)
+            _write_atomic(self._upstream_path, json.dumps(pairs))
+
+    def dependents(self, upstream: str) -> list[str]:
+        with _os_errors("reading run_after dependents"):
+            pairs = self._read_json(self._upstream_path)
+        return sorted(t for t, name in pairs.items() if name == upstream)
 
     def append_log(self, execution_id: str, text: str) -> None:
         """Appends under a ``flock`` of the log file itself; at the cap the log keeps its head

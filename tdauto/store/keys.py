@@ -19,6 +19,8 @@ Store layout (``p`` is the prefix)::
     p:beat:leader                string owner token of the beat that leads, with a TTL (ms)
     p:active:task:<task_id>      set    executions of the task admitted and not yet finished
     p:active:lock:<name>         set    executions holding the conflict lock <name>
+    p:timer:<name>               zset   timer members (leases, retries) scored by due time
+    p:upstream                   hash   task id -> name of the task it runs after
 
 Other parts of tdauto (scheduler, resources) add their keys to :class:`Keys` with
 :meth:`Keys.join` so the schema stays in this module.
@@ -104,3 +106,10 @@ class Keys:
 
     def active_lock(self, name: str) -> str:
         return self.join("active", "lock", name)
+
+    def timer(self, name: str) -> str:
+        return self.join("timer", name)
+
+    @property
+    def upstream(self) -> str:
+        return self.join("upstream")

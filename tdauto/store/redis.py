@@ -19,13 +19,15 @@ from importlib import resources
 from typing import Any
 
 import redis
+from redis.backoff import ExponentialBackoff
 from redis.commands.core import Script
 from redis.exceptions import RedisError, WatchError
+from redis.retry import Retry
 
 from tdauto.errors import InvalidInput, NameTaken, NotFound, StoreError
 from tdauto.models import Execution, ExecutionStatus, Task
 from tdauto.store import records
-from tdauto.store.backend import Store
+from tdauto.store.backend import Store, TimerMode
 from tdauto.store.keys import DEFAULT_PREFIX, Keys
 from tdauto.store.records import RunState
 
@@ -65,6 +67,7 @@ class RedisStore(Store):
         prefix: str = DEFAULT_PREFIX,
         log_max_bytes: int = 1_000_000,
         client: redis.Redis | None = None,
+        reconnect_s: float = 30.0,
     ) -> None:
         records.check_log_max_bytes(log_max_bytes)
         if client is not None and not client.get_connection_kwargs().get("decode_responses"):
@@ -72,7 +75,16 @@ class RedisStore(Store):
         self.keys = Keys(prefix)
         self.log_max_bytes = log_max_bytes
         self._owns_client = client is None
-        self._r: redis.Redis = client or redis.Redis.from_url(url, decode_responses=True)
+        self._r: redis.Redis = client or redis.Redis.from_url(
+            url,
+            decode_responses=True,
+            # ride out a Redis restart (append-only persistence keeps the data): about
+            # reconnect_s of reconnect attempts (backoff capped at 1 s) before a call fails
+            retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=int(reconnect_s)),
+            retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError],
+            socket_connect_timeout=2.0,
+            socket_keepalive=True,
+        )
         self._create_task = self._script("create_task")
         self._save_task = self._script("save_task")
         self._delete_task = self._script("delete_task")
@@ -302,6 +314,42 @@ class RedisStore(Store):
             if lock:
                 pipe.srem(self.keys.active_lock(lock), execution_id)
             pipe.execute()
+
+    def timer_set(
+        self, name: str, member: str, due_ts: float, only: TimerMode = "any"
+    ) -> bool:
+        flags = {"new": {"nx": True}, "existing": {"xx": True}}.get(only, {})
+        with _driver_errors(f"setting timer {name}/{member}"):
+            changed = self._r.zadd(self.keys.timer(name), {member: due_ts}, ch=True, **flags)
+        return only == "any" or bool(changed)
+
+    def timer_due(self, name: str, now_ts: float, limit: int = 100) -> list[tuple[str, float]]:
+        with _driver_errors(f"reading timers {name}"):
+            rows = self._r.zrangebyscore(
+                self.keys.timer(name), "-inf", now_ts, start=0, num=limit, withscores=True
+            )
+        return [(str(row[0]), float(row[1])) for row in rows]
+
+    def timer_get(self, name: str, member: str) -> float | None:
+        with _driver_errors(f"reading timer {name}/{member}"):
+            score = self._r.zscore(self.keys.timer(name), member)
+        return None if score is None else float(score)
+
+    def timer_take(self, name: str, member: str) -> bool:
+        with _driver_errors(f"taking timer {name}/{member}"):
+            return bool(self._r.zrem(self.keys.timer(name), member))
+
+    def set_upstream(self, task_id: str, upstream: str | None) -> None:
+        with _driver_errors(f"recording run_after of {task_id}"):
+            if upstream:
+                self._r.hset(self.keys.upstream, task_id, upstream)
+            else:
+                self._r.hdel(self.keys.upstream, task_id)
+
+    def dependents(self, upstream: str) -> list[str]:
+        with _driver_errors("reading run_after dependents"):
+            pairs = self._r.hgetall(self.keys.upstream)
+        return sorted(str(t) for t, name in pairs.items() if str(name) == upstream)
 
     def append_log(self, execution_id: str, text: str) -> None:
         """At the cap the log keeps its head and ends with ``records.LOG_TRUNCATED_NOTE``."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tdauto.settings import Settings
+from tdauto.settings import Settings, settings_table
 
 REPO = Path(__file__).resolve().parents[2]
 README = (REPO / "README.md").read_text()
@@ -20,6 +20,8 @@ def test_readme_starts_with_run_and_test_commands() -> None:
 def test_every_setting_is_in_the_readme() -> None:
     for name in Settings.model_fields:
         assert f"TDAUTO_{name.upper()}" in README, name
+    # the table is generated: refresh it with `tdauto config --markdown`
+    assert settings_table() in README
 
 
 def test_readme_quotes_the_usage_guide() -> None:

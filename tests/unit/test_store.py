@@ -374,7 +374,7 @@ def test_ping(store: Store) -> None:
 
 
 def test_redis_errors_are_wrapped(redis_server: RedisServer) -> None:
-    store = RedisStore(redis_server.url, log_max_bytes=LOG_CAP)
+    store = RedisStore(redis_server.url, log_max_bytes=LOG_CAP, reconnect_s=0)
     store.ping()
     redis_server.kill()
 

@@ -1,0 +1,138 @@
+"""Running external commands from actions: own process group, output to the action's log,
+stopped (SIGTERM, then SIGKILL to the whole group) on cancel or timeout.
+
+An argv list, never a shell string. Each command starts in a new session so a stop reaches
+every process it spawned; the ``ProcessGroup`` registry lets the engine's watchdog stop them
+even when the handler is blocked elsewhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tdauto.errors import ActionError
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What a finished command did; ``output`` is its (capped) combined stdout and stderr."""
+
+    argv: list[str]
+    returncode: int
+    output: str
+    duration_s: float
+
+
+class ProcessGroup:
+    """The live subprocesses of one action, so they can all be stopped at once."""
+
+    def __init__(self) -> None:
+        self._procs: set[subprocess.Popen[bytes]] = set()
+        self._lock = threading.Lock()
+
+    def add(self, proc: subprocess.Popen[bytes]) -> None:
+        with self._lock:
+            self._procs.add(proc)
+
+    def discard(self, proc: subprocess.Popen[bytes]) -> None:
+        with self._lock:
+            self._procs.discard(proc)
+
+    def stop_all(self, grace_s: float) -> None:
+        """SIGTERM every group, then SIGKILL the groups still alive after ``grace_s``."""
+        with self._lock:
+            procs = list(self._procs)
+        for proc in procs:
+            _kill_group(proc, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        for proc in procs:
+            try:
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _kill_group(proc, signal.SIGKILL)
+                proc.wait()
+            # the leader is gone; make sure nothing else of its group lingers
+            _kill_group(proc, signal.SIGKILL)
+
+
+def _kill_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
+
+
+def run_command(
+    argv: Sequence[str],
+    *,
+    logger: logging.Logger,
+    group: ProcessGroup,
+    stop: threading.Event,
+    timeout_s: float | None = None,
+    kill_grace_s: float = 5.0,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    max_output_bytes: int = 256_000,
+    check: bool = True,
+) -> CommandResult:
+    """Run ``argv``, logging its output line by line; stop it when ``stop`` is set or after
+    ``timeout_s``. Raises ``ActionError`` (kind ``exit``, ``timeout`` or ``cancelled``)."""
+    if isinstance(argv, str) or not argv:
+        raise ActionError("a command is an argv list such as ['pg_dump', '-Fc', 'db']", "usage")
+    args = [str(a) for a in argv]
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        cwd=cwd,
+        env=env,
+        start_new_session=True,
+    )
+    group.add(proc)
+    chunks: list[str] = []
+    size = 0
+
+    def pump() -> None:
+        nonlocal size
+        assert proc.stdout is not None
+        for raw in iter(proc.stdout.readline, b""):
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            logger.info("%s: %s", Path(args[0]).name, line)
+            if size < max_output_bytes:
+                chunks.append(line)
+                size += len(line) + 1
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    reason = None
+    try:
+        while proc.poll() is None:
+            if stop.wait(0.1):
+                reason = "cancelled"
+            elif timeout_s is not None and time.monotonic() - started > timeout_s:
+                reason = "timeout"
+            if reason:
+                group.stop_all(kill_grace_s)
+                break
+    finally:
+        proc.wait()
+        group.discard(proc)
+        reader.join(timeout=5)
+    result = CommandResult(args, proc.returncode, "\n".join(chunks), time.monotonic() - started)
+    if reason == "timeout":
+        raise ActionError(f"{args[0]} timed out after {timeout_s}s", "timeout")
+    if reason == "cancelled":
+        raise ActionError(f"{args[0]} stopped: the run was cancelled", "cancelled")
+    if check and proc.returncode != 0:
+        tail = result.output[-500:]
+        raise ActionError(f"{args[0]} exited with {proc.returncode}: {tail}", "exit")
+    return result

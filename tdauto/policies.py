@@ -1,0 +1,70 @@
+"""Run policies a task or an action states: retries and dependencies.
+
+Kept out of ``models.py`` so each file stays readable; ``tdauto.models`` re-exports them.
+Durations accept seconds or "90s", "5m", "2h".
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from tdauto.units import parse_duration_s
+
+
+def _duration(value: object) -> object:
+    return None if value is None else parse_duration_s(value)
+
+
+class RetryPolicy(BaseModel):
+    """How a failed action is tried again.
+
+    ``max`` retries after the first attempt, the n-th waiting ``backoff * factor**(n-1)``
+    seconds capped at ``backoff_max``; with ``jitter`` the wait is drawn uniformly from half
+    of it to all of it, so many failing actions do not retry in step. ``retry_on`` lists the
+    error kinds that are retried (an ``ActionError``'s ``kind``, an exception's class name or
+    any of its bases' names, ``timeout``); empty means every error.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max: int = Field(default=0, ge=0, le=100)
+    backoff: float = Field(default=2.0, description="first wait, seconds")
+    factor: float = Field(default=2.0, ge=1.0, le=10.0)
+    backoff_max: float = Field(default=300.0, description="longest wait, seconds")
+    jitter: bool = True
+    retry_on: list[str] = Field(default_factory=list)
+
+    _dur = field_validator("backoff", "backoff_max", mode="before")(
+        classmethod(lambda cls, v: _duration(v))
+    )
+
+    def delay_s(self, retry_number: int, rng: random.Random | None = None) -> float:
+        """Seconds to wait before retry ``retry_number`` (1 for the first retry)."""
+        base = min(self.backoff_max, self.backoff * self.factor ** max(0, retry_number - 1))
+        if not self.jitter:
+            return base
+        return (rng or random).uniform(base / 2, base)
+
+    def retries(self, kinds: list[str]) -> bool:
+        """Whether an error of any of ``kinds`` is retried under this policy."""
+        return not self.retry_on or any(kind in self.retry_on for kind in kinds)
+
+
+class RunAfter(BaseModel):
+    """Run this task when another task's execution ends: on ``success``, ``failure``
+    (failed or timed out) or ``always``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    task: str = Field(min_length=1, description="the upstream task's name")
+    on: Literal["success", "failure", "always"] = "success"
+
+    def fires_on(self, status: str) -> bool:
+        if self.on == "always":
+            return status in ("SUCCEEDED", "FAILED", "TIMED_OUT", "CANCELLED")
+        if self.on == "success":
+            return status == "SUCCEEDED"
+        return status in ("FAILED", "TIMED_OUT")
