@@ -465,6 +465,27 @@ def redis_used_mib(url: str) -> float:
         client.close()
 
 
+def keys_mib(url: str, keys: list[str] | None = None, match: str | None = None) -> float:
+    """``MEMORY USAGE`` (all samples) summed over ``keys`` and the keys matching ``match``:
+    what the schedule itself takes, without the server's buffers that ``used_memory`` counts."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        names = list(keys or [])
+        if match:
+            names += list(client.scan_iter(match=match, count=1000))
+        total = 0
+        for i in range(0, len(names), 1000):
+            pipe = client.pipeline(transaction=False)
+            for name in names[i : i + 1000]:
+                pipe.memory_usage(name, samples=0)
+            total += sum(int(v or 0) for v in pipe.execute())
+        return total / MiB
+    finally:
+        client.close()
+
+
 # --- phases in the main process -----------------------------------------------------------
 
 
@@ -657,7 +678,7 @@ def metrics(report: dict[str, Any]) -> dict[str, dict[str, float | None]]:
     m = out["tdauto"]
     m["create_rate"] = t["create"]["rate_per_s"]
     m["create_s"] = t["create"]["seconds"]
-    m["storage_mib"] = t["create"].get("redis_used_delta_mib")
+    m["storage_mib"] = t["create"].get("keys_mib")
     m["start_s"] = t["scheduler"]["start_s"]
     m["tick_first_ms"] = t["scheduler"]["tick"]["first_ms"]
     m["tick_median_ms"] = t["scheduler"]["tick"]["median_ms"]
@@ -694,7 +715,7 @@ def metrics(report: dict[str, Any]) -> dict[str, dict[str, float | None]]:
         out["redbeat"] = {
             "create_rate": r["create"]["rate_per_s"],
             "create_s": r["create"]["seconds"],
-            "storage_mib": r["create"].get("redis_used_delta_mib"),
+            "storage_mib": r["create"].get("keys_mib"),
             "start_s": r["scheduler"]["start_s"],
             "tick_first_ms": r["scheduler"]["tick"]["first_ms"],
             "tick_median_ms": r["scheduler"]["tick"]["median_ms"],
@@ -760,8 +781,8 @@ def print_table(report: dict[str, Any]) -> None:
         "PersistentScheduler(...) (shelve written); redbeat: RedBeatSchedulerEntry(...).save()"
     )
     print(
-        "storage: Redis used_memory growth (celery beat: its shelve file); start: building "
-        "the scheduler in a fresh process; RSS: that process after its ticks"
+        "storage: MEMORY USAGE of the schedule's Redis keys (celery beat: its shelve file); "
+        "start: building the scheduler in a fresh process; RSS: that process after its ticks"
     )
     due = report["tdauto"].get("due")
     if due:
@@ -797,6 +818,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from tdauto.api import AutomationSystems
     from tdauto.app import SETTINGS_KEY, celery_config
     from tdauto.settings import Settings
+    from tdauto.store.keys import Keys
 
     report: dict[str, Any] = {
         "benchmark": "scheduler_scale",
@@ -847,6 +869,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             work,
         )
         create["redis_used_delta_mib"] = redis_used_mib(url) - used
+        schema = Keys(PREFIX)
+        create["keys_mib"] = keys_mib(
+            url, [schema.tasks, schema.task_names, schema.task_state, schema.due]
+        )
         report["tdauto"] = {"create": create}
         phase("tdauto create")
         report["tdauto"]["scheduler"] = probe("tdauto", common, work, "tdauto")
@@ -869,6 +895,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             used = redis_used_mib(url)
             rb_create = parallel_create("redbeat-create", base, args.tasks, args.create_procs, work)
             rb_create["redis_used_delta_mib"] = redis_used_mib(url) - used
+            rb_create["keys_mib"] = keys_mib(url, ["redbeat::schedule"], "redbeat:daily-*")
             report["redbeat"] = {"create": rb_create}
             phase("redbeat create")
             report["redbeat"]["scheduler"] = probe("redbeat", base, work, "redbeat")

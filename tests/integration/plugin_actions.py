@@ -35,3 +35,54 @@ def sleep(ctx: ActionContext, seconds: float) -> dict[str, Any]:
 
     time.sleep(seconds)
     return {"slept": seconds}
+
+
+class FlakyParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    fail_times: int = 1
+
+
+@action("flaky", resource_class="cpu", params=FlakyParams)
+def flaky(ctx: ActionContext, fail_times: int) -> dict[str, Any]:
+    """Fails its first ``fail_times`` attempts, then succeeds."""
+    if ctx.attempt <= fail_times:
+        raise ActionError(f"attempt {ctx.attempt} fails on purpose", kind="flaky")
+    return {"attempt": ctx.attempt}
+
+
+class EffectParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    dir: str
+    seconds: float = 0.0
+
+
+@action("effect", resource_class="cpu", params=EffectParams)
+def effect(ctx: ActionContext, dir: str, seconds: float) -> dict[str, Any]:
+    """Appends one line to effects.log once per idempotency key, then sleeps."""
+    import time
+    from pathlib import Path
+
+    root = Path(dir)
+    root.mkdir(parents=True, exist_ok=True)
+    marker = root / f"done-{ctx.idempotency_key.replace(':', '-')}"
+    if not marker.exists():
+        with (root / "effects.log").open("a") as fh:
+            fh.write(f"{ctx.idempotency_key} attempt {ctx.attempt}\n")
+        marker.touch()
+    (root / f"started-{ctx.attempt}").touch()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not ctx.cancelled:
+        time.sleep(0.1)
+    return {"attempt": ctx.attempt}
+
+
+class CommandParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    argv: list[str]
+
+
+@action("command", resource_class="cpu", params=CommandParams)
+def command(ctx: ActionContext, argv: list[str]) -> dict[str, Any]:
+    """Runs ``argv`` through ctx.run (its own process group, stopped on cancel/timeout)."""
+    result = ctx.run(argv)
+    return {"returncode": result.returncode, "output": result.output[-200:]}
