@@ -185,14 +185,14 @@ class RedisStore(Store):
         if limit <= 0:
             return []
         with _driver_errors("reading the due index"):
-            rows = self._r.zrangebyscore(
+            rows: Any = self._r.zrangebyscore(
                 self.keys.due, "-inf", now_ts, start=0, num=limit, withscores=True
             )
         return [(str(row[0]), float(row[1])) for row in rows]
 
     def next_due_ts(self) -> float | None:
         with _driver_errors("reading the due index"):
-            rows = self._r.zrange(self.keys.due, 0, 0, withscores=True)
+            rows: Any = self._r.zrange(self.keys.due, 0, 0, withscores=True)
         return float(rows[0][1]) if rows else None
 
     # --- executions ---------------------------------------------------------------------------
@@ -217,7 +217,7 @@ class RedisStore(Store):
 
     def get_execution(self, execution_id: str) -> Execution | None:
         with _driver_errors(f"reading execution {execution_id}"):
-            raw = self._r.get(self.keys.execution(execution_id))
+            raw: Any = self._r.get(self.keys.execution(execution_id))
         return None if raw is None else records.load_execution(raw)
 
     def update_execution(
@@ -230,7 +230,7 @@ class RedisStore(Store):
             for _ in range(MAX_WATCH_RETRIES):
                 try:
                     pipe.watch(key)
-                    raw = pipe.get(key)
+                    raw: Any = pipe.get(key)
                     if raw is None:
                         raise NotFound("execution", execution_id)
                     before = records.load_execution(raw)
@@ -281,7 +281,8 @@ class RedisStore(Store):
                 if not ids:
                     break
                 start += len(ids)
-                for raw in self._r.mget([self.keys.execution(i) for i in ids]):
+                raws: Any = self._r.mget([self.keys.execution(i) for i in ids])
+                for raw in raws:
                     if raw is None:
                         continue
                     execution = records.load_execution(raw)
@@ -325,14 +326,14 @@ class RedisStore(Store):
 
     def timer_due(self, name: str, now_ts: float, limit: int = 100) -> list[tuple[str, float]]:
         with _driver_errors(f"reading timers {name}"):
-            rows = self._r.zrangebyscore(
+            rows: Any = self._r.zrangebyscore(
                 self.keys.timer(name), "-inf", now_ts, start=0, num=limit, withscores=True
             )
         return [(str(row[0]), float(row[1])) for row in rows]
 
     def timer_get(self, name: str, member: str) -> float | None:
         with _driver_errors(f"reading timer {name}/{member}"):
-            score = self._r.zscore(self.keys.timer(name), member)
+            score: Any = self._r.zscore(self.keys.timer(name), member)
         return None if score is None else float(score)
 
     def timer_take(self, name: str, member: str) -> bool:
@@ -348,7 +349,7 @@ class RedisStore(Store):
 
     def dependents(self, upstream: str) -> list[str]:
         with _driver_errors("reading run_after dependents"):
-            pairs = self._r.hgetall(self.keys.upstream)
+            pairs: Any = self._r.hgetall(self.keys.upstream)
         return sorted(str(t) for t, name in pairs.items() if str(name) == upstream)
 
     def append_log(self, execution_id: str, text: str) -> None:
@@ -363,7 +364,7 @@ class RedisStore(Store):
 
     def read_log(self, execution_id: str) -> str:
         with _driver_errors(f"reading the log of {execution_id}"):
-            raw = self._r.get(self.keys.log(execution_id))
+            raw: Any = self._r.get(self.keys.log(execution_id))
         return str(raw) if raw else ""
 
     # --- whole-store operations ---------------------------------------------------------------
