@@ -7,7 +7,9 @@ distributed mode, also to ``logs/<execution_id>.log`` on the host that ran it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,11 +23,18 @@ _FORMAT = logging.Formatter(
 
 
 class _StoreHandler(logging.Handler):
+    """Buffers an action's lines and appends them to the store at most once a second (and
+    when the action ends), so a quick action costs one write for its whole log."""
+
+    FLUSH_S = 1.0
+
     def __init__(self, rt: Runtime, execution_id: str, label: str) -> None:
         super().__init__()
         self._rt = rt
         self._execution_id = execution_id
         self._label = label
+        self._buffer: list[str] = []
+        self._last_flush = time.monotonic()
         self._file: Path | None = None
         if not rt.settings.local_mode:
             self._file = rt.settings.data_path / "logs" / f"{execution_id}.log"
@@ -35,12 +44,30 @@ class _StoreHandler(logging.Handler):
         try:
             record.action = self._label
             line = redact_text(_FORMAT.format(record)) + "\n"
-            self._rt.store.append_log(self._execution_id, line)
-            if self._file is not None:
-                with self._file.open("a", encoding="utf-8") as fh:
-                    fh.write(line)
+            with self.lock or contextlib.nullcontext():
+                self._buffer.append(line)
+            if time.monotonic() - self._last_flush >= self.FLUSH_S:
+                self.flush()
         except Exception:  # a log write must never fail the action
             self.handleError(record)
+
+    def flush(self) -> None:
+        with self.lock or contextlib.nullcontext():
+            text, self._buffer = "".join(self._buffer), []
+            self._last_flush = time.monotonic()
+        if not text:
+            return
+        try:
+            self._rt.store.append_log(self._execution_id, text)
+            if self._file is not None:
+                with self._file.open("a", encoding="utf-8") as fh:
+                    fh.write(text)
+        except Exception:  # a log write must never fail the action
+            logging.getLogger(__name__).warning("could not write the log of %s", self._label)
+
+    def close(self) -> None:
+        self.flush()
+        super().close()
 
 
 def action_logger(

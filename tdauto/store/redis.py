@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 from collections.abc import Callable, Iterator
 from functools import cache
 from importlib import resources
@@ -32,6 +33,7 @@ from tdauto.store.keys import DEFAULT_PREFIX, Keys
 from tdauto.store.records import RunState
 
 MAX_WATCH_RETRIES = 1000
+_RECENT_MAX = 1024  # execution records remembered per store for compare-and-set
 _PAGE = 200
 
 
@@ -92,6 +94,9 @@ class RedisStore(Store):
         self._create_execution = self._script("create_execution")
         self._append_log = self._script("append_log")
         self._admit = self._script("admit")
+        self._cas_execution = self._script("cas_execution")
+        self._recent: dict[str, str] = {}
+        self._recent_lock = threading.Lock()
 
     def _script(self, name: str) -> Script:
         return self._r.register_script(_lua(name))
@@ -218,40 +223,55 @@ class RedisStore(Store):
     def get_execution(self, execution_id: str) -> Execution | None:
         with _driver_errors(f"reading execution {execution_id}"):
             raw: Any = self._r.get(self.keys.execution(execution_id))
-        return None if raw is None else records.load_execution(raw)
+        if raw is None:
+            return None
+        self._remember(execution_id, raw)
+        return records.load_execution(raw)
 
-    def update_execution(
-        self, execution_id: str, mutate: Callable[[Execution], None]
-    ) -> Execution:
-        """Optimistic: on a conflicting write ``mutate`` runs again on a fresh copy, so it must
-        depend only on the execution it is given. Its own exceptions pass through unwrapped."""
-        key = self.keys.execution(execution_id)
-        with _driver_errors(f"updating execution {execution_id}"), self._r.pipeline() as pipe:
+    def _remember(self, execution_id: str, raw: str) -> None:
+        """Keep the last record read or written, so the next update needs no read first."""
+        with self._recent_lock:
+            self._recent[execution_id] = raw
+            if len(self._recent) > _RECENT_MAX:
+                self._recent.pop(next(iter(self._recent)))
+
+    def update_execution(self, execution_id: str, mutate: Callable[[Execution], None]) -> Execution:
+        """Optimistic compare-and-set (``cas_execution.lua``) against the record this process
+        last saw; on a conflict ``mutate`` runs again on the current record, so it must depend
+        only on the execution it is given. Its own exceptions pass through unwrapped."""
+        k = self.keys
+        with _driver_errors(f"updating execution {execution_id}"):
+            raw: Any = self._recent.get(execution_id)
+            if raw is None:
+                raw = self._r.get(k.execution(execution_id))
             for _ in range(MAX_WATCH_RETRIES):
-                try:
-                    pipe.watch(key)
-                    raw: Any = pipe.get(key)
-                    if raw is None:
-                        raise NotFound("execution", execution_id)
-                    before = records.load_execution(raw)
-                    execution = before.model_copy(deep=True)
-                    mutate(execution)
-                    records.check_immutable(before, execution)
-                    pipe.multi()
-                    pipe.set(key, records.execution_json(execution))
-                    if execution.status != before.status:
-                        score = records.dt_to_ts(execution.created_at)
-                        pipe.zrem(self.keys.status_executions(before.status.value), execution.id)
-                        pipe.zadd(
-                            self.keys.status_executions(execution.status.value),
-                            {execution.id: score},
-                        )
-                    pipe.execute()
+                if raw is None:
+                    self._recent.pop(execution_id, None)
+                    raise NotFound("execution", execution_id)
+                before = records.load_execution(raw)
+                execution = before.model_copy(deep=True)
+                mutate(execution)
+                records.check_immutable(before, execution)
+                new_raw = records.execution_json(execution)
+                reply = _strs(
+                    self._cas_execution(
+                        keys=[
+                            k.execution(execution_id),
+                            k.status_executions(before.status.value),
+                            k.status_executions(execution.status.value),
+                        ],
+                        args=[
+                            raw,
+                            new_raw,
+                            execution_id,
+                            repr(records.dt_to_ts(execution.created_at)),
+                        ],
+                    )
+                )
+                if reply[0] == "ok":
+                    self._remember(execution_id, new_raw)
                     return execution
-                except WatchError:
-                    continue
-                finally:
-                    pipe.reset()
+                raw = reply[1] if reply[0] == "conflict" else None
         raise StoreError(
             f"redis store: execution {execution_id} changed under {MAX_WATCH_RETRIES} attempts "
             "to update it in a row; too many concurrent writers"
@@ -316,9 +336,7 @@ class RedisStore(Store):
                 pipe.srem(self.keys.active_lock(lock), execution_id)
             pipe.execute()
 
-    def timer_set(
-        self, name: str, member: str, due_ts: float, only: TimerMode = "any"
-    ) -> bool:
+    def timer_set(self, name: str, member: str, due_ts: float, only: TimerMode = "any") -> bool:
         flags = {"new": {"nx": True}, "existing": {"xx": True}}.get(only, {})
         with _driver_errors(f"setting timer {name}/{member}"):
             changed = self._r.zadd(self.keys.timer(name), {member: due_ts}, ch=True, **flags)
