@@ -1,8 +1,8 @@
 """Static beat entries: tdauto's own system jobs, beside the user's tasks from the store.
 
-Every beat (``tdauto beat``, ``tdauto up``, ``AutomationSystems.start()``) runs these through
-``tdauto.scheduler:StoreScheduler``. Later capabilities add theirs here (resource-manager
-tick, lease reaper, retention, metrics collection), each a short task on ``tdauto.control``.
+The leading beat (``tdauto beat``, ``tdauto up``, ``AutomationSystems.start()``) runs these
+through ``tdauto.scheduler:StoreScheduler``, each a short task on ``tdauto.control``. Later
+capabilities add theirs here (resource-manager tick, retention, metrics collection).
 """
 
 from __future__ import annotations

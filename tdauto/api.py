@@ -242,7 +242,9 @@ class AutomationSystems:
             await asyncio.sleep(0.2)
 
     def cancel_sync(self, execution_id: str) -> Execution:
-        """Mark the execution CANCELLED; actions not yet started will not run."""
+        """End the execution CANCELLED: queued actions will not run, and a running action's
+        worker (on any host) stops it within about a second, its subprocesses with SIGTERM
+        then SIGKILL to their process group."""
         self.get_execution_sync(execution_id)
         return complete(self._rt, execution_id, ExecutionStatus.CANCELLED, "cancelled by user")
 

@@ -243,11 +243,21 @@ def task_list(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def task_show(name: str, count: int, as_json: bool) -> None:
     """Show a task (by name or id) and its next fire times."""
+    from datetime import UTC, datetime
     from zoneinfo import ZoneInfo
+
+    from tdauto.scheduler import compute_next_ts
 
     system = _system()
     t = asyncio.run(system.get_task(name))
-    upcoming = system.preview_schedule(t.schedule, t.schedule_config, count=count)
+    upcoming: list[datetime] = []
+    after = time.time()
+    while len(upcoming) < count:  # the task's own fire times: its anchor, spread and jitter
+        nxt = compute_next_ts(t, after, system.settings.timezone)
+        if nxt is None:
+            break
+        upcoming.append(datetime.fromtimestamp(nxt, UTC))
+        after = nxt
     if as_json:
         _emit_json({**_task_json(t), "upcoming": [u.isoformat() for u in upcoming]})
         return

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tdauto.units import parse_duration_s
 
@@ -61,6 +61,14 @@ class RunAfter(BaseModel):
 
     task: str = Field(min_length=1, description="the upstream task's name")
     on: Literal["success", "failure", "always"] = "success"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_on(cls, data: object) -> object:
+        # YAML 1.1 reads an unquoted `on:` key as the boolean true
+        if isinstance(data, dict) and True in data and "on" not in data:
+            data = {("on" if k is True else k): v for k, v in data.items()}
+        return data
 
     def fires_on(self, status: str) -> bool:
         if self.on == "always":

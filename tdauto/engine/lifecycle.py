@@ -11,16 +11,18 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 
 from tdauto.engine.executions import (
     CONTROL_QUEUE,
+    DEADLINES,
     RUN_TASK,
     finish,
     new_execution,
     send_action,
 )
 from tdauto.engine.runtime import Runtime
-from tdauto.models import Execution, ExecutionStatus, Task, Trigger
+from tdauto.models import Execution, ExecutionStatus, Task, Trigger, utcnow
 
 log = logging.getLogger(__name__)
 _AFTER = uuid.UUID("0b9d7c1e-3f57-4d55-8a43-5f0c2f9e8d21")
@@ -108,24 +110,32 @@ def promote_waiting(rt: Runtime) -> int:
         task = rt.store.get_task(ex.task_id)
         if task is None:
             complete(rt, ex.id, ExecutionStatus.CANCELLED, "task deleted while waiting")
-            continue
-        if admit_live(rt, ex, task):
-            continue
-        moved = False
-
-        def to_queued(e: Execution) -> None:
-            nonlocal moved
-            moved = e.status is ExecutionStatus.WAITING
-            if moved:
-                e.status = ExecutionStatus.QUEUED
-                e.error = None
-                for run in e.actions:
-                    if run.status is ExecutionStatus.PENDING:
-                        run.status = ExecutionStatus.QUEUED
-
-        ex = rt.store.update_execution(ex.id, to_queued)
-        if moved:
-            log.info("execution %s of %s leaves WAITING", ex.id, ex.task_name)
-            send_action(rt, ex, 0)
-            started += 1
+        elif not admit_live(rt, ex, task):
+            started += _leave_waiting(rt, ex.id, task.deadline)
     return started
+
+
+def _leave_waiting(rt: Runtime, execution_id: str, deadline_s: float | None) -> bool:
+    """An admitted WAITING execution starts like a fresh one: QUEUED, first action sent,
+    its deadline counted from now."""
+    moved = False
+
+    def to_queued(e: Execution) -> None:
+        nonlocal moved
+        moved = e.status is ExecutionStatus.WAITING
+        if moved:
+            e.status = ExecutionStatus.QUEUED
+            e.error = None
+            e.actions[0].status = ExecutionStatus.QUEUED
+            e.actions[0].sent_at = utcnow()
+            if deadline_s is not None:
+                e.deadline_at = utcnow() + timedelta(seconds=deadline_s)
+
+    ex = rt.store.update_execution(execution_id, to_queued)
+    if not moved:
+        return False
+    log.info("execution %s of %s leaves WAITING", ex.id, ex.task_name)
+    if ex.deadline_at is not None:
+        rt.store.timer_set(DEADLINES, ex.id, ex.deadline_at.timestamp())
+    send_action(rt, ex, 0)
+    return True

@@ -81,6 +81,8 @@ def run_watched(
             worker.join(POLL_S)
             if not worker.is_alive():
                 break
+            for handler in ctx.logger.handlers:
+                handler.flush()  # a quiet action's lines still reach the log within a second
             now = time.monotonic()
             if timeout_s is not None and now - started >= timeout_s:
                 reason = Outcome.TIMEOUT

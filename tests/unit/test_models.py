@@ -87,3 +87,13 @@ def test_redaction_of_params_and_text() -> None:
     }
     assert "hunter2" not in redact_text("connect redis://user:hunter2@host:6379/0")
     assert "hunter2" not in redact_text("login with password=hunter2 now")
+
+
+def test_run_after_accepts_yaml_unquoted_on() -> None:
+    import yaml
+
+    from tdauto.policies import RunAfter
+
+    data = yaml.safe_load("task: A\non: failure\n")
+    assert True in data  # YAML 1.1 turned the key into a boolean
+    assert RunAfter.model_validate(data).on == "failure"
