@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Sets up and runs every check of tdauto: redis-server for the tests (if missing), a venv with
-# the test extra, ruff, mypy and pytest. Usage: scripts/test.sh [pytest args]
+# Sets up and runs every check of tdauto: redis-server and PostgreSQL for the tests (if
+# missing), a venv with the test extra, ruff, mypy and pytest. Usage: scripts/test.sh [pytest args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +9,19 @@ if ! command -v redis-server >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server
+fi
+
+# PostgreSQL: the tests start a private cluster (initdb, pg_ctl from /usr/lib/postgresql/*/bin)
+# and back it up and restore it with pg_dump, pg_restore and psql.
+pg_present() {
+  for tool in pg_dump pg_restore psql; do command -v "$tool" >/dev/null 2>&1 || return 1; done
+  for tool in initdb pg_ctl; do compgen -G "/usr/lib/postgresql/*/bin/$tool" >/dev/null || return 1; done
+}
+if ! pg_present; then
+  echo "PostgreSQL binaries not found: installing postgresql (the tests start their own server)"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql
 fi
 
 PY=${PYTHON:-python3}

@@ -125,8 +125,10 @@ def up(ready_timeout: float) -> None:
 @click.option("--loglevel", default="INFO", show_default=True)
 def worker(pool: str, loglevel: str) -> None:
     """Start one worker pool (cpu, memory or storage) on this host."""
+    from tdauto.resources import worker_hooks
     from tdauto.resources.pools import load_pool
 
+    worker_hooks.install()
     system = _system()
     spec = load_pool(pool)
     system.app.worker_main(spec.worker_argv(system.settings, loglevel))

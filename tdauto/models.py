@@ -256,7 +256,8 @@ class ActionValidator(Protocol):
 class ActionSpec(BaseModel):
     """One step of a task: an action type and its params."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # params may hold secrets: errors name the field, never echo its value
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     type: str = Field(min_length=1)
     params: dict[str, Any] = Field(default_factory=dict)
@@ -301,7 +302,7 @@ class Task(BaseModel):
     definition in the store and filled in when a task is read.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     id: str = Field(default_factory=new_id)
     name: str = Field(min_length=1, max_length=200)

@@ -52,7 +52,8 @@ class Settings(BaseSettings):
     )
     backup_targets_file: Path | None = Field(
         default=None,
-        description="JSON or YAML file of named backup targets ({name: {kind, path}}).",
+        description="JSON or YAML file of named backup targets ({name: {kind, path}}, or "
+        "{kind: postgres, dsn} / {kind: redis, url}).",
     )
     key_prefix: str = Field(default="tdauto", description="Prefix of every Redis key.")
     host: str = Field(
@@ -108,8 +109,18 @@ class Settings(BaseSettings):
     concurrency_cpu: int = Field(default=2, ge=1, description="Processes of the cpu pool.")
     concurrency_memory: int = Field(default=1, ge=1, description="Processes of the memory pool.")
     concurrency_storage: int = Field(default=4, ge=1, description="Threads of the storage pool.")
+    shell_allow: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated programs (names on PATH or absolute paths) the shell action "
+        "may run; empty = the shell action is off.",
+    )
+    update_allow: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated programs (names on PATH or absolute paths) the update action "
+        "may run; empty = the update action is off.",
+    )
 
-    @field_validator("allowed_paths", "plugins", mode="before")
+    @field_validator("allowed_paths", "plugins", "shell_allow", "update_allow", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
@@ -202,9 +213,13 @@ def settings_table() -> str:
     rows = ["| variable | default | what it does |", "| --- | --- | --- |"]
     for name, info in Settings.model_fields.items():
         if info.default_factory is not None:
-            default = {"allowed_paths": "the data dir", "plugins": "none", "host": "hostname"}.get(
-                name, "-"
-            )
+            default = {
+                "allowed_paths": "the data dir",
+                "plugins": "none",
+                "host": "hostname",
+                "shell_allow": "none (shell off)",
+                "update_allow": "none (update off)",
+            }.get(name, "-")
         else:
             default = "unset" if info.default is None else f"`{info.default}`"
         rows.append(f"| `TDAUTO_{name.upper()}` | {default} | {info.description or ''} |")

@@ -10,11 +10,10 @@ the file its first attempt finished and returns it instead of writing a second b
 archive is written to a hidden temp file and renamed into place, so a half-written backup
 never carries a backup's name and retention never counts one.
 
-Kinds of target:
-
-- ``store``: tdauto's own store via ``Store.snapshot()`` (consistent by contract), gzip JSON.
-- ``sqlite``: a SQLite file via SQLite's online backup API (safe while others write), gzipped.
-- ``directory``: a directory tree as ``.tar.gz``.
+Targets and their kinds (``store``, ``sqlite``, ``directory``, ``postgres``, ``redis``) are in
+``tdauto.actions.backup_targets``; the database kinds' producers and restores in
+``tdauto.actions.backup_db``. A database backup also has a ``.manifest.json`` beside it (where
+it came from, without secrets), written before the checksum so a finished backup has both.
 
 Reading an archive back is ``tdauto.actions.maintenance.restore_backup``. Paths are confined
 to ``TDAUTO_ALLOWED_PATHS`` by ``resolve_target`` (targets) and the action (``dest``); the
@@ -36,137 +35,28 @@ import tarfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from tdauto.actions.backup_db import manifest_data, manifest_of, write_postgres, write_redis
+from tdauto.actions.backup_targets import (
+    ARCHIVE_EXTS,
+    DB_KINDS,
+    TARGET_NAME,
+    Kind,
+    Target,
+    load_targets,
+    resolve_target,
+)
+from tdauto.actions.context import ActionContext
+from tdauto.errors import ActionError
 
-from tdauto.actions.context import ActionContext, confine
-from tdauto.errors import ActionError, InvalidInput, PathNotAllowed
-
-if TYPE_CHECKING:
-    from tdauto.settings import Settings
-
-Kind = Literal["store", "sqlite", "directory"]
-ARCHIVE_EXTS: dict[Kind, str] = {"store": "json.gz", "sqlite": "sqlite.gz", "directory": "tar.gz"}
-TARGET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 BACKUP_NAME = re.compile(
     r"^(?P<target>.+)-(?P<stamp>\d{8}T\d{6}Z)-(?P<suffix>[0-9a-f]{8})"
-    r"\.(?P<ext>json\.gz|sqlite\.gz|tar\.gz)$"
+    r"\.(?P<ext>json\.gz|sqlite\.gz|tar\.gz|pgdump|rdb)$"
 )
 _STAMP = "%Y%m%dT%H%M%SZ"
-_FILE_SETTING = "TDAUTO_BACKUP_TARGETS_FILE"
-
-# --- targets ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Target:
-    """A resolved target: ``path`` is absolute and confined (``None`` for the store)."""
-
-    name: str
-    kind: Kind
-    path: Path | None
-
-
-class _TargetEntry(BaseModel):
-    """One entry of the targets file: ``{kind, path}``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    kind: Kind
-    path: str | None = None
-
-
-def _check_kind_path(kind: str, path: str | None, field: str) -> None:
-    if kind == "store" and path is not None:
-        raise InvalidInput(field, "store targets take no path (they back up tdauto's own store)")
-    if kind != "store" and not path:
-        raise InvalidInput(field, f"{kind} targets need a path (the file or directory to copy)")
-
-
-def load_targets(settings: Settings | None) -> dict[str, Target]:
-    """Named targets: the built-in ``database`` plus the targets file (which may override it).
-
-    Relative paths in the file are relative to the file's directory. Paths are not confined
-    here; ``resolve_target`` does that for the one target used.
-    """
-    targets = {"database": Target("database", "store", None)}
-    file = settings.backup_targets_file if settings is not None else None
-    if file is None:
-        return targets
-    try:
-        text = file.read_text(encoding="utf-8")
-        data = json.loads(text) if file.suffix == ".json" else yaml.safe_load(text)
-    except OSError as exc:
-        raise InvalidInput(
-            _FILE_SETTING, f"cannot read {file}: {exc.strerror}; fix the path or unset it"
-        ) from exc
-    except (ValueError, yaml.YAMLError) as exc:
-        raise InvalidInput(_FILE_SETTING, f"{file} is not valid JSON or YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise InvalidInput(_FILE_SETTING, f"{file} must map names to {{kind, path}} objects")
-    for name, raw in data.items():
-        if not isinstance(name, str) or not TARGET_NAME.match(name):
-            raise InvalidInput(
-                _FILE_SETTING, f"target name {name!r} in {file}: use letters, digits, _ - ."
-            )
-        try:
-            entry = _TargetEntry.model_validate(raw)
-            _check_kind_path(entry.kind, entry.path, name)
-        except (ValidationError, InvalidInput) as exc:
-            raise InvalidInput(_FILE_SETTING, f"target {name!r} in {file}: {exc}") from exc
-        path = None if entry.path is None else (file.parent / entry.path).expanduser()
-        targets[name] = Target(name, entry.kind, path)
-    return targets
-
-
-def resolve_target(
-    name: str, kind: Kind | None, path: str | None, settings: Settings | None
-) -> Target | None:
-    """The target ``backup`` params designate, its path confined.
-
-    ``None`` when that cannot be told without settings (a named target other than the
-    built-in one); the engine validates again with settings before the action runs.
-    """
-    if kind is None and path is not None:
-        raise InvalidInput("kind", "path given without kind; add kind: sqlite or directory")
-    if kind is not None:
-        _check_kind_path(kind, path, "path")
-        allowed = settings.confined_paths if settings is not None else None
-        resolved = confine(path, allowed, "path") if path and allowed else None
-        inline = Target(name, kind, resolved or (Path(path) if path else None))
-        named = load_targets(settings).get(name)
-        named_path = named.path.resolve() if named and named.path else None
-        if named is not None and (named.kind, named_path) != (inline.kind, inline.path):
-            raise InvalidInput(
-                "target",
-                f"{name!r} is already a named target ({named.kind}); give this inline "
-                "target another name with target: NAME",
-            )
-        return inline
-    if settings is None and name != "database":
-        return None
-    targets = load_targets(settings)
-    if name not in targets:
-        file = settings.backup_targets_file if settings is not None else None
-        where = f"add it to {file}" if file else f"define it in a file named by {_FILE_SETTING}"
-        raise InvalidInput(
-            "target",
-            f"unknown backup target {name!r}; known targets: {', '.join(sorted(targets))} "
-            f"({where}, or give kind and path for an inline target)",
-        )
-    target = targets[name]
-    if target.path is None or settings is None:
-        return target
-    try:
-        return Target(name, target.kind, confine(target.path, settings.confined_paths, "target"))
-    except PathNotAllowed as exc:
-        raise PathNotAllowed("target", f"target {name!r}: {exc.message}") from None
-
 
 # --- writing ------------------------------------------------------------------------------
 
@@ -233,6 +123,9 @@ def _remove_leftovers(folder: Path, name: str, suffix: str) -> None:
     for sidecar in folder.glob(f"{name}-*-{suffix}.*.sha256"):
         if not sidecar.with_suffix("").exists():
             sidecar.unlink(missing_ok=True)
+    for manifest in folder.glob(f"{name}-*-{suffix}.*.manifest.json"):
+        if not manifest.with_name(manifest.name.removesuffix(".manifest.json")).exists():
+            manifest.unlink(missing_ok=True)
 
 
 def sidecar_of(archive: Path) -> Path:
@@ -256,15 +149,23 @@ def _write(ctx: ActionContext, target: Target, final: Path) -> dict[str, Any]:
     """
     tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.tmp")
     sidecar_tmp = tmp.with_name(tmp.name + ".sha256.tmp")
+    manifest_tmp = tmp.with_name(tmp.name + ".manifest.tmp")
     producers: dict[str, Callable[[ActionContext, Target, Path], None]] = {
         "store": _write_store,
         "sqlite": _write_sqlite,
         "directory": _write_directory,
+        "postgres": write_postgres,
+        "redis": write_redis,
     }
-    ctx.logger.info("backing up %s (%s) to %s", target.name, target.kind, final)
+    ctx.logger.info(
+        "backing up %s (%s, %s) to %s", target.name, target.kind, target.describe(), final
+    )
     try:
         producers[target.kind](ctx, target, tmp)
         _fsync(tmp)
+        if target.kind in DB_KINDS:
+            manifest_tmp.write_text(json.dumps(manifest_data(target), indent=2), encoding="utf-8")
+            os.replace(manifest_tmp, manifest_of(final))
         digest = sha256_file(tmp)
         sidecar_tmp.write_text(f"{digest}  {final.name}\n", encoding="utf-8")
         os.replace(sidecar_tmp, sidecar_of(final))
@@ -275,6 +176,7 @@ def _write(ctx: ActionContext, target: Target, final: Path) -> dict[str, Any]:
     finally:
         tmp.unlink(missing_ok=True)
         sidecar_tmp.unlink(missing_ok=True)
+        manifest_tmp.unlink(missing_ok=True)
     output = _describe(final, target, reused=False)
     ctx.logger.info("backup %s: %d bytes, sha256 %s", final.name, output["bytes"], digest)
     return output
@@ -300,7 +202,7 @@ def _describe(archive: Path, target: Target, *, reused: bool) -> dict[str, Any]:
         "pruned": [],
         "created_at": stamp.isoformat() if stamp else None,
         "reused": reused,
-    }
+    } | ({"source": target.describe()} if target.kind in DB_KINDS else {})
 
 
 def _write_store(ctx: ActionContext, target: Target, tmp: Path) -> None:
@@ -386,5 +288,21 @@ def prune(
             continue
         candidate.unlink(missing_ok=True)
         sidecar_of(candidate).unlink(missing_ok=True)
+        manifest_of(candidate).unlink(missing_ok=True)
         pruned.append(str(candidate))
     return pruned
+
+
+__all__ = [
+    "ARCHIVE_EXTS",
+    "BACKUP_NAME",
+    "TARGET_NAME",
+    "Kind",
+    "Target",
+    "load_targets",
+    "prune",
+    "resolve_target",
+    "sha256_file",
+    "sidecar_of",
+    "write_backup",
+]

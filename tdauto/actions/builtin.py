@@ -1,3 +1,11 @@
-"""Imports every built-in action module so that importing this registers them all."""
+"""Imports every built-in action module, one per process type (and the generic ones), so that
+importing this registers them all."""
 
-from tdauto.actions import maintenance  # noqa: F401
+from tdauto.actions import (  # noqa: F401 - imported for their @action registrations
+    deployment,
+    generic,
+    health,
+    maintenance,
+    optimization,
+    update,
+)

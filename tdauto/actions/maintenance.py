@@ -19,6 +19,7 @@ import tarfile
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
@@ -31,6 +32,8 @@ from tdauto.actions.backup import (
     sidecar_of,
     write_backup,
 )
+from tdauto.actions.backup_db import restore_postgres, restore_redis
+from tdauto.actions.backup_targets import CONN_FIELDS
 from tdauto.actions.cleanup import CleanupParams, cleanup
 from tdauto.actions.context import ActionContext, confine
 from tdauto.actions.registry import action
@@ -50,6 +53,11 @@ class BackupParams(BaseModel):
       defaults to the file name of ``path``.
     - ``kind`` + ``path``: an inline target; ``sqlite`` and ``directory`` need ``path``,
       ``store`` takes none.
+    - ``kind: postgres`` + ``dsn`` (``postgresql://user@host:port/db``) or ``host``, ``port``,
+      ``dbname``, ``user``; ``kind: redis`` + ``url`` (``redis://[user@]host:port``). Never a
+      password: ``password_env`` names an environment variable of the worker holding it;
+      postgres also takes ``passfile`` (a ``.pgpass`` file) or the worker's PGPASSFILE. The
+      inline name defaults to the database name (postgres) or ``redis``.
     - ``dest``: directory of backups, default ``<data_dir>/backups``.
     - ``retention``: keep backups younger than this ("7days", "12h"). A unit is required so
       ``retention: 5`` is not mistaken for five backups; that is ``keep: 5``.
@@ -60,7 +68,7 @@ class BackupParams(BaseModel):
     only this target's folder and never the backup just written.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     target: str = Field(default="database", description="named target, or inline target name")
     kind: Kind | None = Field(default=None, description="inline target kind")
@@ -68,6 +76,18 @@ class BackupParams(BaseModel):
     dest: str | None = Field(default=None, description="backup directory")
     retention: float | None = Field(default=None, description="max age kept, seconds")
     keep: int | None = Field(default=None, ge=1, description="number of newest backups kept")
+    dsn: str | None = Field(default=None, description="postgres: DSN without password")
+    host: str | None = Field(default=None, description="postgres: host")
+    port: int | None = Field(default=None, description="postgres: port")
+    dbname: str | None = Field(default=None, description="postgres: database")
+    user: str | None = Field(default=None, description="postgres: user")
+    url: str | None = Field(default=None, description="redis: URL without password")
+    password_env: str | None = Field(default=None, description="env variable with the password")
+    passfile: str | None = Field(default=None, description="postgres: .pgpass-format file")
+
+    def conn_values(self) -> dict[str, Any]:
+        """The connection params given (postgres and redis targets)."""
+        return {f: getattr(self, f) for f in CONN_FIELDS if getattr(self, f) is not None}
 
     @field_validator("retention", mode="before")
     @classmethod
@@ -96,10 +116,10 @@ class BackupParams(BaseModel):
 
     @model_validator(mode="after")
     def _resolve(self, info: ValidationInfo) -> BackupParams:
-        if self.kind is not None and self.path and "target" not in self.model_fields_set:
-            self.target = _name_from_path(self.path)
+        if self.kind is not None and "target" not in self.model_fields_set:
+            self.target = _inline_name(self.kind, self.path, self.conn_values())
         settings = (info.context or {}).get("settings")
-        resolve_target(self.target, self.kind, self.path, settings)
+        resolve_target(self.target, self.kind, self.path, settings, self.conn_values())
         if settings is not None:
             confine(self.dest or settings.data_path / "backups", settings.confined_paths, "dest")
         return self
@@ -118,6 +138,18 @@ def _name_from_path(path: str) -> str:
     return name[:100] or "backup"
 
 
+def _inline_name(kind: Kind, path: str | None, conn: dict[str, Any]) -> str:
+    """An inline target's default name: its file's name, its database's, or ``redis``."""
+    if path:
+        return _name_from_path(path)
+    if kind == "redis":
+        return "redis"
+    dsn = str(conn.get("dsn") or "")
+    found = re.search(r"(?:^|\s)dbname\s*=\s*'?([^'\s]+)", dsn)
+    dbname = conn.get("dbname") or (found[1] if found else urlsplit(dsn).path.strip("/"))
+    return _name_from_path(str(dbname)) if dbname else "database"
+
+
 @action("backup", resource_class="storage", params=BackupParams, process_type="maintenance")
 def backup(
     ctx: ActionContext,
@@ -128,13 +160,16 @@ def backup(
     dest: str | None = None,
     retention: float | None = None,
     keep: int | None = None,
+    **conn: Any,
 ) -> dict[str, Any]:
     """Back up a target into one checksummed archive, once per action, and prune older ones.
 
     Output: ``target``, ``kind``, ``path``, ``bytes``, ``sha256``, ``pruned`` (paths),
-    ``created_at`` (ISO, UTC) and ``reused`` (an earlier attempt of this action wrote it).
+    ``created_at`` (ISO, UTC), ``reused`` (an earlier attempt of this action wrote it) and,
+    for databases, ``source`` (the connection, without secrets).
     """
-    resolved = resolve_target(target, kind, path, ctx.settings)
+    given = {k: v for k, v in conn.items() if k in CONN_FIELDS and v is not None}
+    resolved = resolve_target(target, kind, path, ctx.settings, given)
     assert resolved is not None  # with settings every target is either known or refused
     root = ctx.confine(dest or ctx.data_dir / "backups", "dest")
     return write_backup(ctx, resolved, root, retention, keep)
@@ -148,9 +183,8 @@ def archive_kind(path: Path) -> Kind:
     for kind, ext in ARCHIVE_EXTS.items():
         if path.name.endswith("." + ext):
             return kind
-    raise InvalidInput(
-        "path", f"{path.name!r} is not a tdauto backup (.json.gz, .sqlite.gz or .tar.gz)"
-    )
+    exts = ", ".join("." + ext for ext in ARCHIVE_EXTS.values())
+    raise InvalidInput("path", f"{path.name!r} is not a tdauto backup ({exts})")
 
 
 def verify_backup(path: Path) -> str:
@@ -182,6 +216,9 @@ def restore_backup(
     store: Store | None = None,
     dest: Path | None = None,
     overwrite: bool = False,
+    dsn: str | None = None,
+    redis_url: str | None = None,
+    password_env: str | None = None,
 ) -> dict[str, Any]:
     """Restore a backup after checking its sha256.
 
@@ -190,11 +227,25 @@ def restore_backup(
     filter (no absolute paths, no ``..``, no links leading out). An existing SQLite file or
     non-empty directory is replaced only with ``overwrite=True``; stop whatever uses it
     first. This is an operator's function: it does not confine paths.
+
+    A PostgreSQL or Redis backup goes back to the database its manifest names, or to ``dsn``
+    / ``redis_url`` (no password in them: the password comes from ``password_env``, the
+    manifest's, or ``PGPASSWORD``/``PGPASSFILE``); with ``dest`` its SQL script or RDB file
+    is written there instead. ``overwrite`` lets it replace what the database already holds
+    (see ``tdauto.actions.backup_db``).
     """
     archive = Path(path)
     kind = archive_kind(archive)
     digest = verify_backup(archive)
     result: dict[str, Any] = {"path": str(archive), "kind": kind, "sha256": digest}
+    if kind == "postgres":
+        return result | restore_postgres(
+            archive, dsn=dsn, password_env=password_env, dest=dest, overwrite=overwrite
+        )
+    if kind == "redis":
+        return result | restore_redis(
+            archive, redis_url=redis_url, password_env=password_env, dest=dest, overwrite=overwrite
+        )
     if kind == "store":
         if store is None:
             raise InvalidInput("store", "a store backup restores into a store; pass store=")

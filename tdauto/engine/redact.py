@@ -11,7 +11,10 @@ from typing import Any
 
 REDACTED = "***"
 _SECRET_KEY = re.compile(r"(password|passwd|token|secret|api_?key|private_?key|^key$)", re.I)
-_URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):[^@/\s]+@", re.I)
+# the scheme is bounded so a long run of letters cannot make the search quadratic
+_URL_PASSWORD = re.compile(
+    r"(?P<scheme>\b[a-z][a-z0-9+.-]{0,30}://)(?P<user>[^:/@\s]{0,256}):[^@/\s]{1,512}@", re.I
+)
 _INLINE = re.compile(
     r"(?P<k>\b(?:password|passwd|token|secret|api_?key)\b\s*[=:]\s*)(?P<q>['\"]?)[^\s'\",;]+",
     re.I,

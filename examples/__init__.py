@@ -1,0 +1,1 @@
+"""Examples: task templates (YAML) and an example plugin (``examples.plugin_example``)."""
