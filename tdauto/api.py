@@ -188,7 +188,7 @@ class AutomationSystems:
             except ValueError as exc:
                 raise InvalidInput(f"params.{run.index}", str(exc)) from exc
         self._rt.store.create_execution(execution)
-        self._rt.send(RUN_TASK, [execution.id], CONTROL_QUEUE)
+        self._rt.send(RUN_TASK, [execution.id], CONTROL_QUEUE, execution.priority)
         return execution
 
     async def trigger(self, id: str, params: dict[str, Any] | None = None) -> Execution:

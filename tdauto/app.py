@@ -72,6 +72,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         conf["broker_url"] = settings.broker_url
         conf["broker_transport_options"] = {
             "visibility_timeout": settings.visibility_timeout_s,
+            # ten priority lists per queue (the engine sends 9 - task priority, since Redis
+            # serves step 0 first) and queues read in the order a worker lists them:
+            # orchestration first, then work passed to this host, then the shared queue
+            "priority_steps": list(range(10)),
+            "queue_order_strategy": "priority",
         }
     return conf
 

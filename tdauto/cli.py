@@ -128,9 +128,11 @@ def worker(pool: str, loglevel: str) -> None:
     from tdauto.resources import worker_hooks
     from tdauto.resources.pools import load_pool
 
-    worker_hooks.install()
     system = _system()
     spec = load_pool(pool)
+    worker_hooks.install(
+        system.store, system.settings, spec.name, spec.concurrency(system.settings)
+    )
     system.app.worker_main(spec.worker_argv(system.settings, loglevel))
 
 
@@ -423,6 +425,55 @@ def exec_cancel(execution_id: str) -> None:
     """Cancel an execution."""
     e = _system().cancel_sync(execution_id)
     console.print(f"{e.id}: {e.status.value}")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+def resources(as_json: bool) -> None:
+    """Hosts and pools (live samples), reservations per host, and actions waiting for room."""
+    from tdauto.resources.ledger import CAPACITY
+
+    store = _system().store
+    samples = sorted(store.samples(), key=lambda x: (x["host"], x["pool"]))
+    held = store.reservations()
+    usage: dict[str, dict[str, float]] = {}
+    for r in held.values():
+        host = usage.setdefault(r["host"], {"cpu": 0.0, "memory": 0.0, "storage": 0.0})
+        for name in host:
+            host[name] += r[name]
+    waiting = store.timer_due(CAPACITY, float("inf"), 1000)
+    data = {"samples": samples, "reserved": usage, "reservations": held, "waiting": waiting}
+    if as_json:
+        _emit_json(data)
+        return
+    table = Table(
+        "host",
+        "pool",
+        "host cpu %",
+        "mem %",
+        "disk %",
+        "load/core",
+        "pool cpu %",
+        "rss MiB",
+        "active",
+    )
+    for x in samples:
+        table.add_row(
+            x["host"],
+            x["pool"],
+            f"{x['cpu_percent']:.0f}",
+            f"{x['memory_percent']:.0f}",
+            f"{x['disk_percent']:.0f}",
+            f"{x['load_per_core']:.2f}",
+            f"{x['pool_cpu_percent']:.0f}",
+            f"{x['pool_rss_bytes'] / 2**20:.0f}",
+            f"{x['active']}/{x['concurrency']}",
+        )
+    console.print(table if samples else "no live samples: no worker is running")
+    for host_name, used in sorted(usage.items()):
+        shares = ", ".join(f"{k} {v:.0f}%" for k, v in used.items())
+        console.print(f"reserved on {host_name}: {shares}")
+    console.print(f"actions waiting for room: {len(waiting)}")
 
 
 @main.group()

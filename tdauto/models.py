@@ -438,6 +438,9 @@ class ActionRun(BaseModel):
     error: str | None = None
     error_kind: str | None = None
     lost: int = Field(default=0, description="times its worker died and it was re-queued")
+    waiting_since: datetime | None = Field(
+        default=None, description="when it first waited for room on a host"
+    )
 
 
 class Execution(BaseModel):
@@ -458,6 +461,7 @@ class Execution(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     resources: Resources = Field(default_factory=Resources)
     lock: str | None = None
+    priority: int = Field(default=5, ge=0, le=9)
     deadline_at: datetime | None = None
     queue_timeout_s: float | None = None
     recovery: list[ActionSpec] = Field(default_factory=list)

@@ -95,12 +95,12 @@ def _fire(rt: Runtime, task: Task, slot_ts: float, trigger: Trigger) -> int:
     """Claim the slot (create its execution) and send it; re-send one left PENDING."""
     execution = new_execution(task, rt.registry, trigger, fire_ts=slot_ts)
     if rt.store.create_execution(execution):
-        rt.send(RUN_TASK, [execution.id], CONTROL_QUEUE)
+        rt.send(RUN_TASK, [execution.id], CONTROL_QUEUE, execution.priority)
         log.info("fired %s (%s) for slot %.0f [%s]", task.name, execution.id, slot_ts, trigger)
         return 1
     existing = rt.store.get_execution(execution.id)
     if existing is not None and existing.status is ExecutionStatus.PENDING:
-        rt.send(RUN_TASK, [execution.id], CONTROL_QUEUE)
+        rt.send(RUN_TASK, [execution.id], CONTROL_QUEUE, execution.priority)
         log.info("re-sent unsent slot %s of %s", execution.id, task.name)
     return 0
 

@@ -10,28 +10,30 @@ data dir, so a template such as ``examples/deploy.yaml`` is valid as written. Th
 is validate, deploy, verify, with ``on_failure: [rollback, verify]`` on verify: a release
 that fails its health checks is switched back by itself.
 """
+Each action's params model is checked at ``create_task``: those of ``validate``, ``deploy``
+and ``rollback`` are in ``tdauto.actions.deploy_params``; ``verify``, with its checks, is in
+``tdauto.actions.verify``, imported here so that importing this module registers all four.
+"""
 
 from __future__ import annotations
 
-import re
 import shutil
-import socket
 import tarfile
-import time
-import urllib.error
-import urllib.request
 import zipfile
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from tdauto.actions.backup import sha256_file
-from tdauto.actions.context import ActionContext, confine
+from tdauto.actions.context import ActionContext
+from tdauto.actions.deploy_params import (
+    DeployParams,
+    RollbackParams,
+    ValidateParams,
+    confined_path,
+    refuse_nesting,
+)
 from tdauto.actions.registry import action
 from tdauto.actions.releases import (
-    RELEASE_ID,
     App,
     artifact_format,
     build_release,
@@ -45,79 +47,10 @@ from tdauto.actions.releases import (
     set_aside,
     write_record,
 )
+from tdauto.actions.verify import Check, VerifyParams, verify
 from tdauto.errors import ActionError
 
-_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
-_HOST_PORT = re.compile(r"^(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):(?P<port>\d{1,5})$")
-
-
-def _under_data(value: str | Path, data_path: Path) -> Path:
-    """A path param as an absolute path: relative ones are relative to the data dir."""
-    path = Path(value).expanduser()
-    return path if path.is_absolute() else data_path / path
-
-
-def _confined_param(value: str, info: ValidationInfo) -> str:
-    """Field validator body: non-empty, and inside the allowed paths when settings are known."""
-    if not value.strip():
-        raise ValueError(f"{info.field_name} must be a path (relative ones are under the data dir)")
-    settings = (info.context or {}).get("settings")
-    if settings is not None:
-        field = info.field_name or "path"
-        confine(_under_data(value, settings.data_path), settings.confined_paths, field)
-    return value
-
-
-def _release_id(value: str | None) -> str | None:
-    if value is not None and not RELEASE_ID.match(value):
-        raise ValueError(
-            f"release {value!r} is not a valid release id; use letters, digits, '_', '-', '.', "
-            "'+' (it names a directory under releases/)"
-        )
-    return value
-
-
-def _confined(ctx: ActionContext, value: str, field: str) -> Path:
-    return ctx.confine(_under_data(value, ctx.data_dir), field)
-
-
-def _argv(value: list[str] | None) -> list[str] | None:
-    if value is not None and (not value or not all(arg for arg in value)):
-        raise ValueError("a command is a non-empty argv list such as ['tar', '-tzf', '{artifact}']")
-    return value
-
-
 # --- validate -----------------------------------------------------------------------------
-
-
-class ValidateParams(BaseModel):
-    """Params of ``validate``.
-
-    - ``artifact`` (required): the file or directory to deploy.
-    - ``sha256``: the file's expected checksum (64 hex digits).
-    - ``check``: a command (argv list) that must exit 0; ``{artifact}`` in an argument is
-      replaced by the artifact's absolute path. It runs in the artifact's directory.
-    - ``check_timeout_s``: seconds the check may take (default 300).
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    artifact: str = Field(description="file or directory to deploy")
-    sha256: str | None = Field(default=None, description="expected sha256 of a file artifact")
-    check: list[str] | None = Field(default=None, description="argv that must exit 0")
-    check_timeout_s: float = Field(default=300.0, gt=0, description="seconds for check")
-
-    _path = field_validator("artifact")(classmethod(lambda cls, v, info: _confined_param(v, info)))
-    _cmd = field_validator("check")(classmethod(lambda cls, v: _argv(v)))
-
-    @field_validator("sha256")
-    @classmethod
-    def _digest(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        if not _SHA256.match(value):
-            raise ValueError(f"sha256 {value!r} must be 64 hex digits (as sha256sum prints)")
-        return value.lower()
 
 
 @action("validate", resource_class="storage", params=ValidateParams, process_type="deployment")
@@ -135,7 +68,7 @@ def validate(
     a file), ``members`` (of an archive, each checked as deploy would unpack it) and
     ``check`` (``argv``, ``returncode``, ``duration_s``).
     """
-    path = _confined(ctx, artifact, "artifact")
+    path = confined_path(ctx, artifact, "artifact")
     if not path.exists():
         raise ActionError(f"artifact {path} does not exist", "not_found")
     fmt = artifact_format(path)
@@ -178,52 +111,6 @@ def validate(
 # --- deploy -------------------------------------------------------------------------------
 
 
-class DeployParams(BaseModel):
-    """Params of ``deploy``.
-
-    - ``artifact`` (required): a ``.tar.gz``/``.tgz``/``.tar`` or ``.zip`` to unpack, a
-      directory to copy, or any other file to copy into the release as it is.
-    - ``app_dir`` (required): the application directory (``releases/``, ``current``).
-    - ``release_id``: the release's directory name; default a UTC stamp and a hash of the
-      action's idempotency key (``20240501T120000Z-1a2b3c4d``).
-    - ``keep``: releases kept (default 5); the new and the previous one always stay.
-    - ``strip_components``: use the archive's single top directory (N levels) as the release.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    artifact: str = Field(description="archive, directory or file to deploy")
-    app_dir: str = Field(description="application directory")
-    release_id: str | None = Field(default=None, description="release directory name")
-    keep: int = Field(default=5, ge=1, le=1000, description="releases kept")
-    strip_components: int = Field(default=0, ge=0, le=10, description="top levels dropped")
-
-    _paths = field_validator("artifact", "app_dir")(
-        classmethod(lambda cls, v, info: _confined_param(v, info))
-    )
-    _id = field_validator("release_id")(classmethod(lambda cls, v: _release_id(v)))
-
-    @model_validator(mode="after")
-    def _not_nested(self, info: ValidationInfo) -> DeployParams:
-        settings = (info.context or {}).get("settings")
-        if settings is None and not (
-            Path(self.artifact).is_absolute() and Path(self.app_dir).is_absolute()
-        ):
-            return self  # relative paths mean nothing until the data dir is known
-        data = settings.data_path if settings is not None else Path("/")
-        _refuse_nesting(
-            _under_data(self.artifact, data).resolve(), _under_data(self.app_dir, data).resolve()
-        )
-        return self
-
-
-def _refuse_nesting(artifact: Path, app_dir: Path) -> None:
-    if artifact == app_dir or artifact in app_dir.parents:
-        raise ValueError(
-            f"app_dir {app_dir} lies inside the artifact {artifact}: a copy would contain "
-            "itself; deploy from a directory outside the app"
-        )
-
 
 @action("deploy", resource_class="storage", params=DeployParams, process_type="deployment")
 def deploy(
@@ -241,12 +128,12 @@ def deploy(
     None), ``pruned`` (paths removed), ``prune_errors``, ``files`` and ``reused`` (an
     earlier attempt of this action built the release).
     """
-    source = _confined(ctx, artifact, "artifact")
-    app = App(_confined(ctx, app_dir, "app_dir"))
+    source = confined_path(ctx, artifact, "artifact")
+    app = App(confined_path(ctx, app_dir, "app_dir"))
     if not source.exists():
         raise ActionError(f"artifact {source} does not exist", "not_found")
     try:
-        _refuse_nesting(source, app.root)
+        refuse_nesting(source, app.root)
     except ValueError as exc:
         raise ActionError(str(exc), "invalid") from None
     suffix = key_suffix(ctx.idempotency_key)
@@ -311,200 +198,6 @@ def _build(ctx: ActionContext, app: App, source: Path, release: str, strip_compo
 # --- verify -------------------------------------------------------------------------------
 
 
-class Check(BaseModel):
-    """One health check: exactly one of ``path_exists`` (relative to the release),
-    ``command`` (argv, run in the release, exit 0), ``http`` (URL answering ``status``) or
-    ``tcp`` (``host:port`` accepting a connection); each within ``timeout_s``."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    path_exists: str | None = None
-    command: list[str] | None = None
-    http: str | None = None
-    status: int = Field(default=200, ge=100, le=599)
-    tcp: str | None = None
-    timeout_s: float = Field(default=10.0, gt=0, le=600)
-
-    _cmd = field_validator("command")(classmethod(lambda cls, v: _argv(v)))
-
-    @field_validator("path_exists")
-    @classmethod
-    def _relative(cls, value: str | None) -> str | None:
-        if value is not None and (
-            not value or value.startswith("/") or ".." in PurePosixPath(value).parts
-        ):
-            raise ValueError(f"path_exists {value!r} must be relative to the release, without ..")
-        return value
-
-    @field_validator("http")
-    @classmethod
-    def _url(cls, value: str | None) -> str | None:
-        if value is not None:
-            parts = urlsplit(value)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError(f"http {value!r} must be an http:// or https:// URL with a host")
-        return value
-
-    @field_validator("tcp")
-    @classmethod
-    def _host_port(cls, value: str | None) -> str | None:
-        if value is not None:
-            match = _HOST_PORT.match(value)
-            if not match or not 0 < int(match["port"]) < 65536:
-                raise ValueError(f"tcp {value!r} must be host:port, e.g. 127.0.0.1:8000")
-        return value
-
-    @model_validator(mode="after")
-    def _one_kind(self) -> Check:
-        kinds = [k for k in ("path_exists", "command", "http", "tcp") if getattr(self, k)]
-        if len(kinds) != 1:
-            raise ValueError(
-                "each check is exactly one of path_exists, command, http, tcp; "
-                f"got {kinds or 'none'}"
-            )
-        if "status" in self.model_fields_set and not self.http:
-            raise ValueError("status applies to http checks only")
-        return self
-
-    @property
-    def label(self) -> str:
-        if self.command:
-            return "command " + " ".join(self.command)
-        kind = next(k for k in ("path_exists", "http", "tcp") if getattr(self, k))
-        return f"{kind} {getattr(self, kind)}"
-
-
-class VerifyParams(BaseModel):
-    """Params of ``verify``.
-
-    - ``checks`` (required): a list of checks (see ``Check``); all must pass.
-    - ``app_dir``: the application directory; required by ``path_exists`` and ``command``
-      checks, which run against the release ``current`` points to.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    checks: list[Check] = Field(min_length=1, description="health checks, all must pass")
-    app_dir: str | None = Field(default=None, description="application directory")
-
-    @field_validator("app_dir")
-    @classmethod
-    def _app_dir(cls, value: str | None, info: ValidationInfo) -> str | None:
-        return None if value is None else _confined_param(value, info)
-
-    @model_validator(mode="after")
-    def _needs_app_dir(self) -> VerifyParams:
-        if self.app_dir is None and any(c.path_exists or c.command for c in self.checks):
-            raise ValueError("path_exists and command checks need app_dir (the release's app)")
-        return self
-
-
-@action("verify", resource_class="cpu", params=VerifyParams, process_type="deployment")
-def verify(
-    ctx: ActionContext, *, checks: list[Check], app_dir: str | None = None
-) -> dict[str, Any]:
-    """Run health checks against the live release; fail (kind ``verify``) if any fails.
-
-    Output: ``release``, ``path`` and ``checks`` (``check``, ``ok``, ``detail``,
-    ``duration_s`` each). Every check runs, so the error names all that failed.
-    """
-    release, where = None, None
-    if app_dir is not None:
-        app = App(_confined(ctx, app_dir, "app_dir"))
-        release = app.current()
-        if release is None:
-            raise ActionError(f"{app.current_link} does not exist: nothing deployed", "verify")
-        where = ctx.confine(app.current_link, "app_dir")  # the release itself, links resolved
-    results = []
-    for check in checks:
-        started = time.monotonic()
-        ok, detail = _check(ctx, check, where)
-        took = round(time.monotonic() - started, 3)
-        results.append({"check": check.label, "ok": ok, "detail": detail, "duration_s": took})
-        log = ctx.logger.info if ok else ctx.logger.error
-        log("verify %s: %s (%s)", check.label, "ok" if ok else "FAILED", detail)
-    failed = [f"{r['check']} ({r['detail']})" for r in results if not r["ok"]]
-    if failed:
-        raise ActionError(
-            f"release {release or '?'} failed {len(failed)} of {len(results)} checks: "
-            + "; ".join(failed),
-            "verify",
-        )
-    return {"release": release, "path": str(where) if where else None, "checks": results}
-
-
-def _check(ctx: ActionContext, check: Check, release: Path | None) -> tuple[bool, str]:
-    if check.path_exists is not None:
-        assert release is not None
-        target = (release / check.path_exists).resolve()
-        if target != release and release not in target.parents:
-            return False, f"leads out of the release to {target}"
-        return (True, "exists") if target.exists() else (False, "missing")
-    if check.command is not None:
-        try:
-            result = ctx.run(check.command, cwd=release, timeout_s=check.timeout_s, check=False)
-        except ActionError as exc:
-            if exc.kind == "cancelled":
-                raise
-            return False, str(exc)
-        except OSError as exc:
-            return False, f"cannot run {check.command[0]}: {exc.strerror or exc}"
-        tail = result.output.strip().splitlines()[-1:] if result.returncode else []
-        return result.returncode == 0, f"exit {result.returncode}" + "".join(f": {t}" for t in tail)
-    if check.http is not None:
-        return _http(check.http, check.status, check.timeout_s)
-    assert check.tcp is not None
-    match = _HOST_PORT.match(check.tcp)
-    assert match is not None
-    try:
-        with socket.create_connection(
-            (match["host"].strip("[]"), int(match["port"])), timeout=check.timeout_s
-        ):
-            return True, "connected"
-    except OSError as exc:
-        return False, f"cannot connect: {exc.strerror or exc}"
-
-
-def _http(url: str, expected: int, timeout_s: float) -> tuple[bool, str]:
-    """GET ``url`` directly (no proxy: a health check asks the app itself)."""
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    request = urllib.request.Request(url, headers={"User-Agent": "tdauto-verify"})
-    try:
-        with opener.open(request, timeout=timeout_s) as response:
-            status = response.status
-    except urllib.error.HTTPError as exc:
-        status = exc.code
-        exc.close()
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        return False, f"unreachable: {reason}"
-    return status == expected, f"status {status}" + (
-        "" if status == expected else f", expected {expected}"
-    )
-
-
-# --- rollback -----------------------------------------------------------------------------
-
-
-class RollbackParams(BaseModel):
-    """Params of ``rollback``.
-
-    - ``app_dir`` (required): the application directory.
-    - ``release``: the release to switch to; default the one before ``current``.
-    - ``discard``: move the release switched away from to ``rolled_back/`` (default true), so
-      a later rollback never lands on it again.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    app_dir: str = Field(description="application directory")
-    release: str | None = Field(default=None, description="release to switch to")
-    discard: bool = Field(default=True, description="set the abandoned release aside")
-
-    _path = field_validator("app_dir")(classmethod(lambda cls, v, info: _confined_param(v, info)))
-    _id = field_validator("release")(classmethod(lambda cls, v: _release_id(v)))
-
-
 @action("rollback", resource_class="storage", params=RollbackParams, process_type="deployment")
 def rollback(
     ctx: ActionContext, *, app_dir: str, release: str | None = None, discard: bool = True
@@ -514,7 +207,7 @@ def rollback(
     Output: ``from``, ``to``, ``path`` (of ``to``), ``discarded`` (where the release left
     went, or None) and ``reused`` (an earlier attempt of this action decided the switch).
     """
-    app = App(_confined(ctx, app_dir, "app_dir"))
+    app = App(confined_path(ctx, app_dir, "app_dir"))
     suffix = key_suffix(ctx.idempotency_key)
     if not app.root.is_dir():
         raise ActionError(f"{app.root} does not exist: nothing to roll back", "rollback")

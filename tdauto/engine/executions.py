@@ -107,6 +107,7 @@ def new_execution(
         "actions": runs,
         "resources": task.resources,
         "lock": task.lock,
+        "priority": task.priority,
         "queue_timeout_s": task.queue_timeout,
         "recovery": list(task.on_failure),
         "retry": task.retry,
@@ -138,11 +139,50 @@ def finish(execution: Execution, status: ExecutionStatus, error: str | None = No
             )
 
 
-def send_action(rt: Runtime, ex: Execution, index: int) -> None:
+def send_action(rt: Runtime, ex: Execution, index: int, queue: str | None = None) -> None:
     """Publish action ``index`` of ``ex`` to its resource-class queue (and start its
     queue-timeout timer when the task has one)."""
     run = ex.actions[index]
     if ex.queue_timeout_s is not None:
         due = time.time() + ex.queue_timeout_s
         rt.store.timer_set(QUEUE_TIMEOUTS, f"{ex.id}:{index}", due)
-    rt.send(f"tdauto.action.{run.type}", [ex.id, index], run.queue or "tdauto.cpu")
+    rt.send(
+        f"tdauto.action.{run.type}",
+        [ex.id, index],
+        queue or run.queue or "tdauto.cpu",
+        ex.priority,
+    )
+
+
+def mark_sent(ex: Execution, index: int) -> None:
+    """Mutator part: action ``index`` is about to be published."""
+    run = ex.actions[index]
+    run.status = ExecutionStatus.QUEUED
+    run.sent_at = utcnow()
+    run.next_retry_at = None
+
+
+def requeue_action(
+    rt: Runtime, execution_id: str, index: int, status: ExecutionStatus, lost: bool = False
+) -> bool:
+    """Move action ``index`` from ``status`` back to QUEUED and send it; False if it moved on."""
+    moved = False
+
+    def requeue(e: Execution) -> None:
+        nonlocal moved
+        r = e.actions[index]
+        moved = not e.status.terminal and r.status is status
+        if moved:
+            if lost:
+                r.lost += 1
+                r.error = f"worker on {r.host} lost (lease expired); re-queued"
+                r.error_kind = "lost"
+            mark_sent(e, index)
+
+    try:
+        ex = rt.store.update_execution(execution_id, requeue)
+    except LookupError:
+        return False
+    if moved:
+        send_action(rt, ex, index)
+    return moved

@@ -96,7 +96,7 @@ def trigger_dependents(rt: Runtime, upstream: Execution) -> int:
             },
         )
         if rt.store.create_execution(dependent):
-            rt.send(RUN_TASK, [dependent.id], CONTROL_QUEUE)
+            rt.send(RUN_TASK, [dependent.id], CONTROL_QUEUE, dependent.priority)
             log.info("%s runs after %s (%s)", task.name, upstream.task_name, upstream.status)
             started += 1
     return started

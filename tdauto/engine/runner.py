@@ -23,13 +23,20 @@ from typing import Any
 
 from tdauto.actions.context import ActionContext
 from tdauto.engine.admission import Decision, decide
-from tdauto.engine.executions import DEADLINES, QUEUE_TIMEOUTS, action_run, send_action
+from tdauto.engine.executions import (
+    DEADLINES,
+    QUEUE_TIMEOUTS,
+    action_run,
+    mark_sent,
+    send_action,
+)
 from tdauto.engine.lifecycle import complete, promote_waiting
 from tdauto.engine.logs import action_logger
 from tdauto.engine.runtime import Runtime
 from tdauto.engine.watch import LEASES, Outcome, lease_member, run_watched
 from tdauto.errors import ActionError
 from tdauto.models import ActionRun, Execution, ExecutionStatus, utcnow
+from tdauto.resources.ledger import Admission, admit_action, release
 
 log = logging.getLogger(__name__)
 RETRIES = "retries"
@@ -86,14 +93,6 @@ def start_execution(rt: Runtime, execution_id: str) -> bool:
         return True
     send_action(rt, ex, 0)
     return True
-
-
-def mark_sent(ex: Execution, index: int) -> None:
-    """Mutator part: action ``index`` is about to be published."""
-    run = ex.actions[index]
-    run.status = S.QUEUED
-    run.sent_at = utcnow()
-    run.next_retry_at = None
 
 
 def _jsonable(output: Any) -> dict[str, Any]:
@@ -158,6 +157,10 @@ def run_action(
         _final_failure(rt, ex.id, index, S.TIMED_OUT, reason, "queue_timeout")
         return S.TIMED_OUT
 
+    admission = admit_action(rt, ex, index)
+    if admission in (Admission.MOVED, Admission.WAITING):
+        return None
+    reserved = admission is Admission.RESERVED
     host = rt.settings.host
     expected_attempts = run.attempts
     claimed = False
@@ -183,11 +186,17 @@ def run_action(
 
     ex = rt.store.update_execution(execution_id, begin)
     if not claimed:
+        if reserved:
+            release(rt, execution_id, index)
         return None
     if ex.queue_timeout_s is not None:
         rt.store.timer_take(QUEUE_TIMEOUTS, f"{ex.id}:{index}")
     run = ex.actions[index]
-    return _attempt(rt, ex, run)
+    try:
+        return _attempt(rt, ex, run)
+    finally:
+        if reserved:
+            release(rt, execution_id, index)
 
 
 def _attempt(rt: Runtime, ex: Execution, run: ActionRun) -> ExecutionStatus | None:

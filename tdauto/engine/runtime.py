@@ -14,8 +14,9 @@ from tdauto.actions.registry import Registry
 from tdauto.settings import Settings
 from tdauto.store.backend import Store
 
-Sender = Callable[[str, list[Any], str], None]
-"""``send(task_name, args, queue)``: publish one Celery task message."""
+Sender = Callable[[str, list[Any], str, int], None]
+"""``send(task_name, args, queue, priority)``: publish one Celery task message; ``priority``
+is tdauto's (0 to 9, 9 most urgent)."""
 
 
 @dataclass

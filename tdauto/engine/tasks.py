@@ -54,7 +54,8 @@ def register_tasks(app: Celery, rt: Runtime) -> None:
 def sender(app: Celery) -> Any:
     """A ``Runtime.send`` that publishes through ``app`` (JSON, to the given queue)."""
 
-    def send(name: str, args: list[Any], queue: str) -> None:
-        app.send_task(name, args=args, queue=queue, routing_key=queue)
+    def send(name: str, args: list[Any], queue: str, priority: int = 5) -> None:
+        # the Redis transport serves priority 0 first; tdauto's 9 is the most urgent
+        app.send_task(name, args=args, queue=queue, routing_key=queue, priority=9 - priority)
 
     return send

@@ -18,39 +18,16 @@ from __future__ import annotations
 import logging
 import time
 
-from tdauto.engine.executions import DEADLINES, QUEUE_TIMEOUTS, send_action
+from tdauto.engine.executions import DEADLINES, QUEUE_TIMEOUTS, requeue_action
 from tdauto.engine.lifecycle import complete
-from tdauto.engine.runner import RETRIES, _final_failure, mark_sent
+from tdauto.engine.runner import RETRIES, _final_failure
 from tdauto.engine.runtime import Runtime
 from tdauto.engine.watch import LEASES, parse_lease
-from tdauto.models import Execution, ExecutionStatus
+from tdauto.models import ExecutionStatus
+from tdauto.resources.ledger import release_dead, reservation_key, wake_waiters
 
 log = logging.getLogger(__name__)
 S = ExecutionStatus
-
-
-def _requeue(rt: Runtime, execution_id: str, index: int, status: S, lost: bool = False) -> bool:
-    """Move action ``index`` from ``status`` back to QUEUED and send it; False if it moved on."""
-    moved = False
-
-    def requeue(e: Execution) -> None:
-        nonlocal moved
-        r = e.actions[index]
-        moved = not e.status.terminal and r.status is status
-        if moved:
-            if lost:
-                r.lost += 1
-                r.error = f"worker on {r.host} lost (lease expired); re-queued"
-                r.error_kind = "lost"
-            mark_sent(e, index)
-
-    try:
-        ex = rt.store.update_execution(execution_id, requeue)
-    except LookupError:
-        return False
-    if moved:
-        send_action(rt, ex, index)
-    return moved
 
 
 def dispatch_retries(rt: Runtime, now_ts: float | None = None, limit: int = 500) -> int:
@@ -60,7 +37,7 @@ def dispatch_retries(rt: Runtime, now_ts: float | None = None, limit: int = 500)
     for member, _due in rt.store.timer_due(RETRIES, now_ts, limit):
         if rt.store.timer_take(RETRIES, member):
             execution_id, index = member.rsplit(":", 1)
-            sent += _requeue(rt, execution_id, int(index), S.RETRYING)
+            sent += requeue_action(rt, execution_id, int(index), S.RETRYING)
     return sent
 
 
@@ -78,8 +55,9 @@ def reap(rt: Runtime, now_ts: float | None = None, limit: int = 500) -> dict[str
         run = ex.actions[index]
         if run.status is not S.RUNNING or run.attempts != attempt:
             continue
+        rt.store.release_reservation(reservation_key(execution_id, index))
         if run.lost < rt.settings.lost_requeues:
-            if _requeue(rt, execution_id, index, S.RUNNING, lost=True):
+            if requeue_action(rt, execution_id, index, S.RUNNING, lost=True):
                 counts["requeued"] += 1
                 log.warning("re-queued %s/%s: its worker on %s died", ex.id, index, run.host)
         else:
@@ -103,4 +81,6 @@ def reap(rt: Runtime, now_ts: float | None = None, limit: int = 500) -> dict[str
         reason = f"no worker started it within queue_timeout={ex.queue_timeout_s:g}s"
         _final_failure(rt, execution_id, index, S.TIMED_OUT, reason, "queue_timeout")
         counts["queue_timeout"] += 1
+    counts["released"] = release_dead(rt)
+    counts["woken"] = wake_waiters(rt, 5)
     return counts

@@ -26,9 +26,10 @@ class PoolSpec:
     max_tasks_per_child: int | None = None
 
     def queues(self, host: str) -> list[str]:
-        """The shared queue of its class, its host queue, and the control queue."""
+        """The control queue, its host queue and the shared queue of its class, in the order
+        a worker reads them (orchestration is short and must not wait behind work)."""
         shared = queue_for(self.resource_class)
-        return [shared, f"{shared}.{host}", CONTROL_QUEUE]
+        return [CONTROL_QUEUE, f"{shared}.{host}", shared]
 
     def concurrency(self, settings: Settings) -> int:
         return int(getattr(settings, self.concurrency_setting))
@@ -40,11 +41,16 @@ class PoolSpec:
         """Arguments for ``app.worker_main`` that start this pool."""
         argv = [
             "worker",
-            "--queues", ",".join(self.queues(settings.host)),
-            "--pool", self.pool,
-            "--concurrency", str(self.concurrency(settings)),
-            "--hostname", self.nodename(settings),
-            "--loglevel", loglevel,
+            "--queues",
+            ",".join(self.queues(settings.host)),
+            "--pool",
+            self.pool,
+            "--concurrency",
+            str(self.concurrency(settings)),
+            "--hostname",
+            self.nodename(settings),
+            "--loglevel",
+            loglevel,
             "--task-events",
             "--without-gossip",
             "--without-mingle",

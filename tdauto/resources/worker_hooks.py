@@ -1,4 +1,5 @@
-"""Hooks a tdauto worker process installs in Celery before it starts consuming.
+"""Hooks a tdauto worker process installs in Celery before it starts consuming: the load
+sampler (``sampler.py``), and a wake-up for thread pools.
 
 Thread pools and late acks (celery/celery#6941): with ``-P threads`` and prefetch 1, a
 finished task's ack waits until the worker's event loop wakes for some other reason, which on
@@ -12,7 +13,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery.signals import worker_ready
+from celery.signals import worker_ready, worker_shutdown
+
+from tdauto.resources.sampler import Sampler
+from tdauto.settings import Settings
+from tdauto.store.backend import Store
 
 WAKE_S = 0.05
 
@@ -30,6 +35,23 @@ def _keep_thread_pool_loop_awake(sender: Any = None, **_: Any) -> None:
         timer.call_repeatedly(WAKE_S, _noop)
 
 
-def install() -> None:
-    """Connect the hooks (idempotent: Celery signals dedupe by receiver)."""
+def _active_requests() -> int:
+    from celery.worker import state
+
+    return len(state.active_requests)
+
+
+def install(store: Store, settings: Settings, pool: str, concurrency: int) -> None:
+    """Connect the hooks: the thread-pool wake-up and this worker's load sampler."""
     worker_ready.connect(_keep_thread_pool_loop_awake, weak=False)
+    sampler = Sampler(store, settings, pool, concurrency, _active_requests)
+
+    def start_sampler(**_: Any) -> None:
+        if not sampler.is_alive():
+            sampler.start()
+
+    def stop_sampler(**_: Any) -> None:
+        sampler.stop()
+
+    worker_ready.connect(start_sampler, weak=False)
+    worker_shutdown.connect(stop_sampler, weak=False)

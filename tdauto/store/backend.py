@@ -91,9 +91,7 @@ class Store(abc.ABC):
     def get_execution(self, execution_id: str) -> Execution | None: ...
 
     @abc.abstractmethod
-    def update_execution(
-        self, execution_id: str, mutate: Callable[[Execution], None]
-    ) -> Execution:
+    def update_execution(self, execution_id: str, mutate: Callable[[Execution], None]) -> Execution:
         """Apply ``mutate`` to the stored execution atomically (no lost update when two
         processes update it at once) and return the result. ``errors.NotFound`` if absent."""
 
@@ -124,9 +122,7 @@ class Store(abc.ABC):
     # --- timers (action leases, delayed retries) -------------------------------------------
 
     @abc.abstractmethod
-    def timer_set(
-        self, name: str, member: str, due_ts: float, only: TimerMode = "any"
-    ) -> bool:
+    def timer_set(self, name: str, member: str, due_ts: float, only: TimerMode = "any") -> bool:
         """Set ``member``'s due time in the timer set ``name`` (e.g. ``leases``, ``retries``).
 
         ``only="new"`` writes only if absent and ``only="existing"`` only if present (a lease
@@ -154,6 +150,32 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def dependents(self, upstream: str) -> list[str]:
         """Ids of the tasks that run after the task named ``upstream``."""
+
+    # --- resources: load samples and the reservation ledger ------------------------------------
+
+    @abc.abstractmethod
+    def put_sample(self, host: str, pool: str, sample: dict[str, Any], ttl_s: float) -> None:
+        """Publish a worker's load sample; it disappears ``ttl_s`` after its last publication."""
+
+    @abc.abstractmethod
+    def samples(self) -> list[dict[str, Any]]:
+        """Every live sample (``host`` and ``pool`` included in each)."""
+
+    @abc.abstractmethod
+    def reserve(
+        self, host: str, key: str, amounts: dict[str, float], capacity: float = 100.0
+    ) -> bool:
+        """Reserve ``amounts`` (percent of a host, per resource) on ``host`` under ``key``, only
+        if every resource stays within ``capacity``; atomically. True when reserved (also
+        when ``key`` already holds a reservation on that host)."""
+
+    @abc.abstractmethod
+    def release_reservation(self, key: str) -> bool:
+        """Give back the reservation ``key``; True only for the caller that released it."""
+
+    @abc.abstractmethod
+    def reservations(self) -> dict[str, dict[str, Any]]:
+        """key -> ``{"host", "cpu", "memory", "storage"}`` of every reservation held."""
 
     # --- logs ---------------------------------------------------------------------------------
 

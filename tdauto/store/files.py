@@ -28,6 +28,7 @@ import fcntl
 import json
 import os
 import tempfile
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -110,6 +111,8 @@ class FileStore(Store):
         self._active_path = state / "active.json"
         self._timers_path = state / "timers.json"
         self._upstream_path = state / "upstream.json"
+        self._samples_path = state / "samples.json"
+        self._ledger_path = state / "ledger.json"
         self._lock_path = state / "store.lock"
         self._stripe_paths = [state / "locks" / f"exec-{n:02d}.lock" for n in range(LOCK_STRIPES)]
         with _os_errors(f"creating the data dir {self.root}"):
@@ -293,9 +296,7 @@ class FileStore(Store):
             raw = _read_text(self._execution_path(execution_id))
             return None if raw is None else records.load_execution(raw)
 
-    def update_execution(
-        self, execution_id: str, mutate: Callable[[Execution], None]
-    ) -> Execution:
+    def update_execution(self, execution_id: str, mutate: Callable[[Execution], None]) -> Execution:
         """``mutate``'s own exceptions pass through unwrapped, and then nothing is written."""
         what = f"updating execution {execution_id}"
         path = self._execution_path(execution_id)
@@ -377,9 +378,7 @@ class FileStore(Store):
         raw = _read_text(path)
         return json.loads(raw) if raw else {}
 
-    def timer_set(
-        self, name: str, member: str, due_ts: float, only: TimerMode = "any"
-    ) -> bool:
+    def timer_set(self, name: str, member: str, due_ts: float, only: TimerMode = "any") -> bool:
         with _os_errors(f"setting timer {name}/{member}"), _flock(self._lock_path):
             timers = self._read_json(self._timers_path)
             group = timers.setdefault(name, {})
@@ -422,6 +421,60 @@ class FileStore(Store):
         with _os_errors("reading run_after dependents"):
             pairs = self._read_json(self._upstream_path)
         return sorted(t for t, name in pairs.items() if name == upstream)
+
+    def put_sample(self, host: str, pool: str, sample: dict[str, Any], ttl_s: float) -> None:
+        with _os_errors(f"publishing the sample of {host}/{pool}"), _flock(self._lock_path):
+            now = time.time()
+            samples = {
+                k: v for k, v in self._read_json(self._samples_path).items() if v["expires"] > now
+            }
+            body = {**sample, "host": host, "pool": pool}
+            samples[f"{host}/{pool}"] = {"expires": now + ttl_s, "sample": body}
+            _write_atomic(self._samples_path, json.dumps(samples))
+
+    def samples(self) -> list[dict[str, Any]]:
+        with _os_errors("reading samples"):
+            now = time.time()
+            entries = self._read_json(self._samples_path).values()
+        return [e["sample"] for e in entries if e["expires"] > now]
+
+    def reserve(
+        self, host: str, key: str, amounts: dict[str, float], capacity: float = 100.0
+    ) -> bool:
+        names = ("cpu", "memory", "storage")
+        with _os_errors(f"reserving {key} on {host}"), _flock(self._lock_path):
+            ledger = self._read_json(self._ledger_path)
+            held = ledger.setdefault("reservations", {})
+            if key in held:
+                return True
+            used = ledger.setdefault("hosts", {}).setdefault(host, {})
+            wanted = {n: float(amounts.get(n, 0.0)) for n in names}
+            if any(used.get(n, 0.0) + wanted[n] > capacity + 1e-9 for n in names):
+                return False
+            for n in names:
+                used[n] = used.get(n, 0.0) + wanted[n]
+            held[key] = {"host": host, **wanted}
+            _write_atomic(self._ledger_path, json.dumps(ledger))
+        return True
+
+    def release_reservation(self, key: str) -> bool:
+        with _os_errors(f"releasing {key}"), _flock(self._lock_path):
+            ledger = self._read_json(self._ledger_path)
+            held = ledger.get("reservations", {}).pop(key, None)
+            if held is None:
+                return False
+            used = ledger.setdefault("hosts", {}).setdefault(held["host"], {})
+            for n in ("cpu", "memory", "storage"):
+                used[n] = max(0.0, used.get(n, 0.0) - held[n])
+            _write_atomic(self._ledger_path, json.dumps(ledger))
+        return True
+
+    def reservations(self) -> dict[str, dict[str, Any]]:
+        with _os_errors("reading reservations"):
+            held: dict[str, dict[str, Any]] = self._read_json(self._ledger_path).get(
+                "reservations", {}
+            )
+        return held
 
     def append_log(self, execution_id: str, text: str) -> None:
         """Appends under a ``flock`` of the log file itself; at the cap the log keeps its head
@@ -472,9 +525,7 @@ class FileStore(Store):
             for task in tasks:
                 _write_atomic(self._task_path(task.id), records.task_json(task))
             for execution in executions:
-                _write_atomic(
-                    self._execution_path(execution.id), records.execution_json(execution)
-                )
+                _write_atomic(self._execution_path(execution.id), records.execution_json(execution))
             due = sorted([s["next_ts"], i] for i, s in states.items() if s["next_ts"] is not None)
             _write_atomic(self._run_state_path, json.dumps(states))
             _write_atomic(self._due_path, json.dumps(due))
@@ -485,4 +536,3 @@ class FileStore(Store):
                 f"file store: data dir {self.root} is missing or not writable; "
                 "check TDAUTO_DATA_DIR and its permissions"
             )
-

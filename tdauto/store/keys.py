@@ -21,6 +21,10 @@ Store layout (``p`` is the prefix)::
     p:active:lock:<name>         set    executions holding the conflict lock <name>
     p:timer:<name>               zset   timer members (leases, retries) scored by due time
     p:upstream                   hash   task id -> name of the task it runs after
+    p:sample:<host>:<pool>       string a worker's load sample JSON, with a TTL
+    p:samples                    zset   sample keys scored by expiry (to list them cheaply)
+    p:ledger:<host>              hash   resource -> percent reserved on the host
+    p:reservations               hash   reservation key -> JSON {host, cpu, memory, storage}
 
 Other parts of tdauto (scheduler, resources) add their keys to :class:`Keys` with
 :meth:`Keys.join` so the schema stays in this module.
@@ -113,3 +117,19 @@ class Keys:
     @property
     def upstream(self) -> str:
         return self.join("upstream")
+
+    # --- resources ---------------------------------------------------------------------------
+
+    def sample(self, host: str, pool: str) -> str:
+        return self.join("sample", host, pool)
+
+    @property
+    def samples(self) -> str:
+        return self.join("samples")
+
+    def ledger(self, host: str) -> str:
+        return self.join("ledger", host)
+
+    @property
+    def reservations(self) -> str:
+        return self.join("reservations")

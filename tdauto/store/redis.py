@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from functools import cache
 from importlib import resources
@@ -95,6 +96,8 @@ class RedisStore(Store):
         self._append_log = self._script("append_log")
         self._admit = self._script("admit")
         self._cas_execution = self._script("cas_execution")
+        self._reserve = self._script("reserve")
+        self._release_reservation = self._script("release_reservation")
         self._recent: dict[str, str] = {}
         self._recent_lock = threading.Lock()
 
@@ -369,6 +372,51 @@ class RedisStore(Store):
         with _driver_errors("reading run_after dependents"):
             pairs: Any = self._r.hgetall(self.keys.upstream)
         return sorted(str(t) for t, name in pairs.items() if str(name) == upstream)
+
+    def put_sample(self, host: str, pool: str, sample: dict[str, Any], ttl_s: float) -> None:
+        key = self.keys.sample(host, pool)
+        body = json.dumps({**sample, "host": host, "pool": pool})
+        with _driver_errors(f"publishing the sample of {host}/{pool}"):
+            pipe = self._r.pipeline(transaction=False)
+            pipe.set(key, body, px=int(ttl_s * 1000))
+            pipe.zadd(self.keys.samples, {key: time.time() + ttl_s})
+            pipe.execute()
+
+    def samples(self) -> list[dict[str, Any]]:
+        with _driver_errors("reading samples"):
+            self._r.zremrangebyscore(self.keys.samples, "-inf", time.time())
+            keys: Any = self._r.zrange(self.keys.samples, 0, -1)
+            raws: Any = self._r.mget(keys) if keys else []
+        return [json.loads(raw) for raw in raws if raw]
+
+    def reserve(
+        self, host: str, key: str, amounts: dict[str, float], capacity: float = 100.0
+    ) -> bool:
+        cpu, memory, storage = (float(amounts.get(n, 0.0)) for n in ("cpu", "memory", "storage"))
+        body = json.dumps({"host": host, "cpu": cpu, "memory": memory, "storage": storage})
+        with _driver_errors(f"reserving {key} on {host}"):
+            ok = self._reserve(
+                keys=[self.keys.ledger(host), self.keys.reservations],
+                args=[key, body, capacity, cpu, memory, storage],
+            )
+        return bool(ok)
+
+    def release_reservation(self, key: str) -> bool:
+        with _driver_errors(f"releasing {key}"):
+            raw: Any = self._r.hget(self.keys.reservations, key)
+            if raw is None:
+                return False
+            held = json.loads(raw)
+            done = self._release_reservation(
+                keys=[self.keys.reservations, self.keys.ledger(held["host"])],
+                args=[key, held["cpu"], held["memory"], held["storage"]],
+            )
+        return bool(done)
+
+    def reservations(self) -> dict[str, dict[str, Any]]:
+        with _driver_errors("reading reservations"):
+            pairs: Any = self._r.hgetall(self.keys.reservations)
+        return {str(k): json.loads(v) for k, v in pairs.items()}
 
     def append_log(self, execution_id: str, text: str) -> None:
         """At the cap the log keeps its head and ends with ``records.LOG_TRUNCATED_NOTE``."""

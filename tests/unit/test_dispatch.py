@@ -21,11 +21,13 @@ from tdauto.store.files import FileStore
 class Recorder:
     def __init__(self) -> None:
         self.sent: list[tuple[str, list[Any], str]] = []
+        self.priorities: list[int] = []
         self.lock = threading.Lock()
 
-    def __call__(self, name: str, args: list[Any], queue: str) -> None:
+    def __call__(self, name: str, args: list[Any], queue: str, priority: int = 5) -> None:
         with self.lock:
             self.sent.append((name, args, queue))
+            self.priorities.append(priority)
 
 
 @pytest.fixture

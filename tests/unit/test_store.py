@@ -471,3 +471,46 @@ def test_admit_from_many_threads_admits_exactly_the_limit(store: Store) -> None:
         t.join()
     assert len(admitted) == 3
     assert sorted(store.admit("late", "t", 3, None)) == sorted(admitted)
+
+
+# --- resources --------------------------------------------------------------------------------
+
+
+def test_samples_expire(store: Store) -> None:
+    store.put_sample("h1", "cpu", {"cpu_percent": 12.5}, ttl_s=30)
+    store.put_sample("h2", "cpu", {"cpu_percent": 80.0}, ttl_s=0.2)
+    import time
+
+    time.sleep(0.4)
+    live = store.samples()
+    assert [(s["host"], s["pool"], s["cpu_percent"]) for s in live] == [("h1", "cpu", 12.5)]
+
+
+def test_reservations_fit_within_capacity_and_release_once(store: Store) -> None:
+    assert store.reserve("h1", "a", {"cpu": 60})
+    assert store.reserve("h1", "a", {"cpu": 60})  # the same key again: already held
+    assert not store.reserve("h1", "b", {"cpu": 60})  # 120% of the host's cpu
+    assert store.reserve("h2", "b", {"cpu": 60})  # fits on another host
+    assert store.reserve("h1", "c", {"cpu": 40, "memory": 90})
+    assert set(store.reservations()) == {"a", "b", "c"}
+    assert store.release_reservation("a")
+    assert not store.release_reservation("a")
+    assert store.reserve("h1", "d", {"cpu": 60})
+    assert store.reservations()["d"] == {"host": "h1", "cpu": 60.0, "memory": 0.0, "storage": 0.0}
+
+
+def test_concurrent_reservations_never_overbook(store: Store) -> None:
+    won: list[str] = []
+    lock = threading.Lock()
+
+    def attempt(n: int) -> None:
+        if store.reserve("h", f"k{n}", {"cpu": 30}):
+            with lock:
+                won.append(f"k{n}")
+
+    threads = [threading.Thread(target=attempt, args=(n,)) for n in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(won) == 3
