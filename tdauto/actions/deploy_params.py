@@ -37,6 +37,7 @@ def confined_param(value: str, info: ValidationInfo) -> str:
 
 
 def check_release_id(value: str | None) -> str | None:
+    """Field validator body: a release id names a directory under ``releases/``."""
     if value is not None and not RELEASE_ID.match(value):
         raise ValueError(
             f"release {value!r} is not a valid release id; use letters, digits, '_', '-', '.', "
@@ -46,10 +47,12 @@ def check_release_id(value: str | None) -> str | None:
 
 
 def confined_path(ctx: ActionContext, value: str, field: str) -> Path:
+    """A path param checked again in the handler, as it resolves there (links followed)."""
     return ctx.confine(under_data(value, ctx.data_dir), field)
 
 
 def check_argv(value: list[str] | None) -> list[str] | None:
+    """Field validator body: a command is an argv list of non-empty strings, never a shell line."""
     if value is not None and (not value or not all(arg for arg in value)):
         raise ValueError("a command is a non-empty argv list such as ['tar', '-tzf', '{artifact}']")
     return value
@@ -131,6 +134,7 @@ class DeployParams(BaseModel):
 
 
 def refuse_nesting(artifact: Path, app_dir: Path) -> None:
+    """Raise ValueError if ``app_dir`` is ``artifact`` or inside it (resolved paths)."""
     if artifact == app_dir or artifact in app_dir.parents:
         raise ValueError(
             f"app_dir {app_dir} lies inside the artifact {artifact}: a copy would contain "

@@ -2,17 +2,15 @@
 
 Importing this module registers them. They work on release directories as Capistrano lays
 them out (``releases/<id>``, a ``current`` symlink switched atomically, N releases kept); the
-mechanics live in ``tdauto.actions.releases``, this module holds what users call: the params
-models, checked at ``create_task``, and the handlers.
+mechanics live in ``tdauto.actions.releases``. This module holds the handlers of
+``validate``, ``deploy`` and ``rollback``; their params models, checked at ``create_task``,
+are in ``tdauto.actions.deploy_params``, and ``verify`` with its checks is in
+``tdauto.actions.verify``, imported here so that the four register together.
 
 Every path param is confined to ``TDAUTO_ALLOWED_PATHS``; a relative path is relative to the
 data dir, so a template such as ``examples/deploy.yaml`` is valid as written. The usual task
 is validate, deploy, verify, with ``on_failure: [rollback, verify]`` on verify: a release
 that fails its health checks is switched back by itself.
-"""
-Each action's params model is checked at ``create_task``: those of ``validate``, ``deploy``
-and ``rollback`` are in ``tdauto.actions.deploy_params``; ``verify``, with its checks, is in
-``tdauto.actions.verify``, imported here so that importing this module registers all four.
 """
 
 from __future__ import annotations
@@ -111,7 +109,6 @@ def validate(
 # --- deploy -------------------------------------------------------------------------------
 
 
-
 @action("deploy", resource_class="storage", params=DeployParams, process_type="deployment")
 def deploy(
     ctx: ActionContext,
@@ -195,7 +192,7 @@ def _build(ctx: ActionContext, app: App, source: Path, release: str, strip_compo
     return files
 
 
-# --- verify -------------------------------------------------------------------------------
+# --- rollback -----------------------------------------------------------------------------
 
 
 @action("rollback", resource_class="storage", params=RollbackParams, process_type="deployment")

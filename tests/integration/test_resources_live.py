@@ -29,13 +29,12 @@ def groups(
     redis_url: str, data_dir: Path, system: AutomationSystems
 ) -> Iterator[list[subprocess.Popen[bytes]]]:
     """A cpu worker per host name, each with the sampler publishing its load."""
+    data_dir.mkdir(parents=True, exist_ok=True)
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "tdauto.cli", "worker", "cpu"],
             env=cli_env(redis_url, data_dir, TDAUTO_HOST=host),
-            stdout=(data_dir / f"{host}.log").open("wb")
-            if data_dir.mkdir(parents=True, exist_ok=True) is None
-            else None,
+            stdout=(data_dir / f"{host}.log").open("wb"),
             stderr=subprocess.STDOUT,
             start_new_session=True,
             cwd=REPO,

@@ -2,7 +2,9 @@
 
 Executions are written straight into a ``FileStore`` as ``Execution``/``ActionRun`` records,
 so the history is exactly what each test says it is; handlers are called the way the engine
-calls them (params through the registry's model, then keyword arguments).
+calls them (params through the registry's model, then keyword arguments). No services: the
+Redis queue depths are read here from a fake client; ``monitor`` against a real Redis is in
+``tests/integration/test_monitor_redis.py``.
 """
 
 from __future__ import annotations
@@ -19,13 +21,10 @@ import yaml
 from pydantic import ValidationError
 
 from tdauto.actions import REGISTRY, ActionContext, load_plugins
-from tdauto.actions.optimization import (
-    CHANGES_FILE,
-    AnalyzeParams,
-    analyze_history,
-    linear_trend,
-    redis_queue_depths,
-)
+from tdauto.actions.advice import AnalyzeParams, linear_trend
+from tdauto.actions.analysis import analyze_history
+from tdauto.actions.monitor import redis_queue_depths
+from tdauto.actions.tuning import CHANGES_FILE
 from tdauto.errors import ActionError
 from tdauto.models import ActionRun, Execution, ExecutionStatus, RetryPolicy, Task
 from tdauto.settings import Settings
@@ -523,28 +522,6 @@ def test_redis_queue_depths_sum_kombu_priority_lists() -> None:
         "tdauto.memory.h1": 1,
     }
     assert unacked == 4
-
-
-@pytest.mark.integration
-def test_monitor_counts_redis_queues(redis_url, settings, store, tmp_path) -> None:
-    import redis
-
-    client = redis.Redis.from_url(redis_url)
-    client.rpush("tdauto.cpu", "a", "b", "c")
-    client.rpush("tdauto.cpu\x06\x166", "d")
-    client.rpush("tdauto.control", "e")
-    client.set("tdauto.not-a-queue", "x")
-    client.hset("unacked", "tag1", "m")
-    remote = Settings(data_dir=settings.data_dir, allowed_paths=[tmp_path], broker_url=redis_url)
-    out = run("monitor", make_ctx(remote, store), {"include": ["queues"]})
-    assert out["queues"]["mode"] == "redis" and out["queues"]["unacked"] == 1
-    assert out["queues"]["depth"] == {
-        "tdauto.control": 1,
-        "tdauto.cpu": 4,
-        "tdauto.memory": 0,
-        "tdauto.storage": 0,
-    }
-    client.close()
 
 
 # --- params and templates ---------------------------------------------------------------------
