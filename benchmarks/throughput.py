@@ -161,11 +161,9 @@ def worker_argv(settings: Settings, node: str, loglevel: str) -> list[str]:
 
 
 def snapshot(r: redis.Redis) -> dict[str, Any]:
-    calls = {
-        name.removeprefix("cmdstat_"): int(row["calls"])
-        for name, row in r.info("commandstats").items()
-    }
-    stats = r.info("stats")
+    commandstats: Any = r.info("commandstats")
+    calls = {name.removeprefix("cmdstat_"): int(row["calls"]) for name, row in commandstats.items()}
+    stats: Any = r.info("stats")
     return {
         "calls": calls,
         "in_bytes": int(stats["total_net_input_bytes"]),
@@ -328,7 +326,8 @@ def run_baseline(url: str, work: Path, args: argparse.Namespace) -> dict[str, An
     r = redis.Redis.from_url(url, single_connection_client=True)
 
     def done() -> int:
-        return int(r.get(COUNTER) or 0)
+        value: Any = r.get(COUNTER)
+        return int(value or 0)
 
     def send() -> None:
         client.send_task(NOOP, queue=QUEUE, routing_key=QUEUE)
@@ -373,11 +372,17 @@ def run_baseline(url: str, work: Path, args: argparse.Namespace) -> dict[str, An
 
 def status_counts(r: redis.Redis, system: AutomationSystems) -> dict[str, int]:
     keys = system.store.keys
-    counts = {s.value: int(r.zcard(keys.status_executions(s.value))) for s in ExecutionStatus}
-    return {k: v for k, v in counts.items() if v}
+    counts: dict[str, int] = {}
+    for status in ExecutionStatus:
+        count: Any = r.zcard(keys.status_executions(status.value))
+        if count:
+            counts[status.value] = int(count)
+    return counts
 
 
-def trigger_many(system: AutomationSystems, task_id: str, count: int, args: argparse.Namespace):
+def trigger_many(
+    system: AutomationSystems, task_id: str, count: int, args: argparse.Namespace
+) -> None:
     if args.trigger == "sync":
         for _ in range(count):
             system.trigger_sync(task_id)
@@ -403,7 +408,11 @@ def run_tdauto(url: str, work: Path, args: argparse.Namespace) -> dict[str, Any]
         host=HOST,
         concurrency_cpu=args.concurrency,
     )
-    common = {"type": "maintenance", "schedule": "interval", "schedule_config": {"every": "1d"}}
+    common: dict[str, Any] = {
+        "type": "maintenance",
+        "schedule": "interval",
+        "schedule_config": {"every": "1d"},
+    }
 
     async def create() -> tuple[Any, Any]:
         one = await system.create_task(
@@ -428,7 +437,8 @@ def run_tdauto(url: str, work: Path, args: argparse.Namespace) -> dict[str, Any]
     succeeded_key = system.store.keys.status_executions(ExecutionStatus.SUCCEEDED.value)
 
     def done() -> int:
-        return int(r.zcard(succeeded_key))
+        count: Any = r.zcard(succeeded_key)
+        return int(count)
 
     proc = start_worker(argv, env, work / "tdauto-worker.log", system.app, f"cpu@{HOST}", 60)
     out: dict[str, Any] = {"worker_argv": argv, "trigger": args.trigger}
@@ -458,9 +468,8 @@ def run_tdauto(url: str, work: Path, args: argparse.Namespace) -> dict[str, Any]
         out["chain"].update(count=args.chain, completed=actions_done, status=record.status.value)
         out["chain"]["per_s"] = actions_done / (out["chain"]["wall_s"] or out["chain"]["elapsed_s"])
         out["chain"]["middle_per_s"] = None
-        out["chain"]["execution_json_bytes"] = int(
-            r.strlen(system.store.keys.execution(started[0].id))
-        )
+        size: Any = r.strlen(system.store.keys.execution(started[0].id))
+        out["chain"]["execution_json_bytes"] = int(size)
         out["statuses"] = status_counts(r, system)
     finally:
         Spawned.stop(proc)
@@ -542,6 +551,7 @@ def short(argv: list[str], prefix: str, scripts: dict[str, str], ids: dict[str, 
     key = argv[1]
     if name == "PUBLISH":
         return f"PUBLISH({key})"
+    key = key.replace("\\x06\\x16", "+pri")  # kombu's priority list of a queue
     key = key.removeprefix(prefix + ":")
     for value, label in ids.items():
         key = key.replace(value, label)
@@ -558,7 +568,8 @@ def trace_one(
 ) -> dict[str, Any]:
     """Run one execution alone under MONITOR; its commands per process, in order."""
     time.sleep(1.0)  # let the previous run's last acks and events drain
-    own = r.client_info()["addr"]
+    info: Any = r.client_info()
+    own = str(info["addr"])
     monitor = Monitor(system.settings.broker_url or "")
     monitor.start()
     monitor.ready.wait(10)
@@ -801,11 +812,11 @@ def print_report(report: dict[str, Any], top: int) -> None:
             "events), childN = a prefork child (task bodies):"
         )
         for role, seq in sorted(trace["lines"].items()):
-            head = (
+            label = (
                 f"{role} ({trace['commands'].get(role, 0)} cmds, "
                 f"{trace['round_trips'].get(role, 0)} trips): "
             )
-            print(textwrap.fill(" ".join(seq), width=100, initial_indent=head,
+            print(textwrap.fill(" ".join(seq), width=100, initial_indent=label,
                                 subsequent_indent="    "))  # fmt: skip
 
 
@@ -838,7 +849,8 @@ def main() -> int:
     try:
         server.start()
         admin = redis.Redis.from_url(server.url)
-        version = str(admin.info("server")["redis_version"])
+        server_info: Any = admin.info("server")
+        version = str(server_info["redis_version"])
         print("baseline (bare Celery) ...", file=sys.stderr, flush=True)
         base = run_baseline(server.url, work, args)
         admin.flushall()
