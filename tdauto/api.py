@@ -20,8 +20,9 @@ from typing import Any
 from celery.beat import Service
 
 from tdauto.app import make_app, runtime_of
-from tdauto.engine.executions import CONTROL_QUEUE, RUN_TASK, new_execution
+from tdauto.engine.executions import new_execution
 from tdauto.engine.lifecycle import complete
+from tdauto.engine.runner import start_execution
 from tdauto.errors import ExecutionTimeout, InvalidInput, NotFound
 from tdauto.models import (
     Execution,
@@ -188,8 +189,10 @@ class AutomationSystems:
             except ValueError as exc:
                 raise InvalidInput(f"params.{run.index}", str(exc)) from exc
         self._rt.store.create_execution(execution)
-        self._rt.send(RUN_TASK, [execution.id], CONTROL_QUEUE, execution.priority)
-        return execution
+        # admitted here and its first action sent from here: no tdauto.run hop for a run the
+        # caller asked for (the beat still sends tdauto.run, to keep its ticks short)
+        start_execution(self._rt, execution.id, execution, task)
+        return self.get_execution_sync(execution.id)
 
     async def trigger(self, id: str, params: dict[str, Any] | None = None) -> Execution:
         return await asyncio.to_thread(self.trigger_sync, id, params)

@@ -35,7 +35,7 @@ from tdauto.engine.logs import action_logger
 from tdauto.engine.runtime import Runtime
 from tdauto.engine.watch import LEASES, Outcome, lease_member, run_watched
 from tdauto.errors import ActionError
-from tdauto.models import ActionRun, Execution, ExecutionStatus, utcnow
+from tdauto.models import ActionRun, Execution, ExecutionStatus, Task, utcnow
 from tdauto.resources.ledger import Admission, admit_action, release
 
 log = logging.getLogger(__name__)
@@ -43,20 +43,22 @@ RETRIES = "retries"
 S = ExecutionStatus
 
 
-def start_execution(rt: Runtime, execution_id: str) -> bool:
+def start_execution(
+    rt: Runtime, execution_id: str, known: Execution | None = None, task: Task | None = None
+) -> bool:
     """Admit a PENDING execution under its task's overlap policy and conflict lock, then
     move it to QUEUED and send its first action (or to WAITING, or end it SKIPPED).
 
     Returns True when the first action was sent. A repeated ``tdauto.run`` message finds the
     execution past PENDING and does nothing.
     """
-    ex = rt.store.get_execution(execution_id)
+    ex = known or rt.store.get_execution(execution_id)
     if ex is None:
         log.warning("tdauto.run: execution %s does not exist", execution_id)
         return False
     if ex.status is not S.PENDING:
         return False
-    task = rt.store.get_task(ex.task_id)
+    task = task or rt.store.get_task(ex.task_id)
     if task is None:
         complete(rt, ex.id, S.CANCELLED, "task deleted before the run started")
         return False
@@ -235,7 +237,7 @@ def _attempt(rt: Runtime, ex: Execution, run: ActionRun) -> ExecutionStatus | No
         else:
             logger.info("%s succeeded in %.3fs", run.type, elapsed)
             close_log()
-            _succeed(rt, ex.id, run.index, output)
+            _succeed(rt, ex, run.index, output)
             return S.SUCCEEDED
     if result.outcome in (Outcome.CANCELLED, Outcome.LOST):
         logger.warning("%s stopped after %.1fs: %s", run.type, elapsed, result.outcome.value)
@@ -256,7 +258,9 @@ def _attempt(rt: Runtime, ex: Execution, run: ActionRun) -> ExecutionStatus | No
     return S.TIMED_OUT if timed_out else S.FAILED
 
 
-def _succeed(rt: Runtime, execution_id: str, index: int, output: dict[str, Any]) -> None:
+def _succeed(rt: Runtime, ex: Execution, index: int, output: dict[str, Any]) -> None:
+    """Record the success; the last step's success ends the run in the same write."""
+
     def succeeded(e: Execution) -> None:
         r = e.actions[index]
         r.status = S.SUCCEEDED
@@ -267,8 +271,12 @@ def _succeed(rt: Runtime, execution_id: str, index: int, output: dict[str, Any])
         if nxt is not None and not e.status.terminal:
             mark_sent(e, nxt)
 
-    ex = rt.store.update_execution(execution_id, succeeded)
-    _advance(rt, ex, index)
+    if _next_index(ex, index) is None:
+        outcome = ex.outcome or S.SUCCEEDED
+        complete(rt, ex.id, outcome, ex.error if ex.outcome else None, also=succeeded)
+        return
+    done = rt.store.update_execution(ex.id, succeeded)
+    _advance(rt, done, index)
 
 
 def _mark_stopped(rt: Runtime, execution_id: str, index: int) -> None:

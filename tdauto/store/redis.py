@@ -12,6 +12,7 @@ connects at import.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import threading
 import time
@@ -207,6 +208,7 @@ class RedisStore(Store):
 
     def create_execution(self, execution: Execution) -> bool:
         k = self.keys
+        body = records.execution_json(execution)
         with _driver_errors(f"creating execution {execution.id}"):
             created = self._create_execution(
                 keys=[
@@ -216,11 +218,13 @@ class RedisStore(Store):
                     k.status_executions(execution.status.value),
                 ],
                 args=[
-                    records.execution_json(execution),
+                    body,
                     repr(records.dt_to_ts(execution.created_at)),
                     execution.id,
                 ],
             )
+        if created:
+            self._remember(execution.id, body)
         return bool(created)
 
     def get_execution(self, execution_id: str) -> Execution | None:
@@ -264,7 +268,7 @@ class RedisStore(Store):
                             k.status_executions(execution.status.value),
                         ],
                         args=[
-                            raw,
+                            hashlib.sha1(str(raw).encode()).hexdigest(),
                             new_raw,
                             execution_id,
                             repr(records.dt_to_ts(execution.created_at)),
