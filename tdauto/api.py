@@ -77,9 +77,10 @@ class AutomationSystems:
         task = self._validate(data)
         self._check_upstream(task)
         next_ts = compute_next_ts(task, time.time(), self.settings.timezone)
-        stored, _created = self._rt.store.create_task(task, next_ts)
-        self._rt.store.set_upstream(stored.id, task.run_after.task if task.run_after else None)
-        return self._find(stored.id)
+        stored, created = self._rt.store.create_task(task, next_ts)
+        if created and task.run_after is not None:
+            self._rt.store.set_upstream(stored.id, task.run_after.task)
+        return stored
 
     def _check_upstream(self, task: Task) -> None:
         if task.run_after is None:

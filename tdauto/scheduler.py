@@ -65,8 +65,10 @@ def dispatch_due(rt: Runtime, now_ts: float, limit: int = DUE_BATCH) -> int:
     the next fire time is computed from now.
     """
     sent = 0
-    for task_id, fire_ts in rt.store.due(now_ts, limit):
-        task = rt.store.get_task(task_id)
+    due = rt.store.due(now_ts, limit)
+    tasks = rt.store.get_tasks([task_id for task_id, _ in due])
+    for task_id, fire_ts in due:
+        task = tasks.get(task_id)
         if task is None or not task.enabled:
             rt.store.set_next_run(task_id, None)
             continue
@@ -86,8 +88,12 @@ def dispatch_due(rt: Runtime, now_ts: float, limit: int = DUE_BATCH) -> int:
         trigger = Trigger.CATCHUP if misfire.catchup else Trigger.SCHEDULE
         for slot_ts in misfire.run:
             sent += _fire(rt, task, slot_ts, trigger)
-        rt.store.set_last_run(task_id, misfire.last_slot_ts)
-        rt.store.set_next_run(task_id, compute_next_ts(task, max(misfire.last_slot_ts, now_ts), tz))
+        following = (
+            misfire.next_ts
+            if misfire.next_known
+            else compute_next_ts(task, max(misfire.last_slot_ts, now_ts), tz)
+        )
+        rt.store.set_run(task_id, misfire.last_slot_ts, following)
     return sent
 
 

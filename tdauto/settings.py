@@ -9,6 +9,7 @@ table is generated from the descriptions below (``tdauto config --markdown``).
 from __future__ import annotations
 
 import socket
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -179,14 +180,15 @@ class Settings(BaseSettings):
         """True when no broker URL is set: filesystem broker and file store."""
         return self.broker_url is None
 
-    @property
+    @cached_property
     def data_path(self) -> Path:
-        """The data dir as an absolute path (so child processes agree on it)."""
+        """The data dir as an absolute path (so child processes agree on it); resolved once,
+        since settings are frozen."""
         return self.data_dir.expanduser().resolve()
 
-    @property
+    @cached_property
     def confined_paths(self) -> list[Path]:
-        """Resolved directories actions may touch (default: the data dir)."""
+        """Resolved directories actions may touch (default: the data dir); resolved once."""
         paths = self.allowed_paths or [self.data_dir]
         return [p.expanduser().resolve() for p in paths]
 

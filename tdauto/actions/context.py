@@ -24,8 +24,9 @@ def confine(path: str | Path, allowed: list[Path], field_name: str = "path") -> 
     """
     resolved = Path(path).expanduser().resolve()
     for root in allowed:
-        root = root.expanduser().resolve()
-        if resolved == root or root in resolved.parents:
+        if not root.is_absolute():
+            root = root.expanduser().resolve()
+        if resolved == root or resolved.is_relative_to(root):
             return resolved
     raise PathNotAllowed(
         field_name,

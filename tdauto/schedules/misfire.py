@@ -37,20 +37,24 @@ class MisfirePlan:
     catchup: bool = False
     last_slot_ts: float = 0.0
     dropped: int = 0
+    next_ts: float | None = None  # the first slot after now (valid when next_known)
+    next_known: bool = False
 
 
 def passed_slots(
     due_ts: float, now_ts: float, step: Callable[[float], float | None]
-) -> tuple[list[float], bool]:
-    """Every slot from ``due_ts`` up to ``now_ts`` (at most MAX_SCAN) and whether it was cut."""
+) -> tuple[list[float], bool, float | None]:
+    """Every slot from ``due_ts`` up to ``now_ts`` (at most MAX_SCAN), whether the list was
+    cut, and the first slot after ``now_ts`` when it was found on the way (None otherwise)."""
     slots = [due_ts]
     while len(slots) < MAX_SCAN:
         nxt = step(slots[-1])
         if nxt is None or nxt > now_ts:
-            return slots, False
+            return slots, False, nxt
         slots.append(nxt)
     nxt = step(slots[-1])
-    return slots, nxt is not None and nxt <= now_ts
+    cut = nxt is not None and nxt <= now_ts
+    return slots, cut, None if cut else nxt
 
 
 def plan(
@@ -62,8 +66,8 @@ def plan(
     max_catchup: int,
 ) -> MisfirePlan:
     """Decide what runs and what is recorded MISSED for the slots due at ``now_ts``."""
-    slots, cut = passed_slots(due_ts, now_ts, step)
-    result = MisfirePlan(last_slot_ts=slots[-1])
+    slots, cut, following = passed_slots(due_ts, now_ts, step)
+    result = MisfirePlan(last_slot_ts=slots[-1], next_ts=following, next_known=not cut)
     if len(slots) == 1 and not cut and now_ts - due_ts <= grace_s:
         result.run = slots
         return result

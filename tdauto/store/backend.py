@@ -50,6 +50,12 @@ class Store(abc.ABC):
     def get_task(self, task_id: str) -> Task | None:
         """The task with its run state (``next_run_at``, ``last_run_at``) filled in."""
 
+    def get_tasks(self, task_ids: list[str]) -> dict[str, Task]:
+        """The tasks of ``task_ids`` that exist, by id; a backend may read them in one round
+        trip (the scheduler reads every due task of a tick at once)."""
+        found = {task_id: self.get_task(task_id) for task_id in task_ids}
+        return {task_id: task for task_id, task in found.items() if task is not None}
+
     @abc.abstractmethod
     def get_task_by_name(self, name: str) -> Task | None: ...
 
@@ -70,6 +76,12 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def set_last_run(self, task_id: str, fire_ts: float) -> None: ...
+
+    def set_run(self, task_id: str, last_ts: float, next_ts: float | None) -> None:
+        """``set_last_run`` then ``set_next_run``, which a backend may send as one round trip
+        (the scheduler calls this for every slot it fires)."""
+        self.set_last_run(task_id, last_ts)
+        self.set_next_run(task_id, next_ts)
 
     @abc.abstractmethod
     def due(self, now_ts: float, limit: int = 100) -> list[tuple[str, float]]:

@@ -149,6 +149,20 @@ class RedisStore(Store):
             raw, state = pipe.execute()
         return None if raw is None else records.load_task(raw, records.parse_state(state))
 
+    def get_tasks(self, task_ids: list[str]) -> dict[str, Task]:
+        if not task_ids:
+            return {}
+        with _driver_errors("reading tasks"):
+            pipe = self._r.pipeline(transaction=True)
+            pipe.hmget(self.keys.tasks, task_ids)
+            pipe.hmget(self.keys.task_state, task_ids)
+            raws, states = pipe.execute()
+        return {
+            task_id: records.load_task(raw, records.parse_state(state))
+            for task_id, raw, state in zip(task_ids, raws, states, strict=True)
+            if raw is not None
+        }
+
     def get_task_by_name(self, name: str) -> Task | None:
         with _driver_errors(f"reading task {name!r}"):
             task_id = self._r.hget(self.keys.task_names, name)
@@ -182,6 +196,20 @@ class RedisStore(Store):
 
     def set_last_run(self, task_id: str, fire_ts: float) -> None:
         self._set_state(task_id, "last_ts", records.check_ts("fire_ts", fire_ts))
+
+    def set_run(self, task_id: str, last_ts: float, next_ts: float | None) -> None:
+        k = self.keys
+        last = records.check_ts("fire_ts", last_ts)
+        nxt = records.check_ts("next_ts", next_ts)
+        with _driver_errors(f"setting the run state of task {task_id}"):
+            pipe = self._r.pipeline(transaction=False)
+            for field, ts in (("last_ts", last), ("next_ts", nxt)):
+                self._set_run_state(
+                    keys=[k.tasks, k.task_state, k.due],
+                    args=[task_id, field, _ts_arg(ts)],
+                    client=pipe,
+                )
+            pipe.execute()
 
     def _set_state(self, task_id: str, field: str, ts: float | None) -> None:
         k = self.keys
