@@ -25,13 +25,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import json
 import os
 import platform
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -43,13 +41,13 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from _common import Spawned, clean_env, start_redis
 from celery import Celery
 
 from tdauto.app import SETTINGS_KEY, celery_config
 from tdauto.resources.pools import load_pool
 from tdauto.settings import Settings
 
-ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 MiB = 1024 * 1024
 STOP_LIMIT_S = 30.0
@@ -57,26 +55,6 @@ POOLS = ("cpu", "memory", "storage")
 
 
 # --- processes ---------------------------------------------------------------------------
-
-
-class Spawned:
-    """Every process this script starts, so that whatever happens none outlives it."""
-
-    procs: list[subprocess.Popen[bytes]] = []
-
-    @classmethod
-    def popen(cls, argv: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True, **kwargs)
-        cls.procs.append(proc)
-        return proc
-
-    @classmethod
-    def kill_all(cls) -> None:
-        for proc in cls.procs:
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
 
 
 def tree(pids: list[int]) -> list[psutil.Process]:
@@ -120,13 +98,6 @@ def leftovers(procs: list[psutil.Process]) -> list[str]:
         except psutil.NoSuchProcess:
             continue
     return alive
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TDAUTO_")}
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
-    return env
 
 
 # --- one run -----------------------------------------------------------------------------
@@ -357,78 +328,6 @@ def run_baseline(mode: str, broker_url: str | None, work: Path, args: argparse.N
 # --- redis ---------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class PlainRedis:
-    """``redis-server`` without persistence, used when tests/support is not there."""
-
-    def __init__(self, directory: Path):
-        self.directory = directory
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError("redis-server not found (apt-get install -y redis-server)")
-        self.proc = Spawned.popen(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.directory),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        import redis
-
-        client = redis.Redis(port=self.port)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise
-                time.sleep(0.05)
-        client.close()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-
-
-def start_redis(directory: Path) -> Any:
-    """tests/support's RedisServer when present, else a plain redis-server."""
-    path = ROOT / "tests" / "support" / "redis_server.py"
-    server: Any
-    if path.exists():
-        spec = importlib.util.spec_from_file_location("_bench_redis_server", path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        server = module.RedisServer(directory)
-    else:
-        server = PlainRedis(directory)
-    server.start()
-    return server
-
-
 def flush(url: str) -> None:
     import redis
 
@@ -551,7 +450,7 @@ def main() -> int:
         for mode in modes:
             broker_url = None
             if mode == "redis":
-                redis_server = start_redis(work / "redis")
+                redis_server = start_redis(work / "redis", plain_fallback=True)
                 broker_url = redis_server.url
             results: dict[str, list[Run]] = {"tdauto": [], "baseline": []}
             for i in range(args.runs):

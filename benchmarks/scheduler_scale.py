@@ -43,8 +43,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import importlib.util
 import itertools
 import json
 import math
@@ -52,7 +50,6 @@ import os
 import platform
 import random
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -63,8 +60,8 @@ from types import SimpleNamespace
 from typing import IO, Any
 
 import psutil
+from _common import Spawned, clean_env, start_redis, tail
 
-ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = Path(__file__).resolve()
 MiB = 1024 * 1024
 NOOP = "bench.noop"
@@ -77,41 +74,6 @@ DUE_AHEAD_S = 600.0  # T of the due phase, ahead of now: inside the excluded win
 
 
 # --- processes ---------------------------------------------------------------------------
-
-
-class Spawned:
-    """Every process this script starts, so that whatever happens none outlives it."""
-
-    procs: list[subprocess.Popen[Any]] = []
-
-    @classmethod
-    def popen(cls, argv: list[str], **kwargs: Any) -> subprocess.Popen[Any]:
-        kwargs.setdefault("stdin", subprocess.DEVNULL)
-        proc = subprocess.Popen(argv, start_new_session=True, **kwargs)
-        cls.procs.append(proc)
-        return proc
-
-    @classmethod
-    def kill_all(cls) -> None:
-        for proc in cls.procs:
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TDAUTO_")}
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
-    return env
-
-
-def tail(path: Path, lines: int = 25) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except FileNotFoundError:
-        return ""
 
 
 class Probe:
@@ -438,19 +400,6 @@ PROBES = {
 # --- redis -------------------------------------------------------------------------------
 
 
-def start_redis(directory: Path) -> Any:
-    """tests/support's RedisServer (AOF on, everysec): the same server the tests use."""
-    path = ROOT / "tests" / "support" / "redis_server.py"
-    spec = importlib.util.spec_from_file_location("_bench_redis_server", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    server = module.RedisServer(directory)
-    server.start()
-    Spawned.procs.append(server._process)  # killed with the rest if anything goes wrong
-    return server
-
-
 def with_db(url: str, db: int) -> str:
     return url.rsplit("/", 1)[0] + f"/{db}"
 
@@ -516,7 +465,9 @@ def measure_due(system: Any, url: str, count: int) -> dict[str, Any]:
     due_ts = float(math.ceil(time.time())) + DUE_AHEAD_S
     for task_id in ids:
         rt.store.set_next_run(task_id, due_ts)
-    queued_before = int(client.llen(CONTROL))
+    from tdauto.actions.monitor import redis_queue_depths  # priority lists summed
+
+    queued_before = redis_queue_depths(client)[0][CONTROL]
     sent = 0
     calls: list[float] = []
     started = time.perf_counter()
@@ -529,7 +480,7 @@ def measure_due(system: Any, url: str, count: int) -> dict[str, Any]:
         if n == 0 and not rt.store.due(now, 1):
             break
     elapsed = time.perf_counter() - started
-    queued = int(client.llen(CONTROL)) - queued_before
+    queued = redis_queue_depths(client)[0][CONTROL] - queued_before
     client.close()
     return {
         "tasks": count,
@@ -846,7 +797,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             print(f"  {name}: {report['phase_s'][name]:.1f} s", file=sys.stderr, flush=True)
 
     try:
-        server = start_redis(work / "redis")
+        server = start_redis(work / "redis", track=True)
         url = server.url
         times = pick_times(args.tasks, args.seed, time.time())
         times_file = work / "times.json"

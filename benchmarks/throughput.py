@@ -50,7 +50,6 @@ import os
 import platform
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -69,6 +68,7 @@ if str(ROOT) not in sys.path:
 
 import psutil  # noqa: E402
 import redis  # noqa: E402
+from _common import Spawned, clean_env, tail  # noqa: E402
 from celery import Celery, chain  # noqa: E402
 
 from tdauto import AutomationSystems, ExecutionStatus  # noqa: E402
@@ -90,51 +90,6 @@ OWN_COMMANDS = ("info",)  # the benchmark's own snapshots, never counted
 # --- processes ---------------------------------------------------------------------------
 
 
-class Spawned:
-    """Every process this script starts, each in its own session, so none outlives it."""
-
-    procs: list[subprocess.Popen[bytes]] = []
-
-    @classmethod
-    def popen(cls, argv: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True, **kwargs)
-        cls.procs.append(proc)
-        return proc
-
-    @classmethod
-    def stop(cls, proc: subprocess.Popen[bytes], grace_s: float = 30.0) -> None:
-        """SIGTERM to the process group (Celery's warm shutdown), SIGKILL after ``grace_s``."""
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=grace_s)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)  # children the parent left behind
-        proc.wait()
-
-    @classmethod
-    def kill_all(cls) -> None:
-        for proc in cls.procs:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TDAUTO_")}
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
-    return env
-
-
-def tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except FileNotFoundError:
-        return ""
-
-
 def start_worker(
     argv: list[str], env: dict[str, str], log: Path, app: Celery, name: str, timeout_s: float
 ) -> subprocess.Popen[bytes]:
@@ -147,7 +102,7 @@ def start_worker(
             return proc
         if proc.poll() is not None or time.monotonic() > deadline:
             Spawned.stop(proc, 5)
-            raise RuntimeError(f"worker {name} never answered a ping:\n{tail(log)}")
+            raise RuntimeError(f"worker {name} never answered a ping:\n{tail(log, 30)}")
 
 
 def worker_argv(settings: Settings, node: str, loglevel: str) -> list[str]:
@@ -858,7 +813,7 @@ def main() -> int:
         tda = run_tdauto(server.url, work, args)
         admin.close()
     finally:
-        Spawned.kill_all()
+        Spawned.kill_all(exited_too=True)
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
     report = build_report(args, base, tda, version, load_before)

@@ -7,17 +7,16 @@ arguments.
 
 from __future__ import annotations
 
-import json
-import logging
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 
-from tdauto.actions import REGISTRY, ActionContext, load_plugins
+from tdauto.actions import load_plugins
 from tdauto.settings import Settings
 from tdauto.store.files import FileStore
+from tests.support.actions import make_ctx, run
 
 pytestmark = pytest.mark.integration
 
@@ -26,22 +25,15 @@ load_plugins([])
 
 def run_monitor(settings: Settings, store: FileStore, params: dict[str, Any]) -> dict[str, Any]:
     """Validate ``params`` and call ``monitor`` as the engine does; the output must be JSON."""
-    ctx = ActionContext(
-        execution_id="exec-1",
+    ctx = make_ctx(
+        settings,
+        store,
         task_id="optimizer",
         task_name="optimizer",
-        index=0,
         action_type="monitor",
-        attempt=1,
-        settings=settings,
-        store=store,
-        logger=logging.getLogger("tdauto.test.monitor"),
+        logger="tdauto.test.monitor",
     )
-    model = REGISTRY.parse_params("monitor", params, {"registry": REGISTRY, "settings": settings})
-    fields = type(model).model_fields
-    output = REGISTRY.get("monitor").handler(ctx, **{n: getattr(model, n) for n in fields})
-    json.dumps(output)
-    return output
+    return run("monitor", ctx, params)
 
 
 def test_monitor_counts_redis_queues(redis_url: str, tmp_path: Path) -> None:

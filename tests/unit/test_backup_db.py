@@ -23,7 +23,7 @@ from tdauto.actions.maintenance import BackupParams, restore_backup
 from tdauto.errors import ActionError
 from tdauto.models import Task
 from tdauto.settings import Settings
-from tdauto.store.files import FileStore
+from tests.support import actions
 from tests.support.postgres_server import PostgresServer
 from tests.support.redis_server import RedisServer, free_port
 
@@ -51,26 +51,19 @@ def logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
 
 
 def make_ctx(settings: Settings, execution_id: str = "exec-1") -> ActionContext:
-    return ActionContext(
+    return actions.make_ctx(
+        settings,
         execution_id=execution_id,
-        task_id="task-1",
         task_name="nightly",
-        index=0,
         action_type="backup",
-        attempt=1,
-        settings=settings,
-        store=FileStore(settings.data_path),
-        logger=logging.getLogger("tdauto.test.backup_db"),
+        logger="tdauto.test.backup_db",
     )
 
 
 def run_backup(settings: Settings, params: dict[str, Any], execution_id: str = "e1") -> dict:
     """Validate the params as create_task does, then run the handler as the engine does."""
-    model = REGISTRY.parse_params("backup", params, {"registry": REGISTRY, "settings": settings})
-    kwargs = {name: getattr(model, name) for name in type(model).model_fields}
-    output = REGISTRY.get("backup").handler(make_ctx(settings, execution_id), **kwargs)
-    json.dumps(output)
-    return output
+    model = REGISTRY.parse_params("backup", params, actions.context(settings))
+    return actions.call("backup", make_ctx(settings, execution_id), model)
 
 
 # --- PostgreSQL ---------------------------------------------------------------------------------

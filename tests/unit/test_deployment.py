@@ -7,13 +7,13 @@ import hashlib
 import http.server
 import io
 import json
-import logging
 import os
 import socket
 import tarfile
 import threading
 import zipfile
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from tdauto.actions import REGISTRY, ActionContext
+from tdauto.actions import REGISTRY
 from tdauto.actions.registry import load_plugins
 from tdauto.actions.releases import App, key_suffix, write_record
 from tdauto.engine.runtime import Runtime
@@ -29,6 +29,8 @@ from tdauto.errors import ActionError, PathNotAllowed
 from tdauto.models import ExecutionStatus, Task
 from tdauto.settings import Settings
 from tdauto.store.files import FileStore
+from tests.support import actions
+from tests.support.actions import context, run
 from tests.unit.test_dispatch import Recorder
 from tests.unit.test_engine import drive, trigger
 
@@ -40,11 +42,6 @@ REPO = Path(__file__).resolve().parents[2]
 def settings(tmp_path: Path) -> Settings:
     load_plugins([])
     return Settings(data_dir=tmp_path / "data", allowed_paths=[tmp_path / "data", tmp_path / "w"])
-
-
-@pytest.fixture
-def store(settings: Settings) -> FileStore:
-    return FileStore(settings.data_path)
 
 
 @pytest.fixture
@@ -67,33 +64,9 @@ def app(work: Path) -> App:
     return App(work / "app")
 
 
-def make_ctx(
-    settings: Settings, store: FileStore, execution_id: str = "exec-1", index: int = 0
-) -> ActionContext:
-    return ActionContext(
-        execution_id=execution_id,
-        task_id="task-1",
-        task_name="deploy",
-        index=index,
-        action_type="test",
-        attempt=1,
-        settings=settings,
-        store=store,
-        logger=logging.getLogger("tdauto.test"),
-    )
+store = actions.store  # the fixture: a FileStore on the settings fixture's data path
 
-
-def context(settings: Settings | None) -> dict[str, Any]:
-    return {"registry": REGISTRY, "settings": settings}
-
-
-def run(name: str, ctx: ActionContext, params: dict[str, Any]) -> dict[str, Any]:
-    """Validate and call ``name`` as the engine does; the output must be JSON."""
-    model = REGISTRY.parse_params(name, params, context(ctx.settings))
-    fields = type(model).model_fields
-    output = REGISTRY.get(name).handler(ctx, **{n: getattr(model, n) for n in fields})
-    json.dumps(output)
-    return output
+make_ctx = partial(actions.make_ctx, task_name="deploy")
 
 
 def make_tar(path: Path, files: dict[str, str], prefix: str = "") -> Path:

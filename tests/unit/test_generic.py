@@ -27,6 +27,8 @@ from tdauto.errors import ActionError
 from tdauto.models import ExecutionStatus, Task
 from tdauto.settings import Settings
 from tdauto.store.files import FileStore
+from tests.support import actions
+from tests.support.actions import context, run
 from tests.unit.test_dispatch import Recorder
 from tests.unit.test_engine import drive, trigger
 
@@ -50,11 +52,6 @@ def settings(tmp_path: Path, work: Path) -> Settings:
     return Settings(data_dir=data, allowed_paths=[data, work], shell_allow=ALLOWED, kill_grace_s=1)
 
 
-@pytest.fixture
-def store(settings: Settings) -> FileStore:
-    return FileStore(settings.data_path)
-
-
 class ListHandler(logging.Handler):
     def __init__(self) -> None:
         super().__init__()
@@ -74,31 +71,11 @@ def log_lines() -> Iterator[list[str]]:
     logger.removeHandler(handler)
 
 
+store = actions.store  # the fixture: a FileStore on the settings fixture's data path
+
+
 def make_ctx(settings: Settings, store: FileStore) -> ActionContext:
-    return ActionContext(
-        execution_id="exec-1",
-        task_id="task-1",
-        task_name="generic",
-        index=0,
-        action_type="test",
-        attempt=1,
-        settings=settings,
-        store=store,
-        logger=logging.getLogger("tdauto.test.generic"),
-    )
-
-
-def context(settings: Settings) -> dict[str, Any]:
-    return {"registry": REGISTRY, "settings": settings}
-
-
-def run(name: str, ctx: ActionContext, params: dict[str, Any]) -> dict[str, Any]:
-    """Validate and call ``name`` as the engine does; the output must be JSON."""
-    model = REGISTRY.parse_params(name, params, context(ctx.settings))
-    fields = type(model).model_fields
-    output = REGISTRY.get(name).handler(ctx, **{n: getattr(model, n) for n in fields})
-    json.dumps(output)
-    return output
+    return actions.make_ctx(settings, store, task_name="generic", logger="tdauto.test.generic")
 
 
 def task_with(action_type: str, params: Any) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from tdauto.errors import ActionError
 from tdauto.models import Task
 from tdauto.settings import Settings
 from tdauto.store.files import FileStore
+from tests.support.actions import context, make_ctx
 from tests.support.postgres_server import PostgresServer
 from tests.support.redis_server import RedisServer, free_port
 
@@ -84,22 +85,10 @@ def settings(tmp_path: Path) -> Settings:
     return Settings(data_dir=data)
 
 
-def context(settings: Settings) -> dict[str, Any]:
-    return {"registry": REGISTRY, "settings": settings}
-
-
 def run_checks(settings: Settings, checks: list[dict[str, Any]]) -> dict[str, Any]:
     model = HealthCheckParams.model_validate({"checks": checks}, context=context(settings))
-    ctx = ActionContext(
-        execution_id="exec-1",
-        task_id="task-1",
-        task_name="health",
-        index=0,
-        action_type="health_check",
-        attempt=1,
-        settings=settings,
-        store=FileStore(settings.data_path),
-        logger=logging.getLogger("tdauto.test.health"),
+    ctx = make_ctx(
+        settings, task_name="health", action_type="health_check", logger="tdauto.test.health"
     )
     output = REGISTRY.get("health_check").handler(ctx, checks=model.checks)
     json.dumps(output)

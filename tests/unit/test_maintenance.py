@@ -9,26 +9,27 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
-import json
-import logging
 import os
 import sqlite3
 import tarfile
 import threading
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from tdauto.actions import REGISTRY, ActionContext
+from tdauto.actions import REGISTRY
 from tdauto.actions.backup import prune
 from tdauto.actions.maintenance import BackupParams, CleanupParams, restore_backup
 from tdauto.errors import ActionError, PathNotAllowed
 from tdauto.models import Execution, Task
 from tdauto.settings import Settings
 from tdauto.store.files import FileStore
+from tests.support import actions
+from tests.support.actions import context, run
 
 DAY_S = 86400
 
@@ -56,38 +57,9 @@ def settings(tmp_path: Path, work: Path) -> Settings:
     return Settings(data_dir=data, allowed_paths=[data, work])
 
 
-@pytest.fixture
-def store(settings: Settings) -> FileStore:
-    return FileStore(settings.data_path)
+store = actions.store  # the fixture: a FileStore on the settings fixture's data path
 
-
-def make_ctx(
-    settings: Settings, store: FileStore, execution_id: str = "exec-1", index: int = 0
-) -> ActionContext:
-    return ActionContext(
-        execution_id=execution_id,
-        task_id="task-1",
-        task_name="nightly",
-        index=index,
-        action_type="test",
-        attempt=1,
-        settings=settings,
-        store=store,
-        logger=logging.getLogger("tdauto.test"),
-    )
-
-
-def context(settings: Settings | None) -> dict[str, Any]:
-    return {"registry": REGISTRY, "settings": settings}
-
-
-def run(name: str, ctx: ActionContext, params: dict[str, Any]) -> dict[str, Any]:
-    """Validate and call ``name`` as the engine does; the output must be JSON."""
-    model = REGISTRY.parse_params(name, params, context(ctx.settings))
-    fields = type(model).model_fields
-    output = REGISTRY.get(name).handler(ctx, **{n: getattr(model, n) for n in fields})
-    json.dumps(output)
-    return output
+make_ctx = partial(actions.make_ctx, task_name="nightly")
 
 
 def tree(root: Path) -> dict[str, bytes | None]:

@@ -20,7 +20,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from tdauto.actions import REGISTRY, ActionContext, load_plugins
+from tdauto.actions import ActionContext, load_plugins
 from tdauto.actions.advice import AnalyzeParams, linear_trend
 from tdauto.actions.analysis import analyze_history
 from tdauto.actions.monitor import redis_queue_depths
@@ -29,6 +29,8 @@ from tdauto.errors import ActionError
 from tdauto.models import ActionRun, Execution, ExecutionStatus, RetryPolicy, Task
 from tdauto.settings import Settings
 from tdauto.store.files import FileStore
+from tests.support import actions
+from tests.support.actions import context, run
 
 S = ExecutionStatus
 REPO = Path(__file__).resolve().parents[2]
@@ -47,36 +49,18 @@ def settings(tmp_path: Path) -> Settings:
     return Settings(data_dir=tmp_path / "data", allowed_paths=[tmp_path])
 
 
-@pytest.fixture
-def store(settings: Settings) -> FileStore:
-    return FileStore(settings.data_path)
-
-
-def context(settings: Settings) -> dict[str, Any]:
-    return {"registry": REGISTRY, "settings": settings}
+store = actions.store  # the fixture: a FileStore on the settings fixture's data path
 
 
 def make_ctx(settings: Settings, store: FileStore, execution_id: str = "exec-1") -> ActionContext:
-    return ActionContext(
-        execution_id=execution_id,
+    return actions.make_ctx(
+        settings,
+        store,
+        execution_id,
         task_id="optimizer",
         task_name="optimizer",
-        index=0,
-        action_type="test",
-        attempt=1,
-        settings=settings,
-        store=store,
-        logger=logging.getLogger("tdauto.test.optimization"),
+        logger="tdauto.test.optimization",
     )
-
-
-def run(name: str, ctx: ActionContext, params: dict[str, Any]) -> dict[str, Any]:
-    """Validate and call ``name`` as the engine does; the output must be JSON."""
-    model = REGISTRY.parse_params(name, params, context(ctx.settings))
-    fields = type(model).model_fields
-    output = REGISTRY.get(name).handler(ctx, **{n: getattr(model, n) for n in fields})
-    json.dumps(output)
-    return output
 
 
 def add_task(store: FileStore, settings: Settings, name: str, **options: Any) -> Task:

@@ -17,6 +17,7 @@ from tdauto.errors import ActionError, InvalidInput
 from tdauto.models import Task
 from tdauto.settings import Settings
 from tdauto.store.files import FileStore
+from tests.support.actions import call, context, make_ctx
 
 
 @pytest.fixture
@@ -54,27 +55,10 @@ def settings(tmp_path: Path, work: Path, script: Path) -> Settings:
     )
 
 
-def context(settings: Settings) -> dict[str, Any]:
-    return {"registry": REGISTRY, "settings": settings}
-
-
 def run(settings: Settings, params: dict[str, Any]) -> dict[str, Any]:
     model = UpdateParams.model_validate(params, context=context(settings))
-    ctx = ActionContext(
-        execution_id="exec-1",
-        task_id="task-1",
-        task_name="update",
-        index=0,
-        action_type="update",
-        attempt=1,
-        settings=settings,
-        store=FileStore(settings.data_path),
-        logger=logging.getLogger("tdauto.test.update"),
-    )
-    kwargs = {name: getattr(model, name) for name in type(model).model_fields}
-    output = REGISTRY.get("update").handler(ctx, **kwargs)
-    json.dumps(output)
-    return output
+    ctx = make_ctx(settings, task_name="update", action_type="update", logger="tdauto.test.update")
+    return call("update", ctx, model)
 
 
 def task(params: dict[str, Any]) -> dict[str, Any]:
