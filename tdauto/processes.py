@@ -8,17 +8,15 @@ then stops them with SIGTERM (Celery's warm shutdown) and SIGKILL after a grace 
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from celery import Celery
 from celery.beat import EmbeddedService
 
+from tdauto.actions.process import stop_groups
 from tdauto.settings import Settings
 
 POOLS = ("cpu", "memory", "storage")
@@ -44,22 +42,9 @@ def spawn_worker(
 
 
 def stop_processes(procs: list[subprocess.Popen[bytes]], grace_s: float = 15.0) -> None:
-    """SIGTERM every process (warm shutdown), then SIGKILL whatever outlives ``grace_s``."""
-    for proc in procs:
-        if proc.poll() is None:
-            _signal_group(proc, signal.SIGTERM)
-    deadline = time.monotonic() + grace_s
-    for proc in procs:
-        try:
-            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            _signal_group(proc, signal.SIGKILL)
-            proc.wait()
-
-
-def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, sig)
+    """SIGTERM every worker's process group (Celery's warm shutdown), then SIGKILL whatever
+    outlives ``grace_s``."""
+    stop_groups(procs, grace_s)
 
 
 def embedded_beat(app: Celery) -> EmbeddedService:

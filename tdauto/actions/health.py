@@ -65,7 +65,9 @@ class _Check(BaseModel):
         return self.label or self.default_label()
 
     def default_label(self) -> str:
-        raise NotImplementedError
+        """The check's name in the report when it has no ``label``; each kind of check
+        defines its own (this base is never used as a check)."""
+        raise NotImplementedError(f"{type(self).__name__} must define default_label")
 
 
 class HttpCheck(_Check):

@@ -51,17 +51,24 @@ class ProcessGroup:
         """SIGTERM every group, then SIGKILL the groups still alive after ``grace_s``."""
         with self._lock:
             procs = list(self._procs)
-        for proc in procs:
+        stop_groups(procs, grace_s)
+
+
+def stop_groups(procs: list[subprocess.Popen[bytes]], grace_s: float) -> None:
+    """SIGTERM the process group of each process still running, SIGKILL the groups that
+    outlive ``grace_s``, and finally SIGKILL whatever is left of every group (children that
+    outlived their leader). Each process was started with ``start_new_session=True``."""
+    for proc in procs:
+        if proc.poll() is None:
             _kill_group(proc, signal.SIGTERM)
-        deadline = time.monotonic() + grace_s
-        for proc in procs:
-            try:
-                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                _kill_group(proc, signal.SIGKILL)
-                proc.wait()
-            # the leader is gone; make sure nothing else of its group lingers
+    deadline = time.monotonic() + grace_s
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
             _kill_group(proc, signal.SIGKILL)
+            proc.wait()
+        _kill_group(proc, signal.SIGKILL)
 
 
 def _kill_group(proc: subprocess.Popen[bytes], sig: int) -> None:

@@ -21,6 +21,7 @@ Store layout (``p`` is the prefix)::
     p:active:lock:<name>         set    executions holding the conflict lock <name>
     p:timer:<name>               zset   timer members (leases, retries) scored by due time
     p:upstream                   hash   task id -> name of the task it runs after
+    p:dependents:<name>          set    ids of the tasks that run after the task <name>
     p:sample:<host>:<pool>       string a worker's load sample JSON, with a TTL
     p:samples                    zset   sample keys scored by expiry (to list them cheaply)
     p:ledger:<host>              hash   resource -> percent reserved on the host
@@ -117,6 +118,9 @@ class Keys:
     @property
     def upstream(self) -> str:
         return self.join("upstream")
+
+    def dependents(self, upstream: str) -> str:
+        return self.join("dependents", upstream)
 
     # --- resources ---------------------------------------------------------------------------
 

@@ -394,16 +394,26 @@ class RedisStore(Store):
             return bool(self._r.zrem(self.keys.timer(name), member))
 
     def set_upstream(self, task_id: str, upstream: str | None) -> None:
+        """The hash keeps each task's upstream (to move it); a set per upstream name keeps its
+        dependents, so a run that ends reads only its own dependents."""
+        k = self.keys
         with _driver_errors(f"recording run_after of {task_id}"):
+            old: Any = self._r.hget(k.upstream, task_id)
+            pipe = self._r.pipeline(transaction=True)
+            if old:
+                pipe.srem(k.dependents(str(old)), task_id)
             if upstream:
-                self._r.hset(self.keys.upstream, task_id, upstream)
+                pipe.hset(k.upstream, task_id, upstream)
+                pipe.sadd(k.dependents(upstream), task_id)
             else:
-                self._r.hdel(self.keys.upstream, task_id)
+                pipe.hdel(k.upstream, task_id)
+            pipe.execute()
 
     def dependents(self, upstream: str) -> list[str]:
         with _driver_errors("reading run_after dependents"):
-            pairs: Any = self._r.hgetall(self.keys.upstream)
-        return sorted(str(t) for t, name in pairs.items() if str(name) == upstream)
+            members: Any = self._r.smembers(self.keys.dependents(upstream))
+        return sorted(str(m) for m in members)
+
 
     def put_sample(self, host: str, pool: str, sample: dict[str, Any], ttl_s: float) -> None:
         key = self.keys.sample(host, pool)

@@ -514,3 +514,13 @@ def test_concurrent_reservations_never_overbook(store: Store) -> None:
     for t in threads:
         t.join()
     assert len(won) == 3
+
+
+def test_dependents_follow_their_upstream(store: Store) -> None:
+    store.set_upstream("b", "A")
+    store.set_upstream("c", "A")
+    assert store.dependents("A") == ["b", "c"]
+    store.set_upstream("c", "Z")  # moved to another upstream
+    assert store.dependents("A") == ["b"] and store.dependents("Z") == ["c"]
+    store.set_upstream("b", None)
+    assert store.dependents("A") == []
