@@ -22,7 +22,7 @@ from celery.beat import Service
 from tdauto.app import make_app, runtime_of
 from tdauto.engine.executions import new_execution
 from tdauto.engine.lifecycle import complete
-from tdauto.engine.runner import start_execution
+from tdauto.engine.runner import start_new
 from tdauto.errors import ExecutionTimeout, InvalidInput, NotFound
 from tdauto.models import (
     Execution,
@@ -189,11 +189,9 @@ class AutomationSystems:
                 self._rt.registry.parse_params(run.type, run.params, context)
             except ValueError as exc:
                 raise InvalidInput(f"params.{run.index}", str(exc)) from exc
-        self._rt.store.create_execution(execution)
-        # admitted here and its first action sent from here: no tdauto.run hop for a run the
-        # caller asked for (the beat still sends tdauto.run, to keep its ticks short)
-        start_execution(self._rt, execution.id, execution, task)
-        return self.get_execution_sync(execution.id)
+        # admitted, recorded and its first action sent from here: no tdauto.run hop for a run
+        # the caller asked for (the beat still sends tdauto.run, to keep its ticks short)
+        return start_new(self._rt, execution, task)
 
     async def trigger(self, id: str, params: dict[str, Any] | None = None) -> Execution:
         return await asyncio.to_thread(self.trigger_sync, id, params)

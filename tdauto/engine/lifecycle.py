@@ -23,6 +23,7 @@ from tdauto.engine.executions import (
 )
 from tdauto.engine.runtime import Runtime
 from tdauto.models import Execution, ExecutionStatus, Task, Trigger, utcnow
+from tdauto.store.effects import Effects
 
 log = logging.getLogger(__name__)
 _AFTER = uuid.UUID("0b9d7c1e-3f57-4d55-8a43-5f0c2f9e8d21")
@@ -54,31 +55,48 @@ def complete(
     status: ExecutionStatus,
     error: str | None = None,
     also: Callable[[Execution], None] | None = None,
+    effects: Effects | None = None,
 ) -> Execution:
-    """Put the execution in ``status`` (no-op if it already ended), then free its place."""
-    ended_now = False
+    """Put the execution in ``status`` (no-op if it already ended), then free its place.
 
-    def mutate(ex: Execution) -> None:
-        nonlocal ended_now
+    ``also`` edits the record in the same write, ``effects`` are written with it; the release
+    of the execution's place rides on that write too, and tells whether anything waits (so
+    a run that ends with nothing waiting reads nothing more)."""
+    ended_now = False
+    applied = Effects()
+
+    def mutate(ex: Execution) -> Effects:
+        nonlocal ended_now, applied
         ended_now = not ex.status.terminal
         if also is not None:
             also(ex)
         finish(ex, status, error)
+        applied = Effects().merge(effects)
+        if ended_now:
+            applied.release = (ex.task_id, ex.lock)
+            applied.count_waiting = True
+            applied.dependents_of = ex.task_name
+        return applied
 
     ex = rt.store.update_execution(execution_id, mutate)
     if ended_now:
-        rt.store.release(ex.id, ex.task_id, ex.lock)
-        promote_waiting(rt)
-        trigger_dependents(rt, ex)
+        if applied.waiting is None or applied.waiting > 0:
+            promote_waiting(rt)
+        trigger_dependents(rt, ex, applied.dependents)
     return ex
 
 
-def trigger_dependents(rt: Runtime, upstream: Execution) -> int:
-    """Start the tasks whose ``run_after`` matches how ``upstream`` ended; the trigger is
-    recorded on their execution. A dependent execution's id derives from the upstream one,
-    so ending the upstream twice cannot start a dependent twice."""
+def trigger_dependents(
+    rt: Runtime, upstream: Execution, task_ids: list[str] | None = None
+) -> int:
+    """Start the tasks whose ``run_after`` matches how ``upstream`` ended (``task_ids``: its
+    dependents, when already read); the trigger is recorded on their execution. A dependent
+    execution's id derives from the upstream one, so ending the upstream twice cannot start
+    a dependent twice."""
     started = 0
-    for task_id in rt.store.dependents(upstream.task_name):
+    if task_ids is None:
+        task_ids = rt.store.dependents(upstream.task_name)
+    for task_id in task_ids:
         task = rt.store.get_task(task_id)
         if task is None or not task.enabled or task.run_after is None:
             continue

@@ -52,28 +52,33 @@ class _StoreHandler(logging.Handler):
             self.handleError(record)
 
     def flush(self) -> None:
+        self.take(to_store=True)
+
+    def take(self, to_store: bool) -> str:
+        """Write the buffered lines to the host's log file and (``to_store``) the store;
+        returns them, so the last lines can travel with the action's final record write."""
         with self.lock or contextlib.nullcontext():
             text, self._buffer = "".join(self._buffer), []
             self._last_flush = time.monotonic()
         if not text:
-            return
+            return ""
         try:
-            self._rt.store.append_log(self._execution_id, text)
+            if to_store:
+                self._rt.store.append_log(self._execution_id, text)
             if self._file is not None:
                 with self._file.open("a", encoding="utf-8") as fh:
                     fh.write(text)
         except Exception:  # a log write must never fail the action
             logging.getLogger(__name__).warning("could not write the log of %s", self._label)
-
-    def close(self) -> None:
-        self.flush()
-        super().close()
+        return text
 
 
 def action_logger(
     rt: Runtime, ex: Execution, index: int
-) -> tuple[logging.Logger, Callable[[], None]]:
-    """A logger for action ``index`` of ``ex`` and a function that detaches its handler."""
+) -> tuple[logging.Logger, Callable[[bool], str]]:
+    """A logger for action ``index`` of ``ex`` and ``close(to_store)``, which detaches its
+    handler and returns the lines not yet in the store when ``to_store`` is False (the caller
+    then writes them with the action's final record)."""
     run = ex.actions[index]
     label = f"{index}:{run.type}"
     logger = logging.getLogger(f"tdauto.run.{ex.id}.{index}")
@@ -82,9 +87,11 @@ def action_logger(
     handler = _StoreHandler(rt, ex.id, label)
     logger.addHandler(handler)
 
-    def close() -> None:
+    def close(to_store: bool = True) -> str:
         logger.removeHandler(handler)
+        pending = handler.take(to_store)
         handler.close()
         logging.Logger.manager.loggerDict.pop(logger.name, None)
+        return "" if to_store else pending
 
     return logger, close

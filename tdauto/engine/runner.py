@@ -37,6 +37,7 @@ from tdauto.engine.watch import LEASES, Outcome, lease_member, run_watched
 from tdauto.errors import ActionError
 from tdauto.models import ActionRun, Execution, ExecutionStatus, Task, utcnow
 from tdauto.resources.ledger import Admission, admit_action, release
+from tdauto.store.effects import Effects
 
 log = logging.getLogger(__name__)
 RETRIES = "retries"
@@ -97,6 +98,38 @@ def start_execution(
     return True
 
 
+def start_new(rt: Runtime, ex: Execution, task: Task) -> Execution:
+    """Admit, record and send a run the caller has just made (a manual or event trigger).
+
+    Admission comes first, so the record is created in the state it was admitted to: a
+    trigger costs an admission, one write and one publish. (A crash between admission and
+    the write leaves an id in the task's active set with no record; the next admission
+    finds it and releases it.) Runs that wait or are skipped take the usual path."""
+    decision, reason = decide(rt, ex, task)
+    if decision is Decision.ADMITTED:
+        ex.status = S.QUEUED
+        if task.deadline is not None:
+            ex.deadline_at = utcnow() + timedelta(seconds=task.deadline)
+        if ex.actions:
+            mark_sent(ex, 0)
+    elif decision is Decision.WAITING:
+        ex.status, ex.error = S.WAITING, reason
+    rt.store.create_execution(ex)
+    if decision is Decision.SKIPPED:
+        log.info("skipped %s of %s: %s", ex.id, ex.task_name, reason)
+        return complete(rt, ex.id, S.SKIPPED, reason)
+    if decision is Decision.WAITING:
+        log.info("%s of %s waits: %s", ex.id, ex.task_name, reason)
+        promote_waiting(rt)  # the blocker may have ended between admit and now
+        return ex
+    if ex.deadline_at is not None:
+        rt.store.timer_set(DEADLINES, ex.id, ex.deadline_at.timestamp())
+    if not ex.actions:
+        return complete(rt, ex.id, S.SUCCEEDED)
+    send_action(rt, ex, 0)
+    return ex
+
+
 def _jsonable(output: Any) -> dict[str, Any]:
     """Handlers return dicts; anything else is wrapped, and non-JSON values become strings."""
     value = json.loads(json.dumps(output, default=str))
@@ -114,6 +147,18 @@ def error_kinds(exc: BaseException | None, timed_out: bool = False) -> list[str]
     return kinds
 
 
+def _trusted_peek(ex: Execution | None, index: int) -> bool:
+    """A possibly stale record may decide the first steps only when it shows the action
+    queued in a live run without a queue timeout (whose wait needs the current send time)."""
+    return (
+        ex is not None
+        and 0 <= index < len(ex.actions)
+        and not ex.status.terminal
+        and ex.queue_timeout_s is None
+        and ex.actions[index].status in (S.PENDING, S.QUEUED)
+    )
+
+
 def _skip_reason(rt: Runtime, ex: Execution, run: ActionRun) -> str | None:
     """Why this delivery must not run the action now, or None to run it."""
     if run.status is S.RUNNING:
@@ -126,14 +171,21 @@ def _skip_reason(rt: Runtime, ex: Execution, run: ActionRun) -> str | None:
 
 
 def run_action(
-    rt: Runtime, execution_id: str, index: int, queue: str | None = None
+    rt: Runtime, execution_id: str, index: int, queue: str | None = None, fresh: bool = False
 ) -> ExecutionStatus | None:
     """Run action ``index`` of an execution, record it, and move the execution on.
 
     Returns the attempt's status, or None when there was nothing to do (missing or finished
     execution, a duplicate delivery, an action that had already succeeded).
+
+    A first look uses the record as this process last wrote it (often it queued this very
+    action itself: no read needed). Only a record that shows the action queued, as a fresh
+    delivery expects, is trusted that way, and a claim that fails on it is tried once more on
+    the stored record (``fresh``), so a stale copy can cost a read but never a delivery.
     """
-    ex = rt.store.get_execution(execution_id)
+    ex = rt.store.get_execution(execution_id) if fresh else rt.store.peek_execution(execution_id)
+    if not fresh and not _trusted_peek(ex, index):
+        return run_action(rt, execution_id, index, queue, fresh=True)
     if ex is None or not 0 <= index < len(ex.actions):
         log.warning("no action %s of execution %s", index, execution_id)
         return None
@@ -167,14 +219,14 @@ def run_action(
     expected_attempts = run.attempts
     claimed = False
 
-    def begin(e: Execution) -> None:
+    def begin(e: Execution) -> Effects | None:
         # two deliveries of one action: only the one that saw the current attempt count wins
         nonlocal claimed
         r = e.actions[index]
         claimed = r.attempts == expected_attempts and r.status in (S.PENDING, S.QUEUED, S.RUNNING)
         if not claimed or e.status.terminal:
             claimed = False
-            return
+            return None
         r.status = S.RUNNING
         r.attempts += 1
         r.host = host
@@ -185,14 +237,19 @@ def run_action(
             e.status = S.RUNNING
         if e.started_at is None:
             e.started_at = r.started_at
+        # the attempt's lease is set by the write that starts it
+        lease = (LEASES, lease_member(e.id, index, r.attempts), time.time() + lease_ttl_s)
+        effects = Effects(set_timers=[lease])
+        if e.queue_timeout_s is not None:
+            effects.take_timers.append((QUEUE_TIMEOUTS, f"{e.id}:{index}"))
+        return effects
 
+    lease_ttl_s = rt.settings.lease_ttl_s
     ex = rt.store.update_execution(execution_id, begin)
     if not claimed:
         if reserved:
             release(rt, execution_id, index)
-        return None
-    if ex.queue_timeout_s is not None:
-        rt.store.timer_take(QUEUE_TIMEOUTS, f"{ex.id}:{index}")
+        return None if fresh else run_action(rt, execution_id, index, queue, fresh=True)
     run = ex.actions[index]
     try:
         return _attempt(rt, ex, run)
@@ -203,13 +260,15 @@ def run_action(
 
 def _attempt(rt: Runtime, ex: Execution, run: ActionRun) -> ExecutionStatus | None:
     logger, close_log = action_logger(rt, ex, run.index)
+    lease = (LEASES, lease_member(ex.id, run.index, run.attempts))
     started = time.monotonic()
     deadline_ts = ex.deadline_at.timestamp() if ex.deadline_at else None
     try:
         definition = rt.registry.get(run.type)
         model = definition.params.model_validate(run.params, context=rt.validation_context())
     except Exception as exc:  # params that no longer validate fail the action, no retry
-        close_log()
+        close_log(True)
+        rt.store.timer_take(*lease)
         _final_failure(rt, ex.id, run.index, S.FAILED, f"invalid params: {exc}", "invalid")
         return S.FAILED
     ctx = ActionContext(
@@ -225,7 +284,7 @@ def _attempt(rt: Runtime, ex: Execution, run: ActionRun) -> ExecutionStatus | No
         deadline_ts=deadline_ts,
     )
     limits = [t for t in (run.timeout_s, ctx.remaining_s()) if t is not None]
-    logger.info("%s attempt %s on %s", run.type, run.attempts, rt.settings.host)
+    log.debug("%s/%s %s attempt %s", ex.id, run.index, run.type, run.attempts)
     kwargs = {name: getattr(model, name) for name in type(model).model_fields}
     result = run_watched(rt, definition, ctx, kwargs, min(limits) if limits else None)
     elapsed = time.monotonic() - started
@@ -235,13 +294,14 @@ def _attempt(rt: Runtime, ex: Execution, run: ActionRun) -> ExecutionStatus | No
         except (TypeError, ValueError) as exc:
             result.error, result.outcome = exc, Outcome.ERROR
         else:
-            logger.info("%s succeeded in %.3fs", run.type, elapsed)
-            close_log()
-            _succeed(rt, ex, run.index, output)
+            log.debug("%s/%s %s succeeded in %.3fs", ex.id, run.index, run.type, elapsed)
+            # the lease's end and the last log lines are written with the success
+            _succeed(rt, ex, run.index, output, Effects(take_timers=[lease], log=close_log(False)))
             return S.SUCCEEDED
+    rt.store.timer_take(*lease)
     if result.outcome in (Outcome.CANCELLED, Outcome.LOST):
         logger.warning("%s stopped after %.1fs: %s", run.type, elapsed, result.outcome.value)
-        close_log()
+        close_log(True)
         if result.outcome is Outcome.CANCELLED:
             _mark_stopped(rt, ex.id, run.index)
         return None
@@ -253,13 +313,16 @@ def _attempt(rt: Runtime, ex: Execution, run: ActionRun) -> ExecutionStatus | No
     else:
         error = f"{type(result.error).__name__}: {result.error}"
     logger.error("%s failed: %s", run.type, error, exc_info=result.error)
-    close_log()
+    close_log(True)
     _fail_attempt(rt, ex.id, run.index, error, error_kinds(result.error, timed_out), timed_out)
     return S.TIMED_OUT if timed_out else S.FAILED
 
 
-def _succeed(rt: Runtime, ex: Execution, index: int, output: dict[str, Any]) -> None:
-    """Record the success; the last step's success ends the run in the same write."""
+def _succeed(
+    rt: Runtime, ex: Execution, index: int, output: dict[str, Any], effects: Effects
+) -> None:
+    """Record the success (with ``effects``); the last step's success ends the run in the
+    same write."""
 
     def succeeded(e: Execution) -> None:
         r = e.actions[index]
@@ -273,9 +336,14 @@ def _succeed(rt: Runtime, ex: Execution, index: int, output: dict[str, Any]) -> 
 
     if _next_index(ex, index) is None:
         outcome = ex.outcome or S.SUCCEEDED
-        complete(rt, ex.id, outcome, ex.error if ex.outcome else None, also=succeeded)
+        complete(rt, ex.id, outcome, ex.error if ex.outcome else None, succeeded, effects)
         return
-    done = rt.store.update_execution(ex.id, succeeded)
+
+    def succeeded_with(e: Execution) -> Effects:
+        succeeded(e)
+        return effects
+
+    done = rt.store.update_execution(ex.id, succeeded_with)
     _advance(rt, done, index)
 
 

@@ -1,22 +1,31 @@
 """Runs one action's handler under watch: lease renewal, cancel, timeout.
 
-The handler runs in a thread; this thread watches it. Every ``lease_renew_s`` it renews the
-action's lease (a renewal that fails means the reaper gave the action to another worker, so
-this attempt stops), every second it looks whether the execution was cancelled or timed out
-(anywhere, by anyone), and at the action's timeout it stops the attempt. Stopping means: set
-the handler's cancel event (a cooperative signal), SIGTERM then SIGKILL every process group
-the handler started, and wait ``kill_grace_s`` for the handler to return. A handler that
-ignores all of this is abandoned (its thread cannot be killed) and its result discarded.
+The handler runs in the calling thread (the Celery task's own: no thread is started per
+action, which on a busy host cost more than a quick action itself). One watcher thread per
+process looks at every running action once a second: it flushes the action's log, renews its
+lease every ``lease_renew_s`` (a renewal that fails means the reaper gave the action to
+another worker, so this attempt stops), looks whether the execution was cancelled or timed
+out (anywhere, by anyone), and at the action's timeout stops the attempt.
 
-A handler that finishes within a moment never sees the watch: the first check comes after
-a second, so fast actions pay nothing for it.
+Stopping means: set the handler's cancel event (the cooperative signal), SIGTERM then SIGKILL
+every process group the handler started, and after ``kill_grace_s`` raise ``ActionStopped``
+inside the handler's thread (``PyThreadState_SetAsyncExc``), which ends a pure-Python handler
+that ignores the event at its next line. A handler blocked inside one C call (a socket read
+without a timeout) ends when that call returns.
+
+A handler that finishes within a second never sees the watch: fast actions pay for a set
+insertion, nothing more. The lease itself is set and taken by the writes that start and end
+the attempt (``runner``), in the same store call as the record.
 """
 
 from __future__ import annotations
 
+import ctypes
+import logging
+import os
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
@@ -26,6 +35,7 @@ from tdauto.engine.runtime import Runtime
 
 LEASES = "leases"
 POLL_S = 1.0
+log = logging.getLogger(__name__)
 
 
 class Outcome(Enum):
@@ -34,6 +44,10 @@ class Outcome(Enum):
     TIMEOUT = "timeout"
     CANCELLED = "cancelled"  # the execution ended meanwhile (cancel, deadline, replace)
     LOST = "lost"  # the lease was taken: another worker runs this action now
+
+
+class ActionStopped(BaseException):
+    """Raised inside a handler that did not stop within ``kill_grace_s`` of being told to."""
 
 
 @dataclass
@@ -52,6 +66,109 @@ def parse_lease(member: str) -> tuple[str, int, int]:
     return execution_id, int(index), int(attempt)
 
 
+@dataclass(eq=False)
+class _Watch:
+    """One running attempt, as the watcher sees it."""
+
+    rt: Runtime
+    ctx: ActionContext
+    member: str
+    timeout_s: float | None
+    thread_id: int
+    started: float = field(default_factory=time.monotonic)
+    last_renew: float = field(default_factory=time.monotonic)
+    reason: Outcome | None = None
+    done: bool = False
+    injected: bool = False
+
+
+class _Watcher:
+    """The per-process watcher thread and the attempts it watches (started on first use,
+    again in a forked child, where the parent's thread does not exist)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self._active: set[_Watch] = set()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def add(self, watch: _Watch) -> None:
+        with self.lock:
+            if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
+                self._active = set()
+                self._pid = os.getpid()
+                self._thread = threading.Thread(
+                    target=self._loop, name="tdauto-watch", daemon=True
+                )
+                self._thread.start()
+            self._active.add(watch)
+
+    def finish(self, watch: _Watch) -> None:
+        """The handler returned: no stop may reach it any more."""
+        with self.lock:
+            watch.done = True
+            self._active.discard(watch)
+            if watch.injected:  # a stop raised too late must not escape into the engine
+                _set_async_exc(watch.thread_id, None)
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(POLL_S)
+            with self.lock:
+                watches = [w for w in self._active if w.reason is None]
+            for watch in watches:
+                try:
+                    self._check(watch)
+                except Exception:  # the store may be down for a moment: look again later
+                    log.warning("watching %s failed", watch.member, exc_info=True)
+
+    def _check(self, watch: _Watch) -> None:
+        now = time.monotonic()
+        if now - watch.started < POLL_S:
+            return
+        for handler in watch.ctx.logger.handlers:
+            handler.flush()  # a quiet action's lines still reach the log within a second
+        settings, store = watch.rt.settings, watch.rt.store
+        reason: Outcome | None = None
+        if watch.timeout_s is not None and now - watch.started >= watch.timeout_s:
+            reason = Outcome.TIMEOUT
+        elif now - watch.last_renew >= settings.lease_renew_s:
+            renewed = store.timer_set(
+                LEASES, watch.member, time.time() + settings.lease_ttl_s, only="existing"
+            )
+            watch.last_renew = now
+            if not renewed:
+                reason = Outcome.LOST
+        if reason is None:
+            current = store.get_execution(watch.ctx.execution_id)
+            if current is None or current.status.terminal:
+                reason = Outcome.CANCELLED
+        if reason is not None:
+            watch.reason = reason
+            threading.Thread(target=self._stop, args=(watch,), daemon=True).start()
+
+    def _stop(self, watch: _Watch) -> None:
+        """Cancel event, process groups, then (after the grace) the handler's own thread."""
+        grace_s = watch.rt.settings.kill_grace_s
+        watch.ctx.cancel_event.set()
+        watch.ctx.processes.stop_all(grace_s)
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline and not watch.done:
+            time.sleep(0.05)
+        with self.lock:
+            if not watch.done and not watch.injected:
+                watch.injected = True
+                _set_async_exc(watch.thread_id, ActionStopped)
+                log.warning("%s ignored its stop signal: interrupting it", watch.member)
+
+
+def _set_async_exc(thread_id: int, exc: type[BaseException] | None) -> None:
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(exc))
+
+
+_WATCHER = _Watcher()
+
+
 def run_watched(
     rt: Runtime,
     definition: ActionDef,
@@ -60,52 +177,27 @@ def run_watched(
     timeout_s: float | None,
 ) -> Result:
     """Run ``definition.handler(ctx, **kwargs)`` under watch and say how it ended."""
-    member = lease_member(ctx.execution_id, ctx.index, ctx.attempt)
-    settings = rt.settings
-    rt.store.timer_set(LEASES, member, time.time() + settings.lease_ttl_s)
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["output"] = definition.handler(ctx, **kwargs)
-        except BaseException as exc:  # recorded, not raised: the watch reports it
-            box["error"] = exc
-
-    worker = threading.Thread(target=target, name=f"tdauto-action-{member}", daemon=True)
-    started = time.monotonic()
-    worker.start()
-    reason: Outcome | None = None
-    last_renew = started
+    watch = _Watch(
+        rt=rt,
+        ctx=ctx,
+        member=lease_member(ctx.execution_id, ctx.index, ctx.attempt),
+        timeout_s=timeout_s,
+        thread_id=threading.get_ident(),
+    )
+    output: Any = None
+    error: BaseException | None = None
     try:
-        while True:
-            worker.join(POLL_S)
-            if not worker.is_alive():
-                break
-            for handler in ctx.logger.handlers:
-                handler.flush()  # a quiet action's lines still reach the log within a second
-            now = time.monotonic()
-            if timeout_s is not None and now - started >= timeout_s:
-                reason = Outcome.TIMEOUT
-            elif now - last_renew >= settings.lease_renew_s:
-                renewed = rt.store.timer_set(
-                    LEASES, member, time.time() + settings.lease_ttl_s, only="existing"
-                )
-                last_renew = now
-                if not renewed:
-                    reason = Outcome.LOST
-            if reason is None:
-                current = rt.store.get_execution(ctx.execution_id)
-                if current is None or current.status.terminal:
-                    reason = Outcome.CANCELLED
-            if reason is not None:
-                ctx.cancel_event.set()
-                ctx.processes.stop_all(settings.kill_grace_s)
-                worker.join(settings.kill_grace_s)
-                break
-    finally:
-        rt.store.timer_take(LEASES, member)
-    if reason is not None:
-        return Result(reason, error=box.get("error"))
-    if "error" in box:
-        return Result(Outcome.ERROR, error=box["error"])
-    return Result(Outcome.OK, output=box.get("output"))
+        _WATCHER.add(watch)
+        try:
+            output = definition.handler(ctx, **kwargs)
+        finally:
+            _WATCHER.finish(watch)
+    except ActionStopped:
+        _WATCHER.finish(watch)
+    except BaseException as exc:  # recorded, not raised: the outcome reports it
+        error = exc
+    if watch.reason is not None:
+        return Result(watch.reason, error=error)
+    if error is not None:
+        return Result(Outcome.ERROR, error=error)
+    return Result(Outcome.OK, output=output)

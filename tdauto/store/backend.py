@@ -14,10 +14,10 @@ Times crossing this interface as floats are UTC epoch seconds (``*_ts``).
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
 from typing import Any, Literal
 
 from tdauto.models import Execution, ExecutionStatus, Task
+from tdauto.store.effects import Effects, Mutation
 
 SNAPSHOT_FORMAT = "tdauto-store-snapshot/1"
 
@@ -103,9 +103,32 @@ class Store(abc.ABC):
     def get_execution(self, execution_id: str) -> Execution | None: ...
 
     @abc.abstractmethod
-    def update_execution(self, execution_id: str, mutate: Callable[[Execution], None]) -> Execution:
+    def update_execution(self, execution_id: str, mutate: Mutation) -> Execution:
         """Apply ``mutate`` to the stored execution atomically (no lost update when two
-        processes update it at once) and return the result. ``errors.NotFound`` if absent."""
+        processes update it at once) and return the result. ``errors.NotFound`` if absent.
+
+        The ``Effects`` that ``mutate`` returns are written with the record (the log append
+        exactly once, even when a conflict makes ``mutate`` run again) and their read-backs
+        filled in."""
+
+    def peek_execution(self, execution_id: str) -> Execution | None:
+        """The record as this process last wrote or read it, else as stored: possibly stale,
+        so only for a decision that ``update_execution`` checks again (a worker about to
+        claim an action it may itself have queued)."""
+        return self.get_execution(execution_id)
+
+    def _apply_effects(self, execution_id: str, effects: Effects) -> None:
+        """Effects one call at a time, for a backend with no cheaper way (the file store)."""
+        for name, member, due_ts in effects.set_timers:
+            self.timer_set(name, member, due_ts)
+        for name, member in effects.take_timers:
+            self.timer_take(name, member)
+        if effects.release is not None:
+            self.release(execution_id, *effects.release)
+        if effects.log:
+            self.append_log(execution_id, effects.log)
+        if effects.dependents_of is not None:
+            effects.dependents = self.dependents(effects.dependents_of)
 
     @abc.abstractmethod
     def list_executions(

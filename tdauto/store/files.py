@@ -30,7 +30,7 @@ import os
 import tempfile
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -41,6 +41,7 @@ from tdauto.errors import InvalidInput, NameTaken, NotFound, StoreError
 from tdauto.models import Execution, ExecutionStatus, Task
 from tdauto.store import records
 from tdauto.store.backend import Store, TimerMode
+from tdauto.store.effects import Mutation
 from tdauto.store.records import RunState
 
 LOCK_STRIPES = 16
@@ -296,21 +297,27 @@ class FileStore(Store):
             raw = _read_text(self._execution_path(execution_id))
             return None if raw is None else records.load_execution(raw)
 
-    def update_execution(self, execution_id: str, mutate: Callable[[Execution], None]) -> Execution:
-        """``mutate``'s own exceptions pass through unwrapped, and then nothing is written."""
+    def update_execution(self, execution_id: str, mutate: Mutation) -> Execution:
+        """``mutate``'s own exceptions pass through unwrapped, and then nothing is written.
+        Effects are applied right after the write (the store lock is always taken before a
+        stripe lock, never after); ``waiting`` is left unknown (None):
+        counting WAITING records would read every execution file."""
         what = f"updating execution {execution_id}"
         path = self._execution_path(execution_id)
         with _flock(self._stripe(execution_id)):
             with _os_errors(what):
                 raw = _read_text(path)
-                before = None if raw is None else records.load_execution(raw)
-            if before is None:
+            if raw is None:
                 raise NotFound("execution", execution_id)
-            execution = before.model_copy(deep=True)
-            mutate(execution)
+            execution = records.load_execution(raw)
+            before = records.identity(execution)
+            effects = mutate(execution)
             records.check_immutable(before, execution)
             with _os_errors(what):
                 _write_atomic(path, records.execution_json(execution))
+        if effects is not None:
+            # after the stripe lock: the store lock is taken before the stripes elsewhere
+            self._apply_effects(execution_id, effects)
         return execution
 
     def list_executions(

@@ -16,7 +16,7 @@ import hashlib
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -31,6 +31,7 @@ from tdauto.errors import InvalidInput, NameTaken, NotFound, StoreError
 from tdauto.models import Execution, ExecutionStatus, Task
 from tdauto.store import records
 from tdauto.store.backend import Store, TimerMode
+from tdauto.store.effects import Effects, Mutation
 from tdauto.store.keys import DEFAULT_PREFIX, Keys
 from tdauto.store.records import RunState
 
@@ -270,47 +271,90 @@ class RedisStore(Store):
             if len(self._recent) > _RECENT_MAX:
                 self._recent.pop(next(iter(self._recent)))
 
-    def update_execution(self, execution_id: str, mutate: Callable[[Execution], None]) -> Execution:
+    def peek_execution(self, execution_id: str) -> Execution | None:
+        raw = self._recent.get(execution_id)
+        return records.load_execution(raw) if raw is not None else self.get_execution(execution_id)
+
+    def update_execution(self, execution_id: str, mutate: Mutation) -> Execution:
         """Optimistic compare-and-set (``cas_execution.lua``) against the record this process
-        last saw; on a conflict ``mutate`` runs again on the current record, so it must depend
-        only on the execution it is given. Its own exceptions pass through unwrapped."""
-        k = self.keys
+        last saw, with the mutation's ``Effects`` in the same script (its log appended in the
+        same pipeline, once); on a conflict ``mutate`` runs again on the current record, so it
+        must depend only on the execution it is given. Its own exceptions pass through
+        unwrapped."""
         with _driver_errors(f"updating execution {execution_id}"):
             raw: Any = self._recent.get(execution_id)
             if raw is None:
-                raw = self._r.get(k.execution(execution_id))
+                raw = self._r.get(self.keys.execution(execution_id))
+            logged = False
             for _ in range(MAX_WATCH_RETRIES):
                 if raw is None:
                     self._recent.pop(execution_id, None)
                     raise NotFound("execution", execution_id)
-                before = records.load_execution(raw)
-                execution = before.model_copy(deep=True)
-                mutate(execution)
+                execution = records.load_execution(raw)
+                before, before_status = records.identity(execution), execution.status
+                effects = mutate(execution) or Effects()
                 records.check_immutable(before, execution)
                 new_raw = records.execution_json(execution)
-                reply = _strs(
-                    self._cas_execution(
-                        keys=[
-                            k.execution(execution_id),
-                            k.status_executions(before.status.value),
-                            k.status_executions(execution.status.value),
-                        ],
-                        args=[
-                            hashlib.sha1(str(raw).encode()).hexdigest(),
-                            new_raw,
-                            execution_id,
-                            repr(records.dt_to_ts(execution.created_at)),
-                        ],
-                    )
-                )
+                pipe = self._r.pipeline(transaction=False)
+                if effects.log and not logged:
+                    self._log_to(pipe, execution_id, effects.log)
+                    logged = True
+                keys, args = self._cas_call(str(raw), new_raw, before_status, execution, effects)
+                self._cas_execution(keys=keys, args=args, client=pipe)
+                reply = _strs(pipe.execute()[-1])
                 if reply[0] == "ok":
                     self._remember(execution_id, new_raw)
+                    if effects.count_waiting:
+                        effects.waiting = int(reply[1])
+                    if effects.dependents_of is not None:
+                        effects.dependents = sorted(reply[2:])
                     return execution
                 raw = reply[1] if reply[0] == "conflict" else None
         raise StoreError(
             f"redis store: execution {execution_id} changed under {MAX_WATCH_RETRIES} attempts "
             "to update it in a row; too many concurrent writers"
         )
+
+    def _cas_call(
+        self,
+        raw: str,
+        new_raw: str,
+        before_status: ExecutionStatus,
+        execution: Execution,
+        effects: Effects,
+    ) -> tuple[list[str], list[Any]]:
+        """KEYS and ARGV of ``cas_execution.lua`` for one update and its effects."""
+        k = self.keys
+        task_id, lock = effects.release or (execution.task_id, None)
+        keys = [
+            k.execution(execution.id),
+            k.status_executions(before_status.value),
+            k.status_executions(execution.status.value),
+            k.status_executions(ExecutionStatus.WAITING.value),
+            k.dependents(effects.dependents_of or execution.task_name),
+            k.active_task(task_id),
+            k.active_lock(lock) if lock else k.active_task(task_id),
+        ]
+        release = "0" if effects.release is None else ("2" if lock else "1")
+        ops: list[Any] = []
+        for name, member, due_ts in effects.set_timers:
+            keys.append(k.timer(name))
+            ops += ["set", member, repr(float(due_ts))]
+        for name, member in effects.take_timers:
+            keys.append(k.timer(name))
+            ops += ["take", member, ""]
+        args = [
+            hashlib.sha1(raw.encode()).hexdigest(),
+            new_raw,
+            execution.id,
+            repr(records.dt_to_ts(execution.created_at)),
+            "1" if effects.count_waiting else "0",
+            "1" if effects.dependents_of is not None else "0",
+            release,
+            len(effects.set_timers) + len(effects.take_timers),
+            *ops,
+        ]
+        return keys, args
 
     def list_executions(
         self,
@@ -465,10 +509,14 @@ class RedisStore(Store):
         if not text:
             return
         with _driver_errors(f"appending to the log of {execution_id}"):
-            self._append_log(
-                keys=[self.keys.log(execution_id)],
-                args=[text, self.log_max_bytes, records.LOG_TRUNCATED_NOTE],
-            )
+            self._log_to(self._r, execution_id, text)
+
+    def _log_to(self, client: Any, execution_id: str, text: str) -> None:
+        self._append_log(
+            keys=[self.keys.log(execution_id)],
+            args=[text, self.log_max_bytes, records.LOG_TRUNCATED_NOTE],
+            client=client,
+        )
 
     def read_log(self, execution_id: str) -> str:
         with _driver_errors(f"reading the log of {execution_id}"):

@@ -23,6 +23,7 @@ from tdauto.models import (
 )
 from tdauto.settings import Settings
 from tdauto.store import FileStore, RedisStore, Store, open_store
+from tdauto.store.effects import Effects
 from tdauto.store.records import LOG_TRUNCATED_NOTE
 from tests.support.redis_server import RedisServer
 
@@ -272,6 +273,70 @@ def test_update_execution_errors_write_nothing(store: Store) -> None:
     with pytest.raises(NotFound):
         store.update_execution("nope", lambda e: None)
     assert store.get_execution(execution.id) == execution
+
+
+def test_update_writes_its_effects_with_the_record(store: Store) -> None:
+    # Given an admitted execution with a lease, a waiting run and a dependent task
+    task, _ = store.create_task(make_task(lock="db"), T0)
+    execution = make_execution(task, 1, status=ExecutionStatus.RUNNING, lock="db")
+    store.create_execution(execution)
+    store.create_execution(make_execution(task, 2, status=ExecutionStatus.WAITING))
+    assert store.admit(execution.id, task.id, 1, "db") == []
+    store.timer_set("leases", "lease-1", T0)
+    store.set_upstream("downstream", task.name)
+
+    # When it ends, with its bookkeeping carried by the same update
+    effects = Effects(
+        set_timers=[("retries", "r-1", T0 + 5)],
+        take_timers=[("leases", "lease-1")],
+        release=(task.id, "db"),
+        log="last line\n",
+        count_waiting=True,
+        dependents_of=task.name,
+    )
+
+    def end(e: Execution) -> Effects:
+        e.status = ExecutionStatus.SUCCEEDED
+        return effects
+
+    store.update_execution(execution.id, end)
+
+    # Then the record, timers, admission place and log all moved, and the read-backs came back
+    assert store.get_execution(execution.id).status is ExecutionStatus.SUCCEEDED  # type: ignore[union-attr]
+    assert store.timer_get("leases", "lease-1") is None
+    assert store.timer_get("retries", "r-1") == T0 + 5
+    assert store.admit("other", task.id, 1, "db") == []  # place and lock free again
+    assert store.read_log(execution.id) == "last line\n"
+    assert effects.dependents == ["downstream"]
+    assert effects.waiting in (1, None)  # the file store cannot count cheaply: None
+    assert [e.id for e in store.list_executions(status=ExecutionStatus.SUCCEEDED)] == [execution.id]
+
+
+def test_effects_of_a_retried_update_are_written_once(redis_server: RedisServer) -> None:
+    # A compare-and-set conflict (Redis only: the file store holds a lock instead) runs the
+    # mutation again; its log must still be appended once.
+    store, other = (RedisStore(redis_server.url, prefix="retry") for _ in range(2))
+    task, _ = store.create_task(make_task(), T0)
+    execution = make_execution(task, 1)
+    store.create_execution(execution)
+    calls = 0
+
+    def bump(e: Execution) -> Effects:
+        nonlocal calls
+        calls += 1
+        if calls == 1:  # a second writer changes the record between our read and our write
+            other.update_execution(execution.id, lambda x: setattr(x, "error", "meanwhile"))
+        e.actions[0].attempts += 1
+        return Effects(log="once\n")
+
+    store.update_execution(execution.id, bump)
+
+    stored = store.get_execution(execution.id)
+    assert calls == 2
+    assert stored is not None and stored.error == "meanwhile" and stored.actions[0].attempts == 1
+    assert store.read_log(execution.id) == "once\n"
+    store.close()
+    other.close()
 
 
 def test_list_executions_filters_newest_first_with_limit(store: Store) -> None:
