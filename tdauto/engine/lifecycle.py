@@ -23,6 +23,7 @@ from tdauto.engine.executions import (
 )
 from tdauto.engine.runtime import Runtime
 from tdauto.models import Execution, ExecutionStatus, Task, Trigger, utcnow
+from tdauto.monitoring.rollups import record_final
 
 log = logging.getLogger(__name__)
 _AFTER = uuid.UUID("0b9d7c1e-3f57-4d55-8a43-5f0c2f9e8d21")
@@ -67,6 +68,7 @@ def complete(
 
     ex = rt.store.update_execution(execution_id, mutate)
     if ended_now:
+        record_final(rt.store, ex)  # stats rollups: counted once, by the end that won
         rt.store.release(ex.id, ex.task_id, ex.lock)
         promote_waiting(rt)
         trigger_dependents(rt, ex)
