@@ -617,12 +617,38 @@ def actions(as_json: bool) -> None:
 # --- stats -----------------------------------------------------------------------------------
 
 
+def _since(value: str | None) -> Any:
+    """``--since 2h`` (a duration back from now) or an ISO time, as an aware datetime."""
+    from datetime import UTC, datetime, timedelta
+
+    from tdauto.units import parse_duration_s
+
+    if value is None:
+        return None
+    try:
+        return datetime.now(UTC) - timedelta(seconds=parse_duration_s(value))
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r}: use a duration back from now (90m, 24h, 7d) or an ISO time",
+            param_hint="--since",
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 @main.command()
+@click.option("--since", default=None, help="Window: a duration back (24h, 7d) or ISO time.")
 @click.option("--json", "as_json", is_flag=True)
-def stats(as_json: bool) -> None:
-    """Task and execution statistics."""
+def stats(since: str | None, as_json: bool) -> None:
+    """Task and execution statistics (from rollups: cheap at any history size)."""
     system = _system()
-    data = {"tasks": system.get_task_stats(), "executions": system.get_execution_stats()}
+    data = {
+        "tasks": system.get_task_stats(),
+        "executions": system.get_execution_stats(_since(since)),
+    }
     if as_json:
         _emit_json(data)
         return
@@ -631,12 +657,66 @@ def stats(as_json: bool) -> None:
         f"tasks: {t['total']} ({t['enabled']} enabled, {t['paused']} paused)  "
         f"by type {t['by_type']}  by schedule {t['by_schedule']}"
     )
+    console.print(f"window: {e['window']['since']} to {e['window']['until']}")
     console.print(
         f"executions: {e['total']}  by status {e['by_status']}  "
         f"success rate {e['success_rate']}  durations {e['duration_seconds']}"
     )
+    sched = e["scheduler"]
+    console.print(
+        f"scheduler: {sched['fires']} fires, lag {sched['lag_seconds']}, "
+        f"{sched['missed']} missed, {sched['skipped']} skipped"
+    )
+    eff = e["efficiency"]
+    table = Table("class", "throughput /min", "utilization", "queue wait p50 s", "p95 s")
+    for klass, rate in eff["throughput_per_minute"].items():
+        wait = eff["queue_wait_seconds"][klass]
+        util = eff["pool_utilization"][klass]
+        table.add_row(
+            klass,
+            f"{rate:g}",
+            "-" if util is None else f"{util:.1%}",
+            str(wait["p50"] if wait["p50"] is not None else "-"),
+            str(wait["p95"] if wait["p95"] is not None else "-"),
+        )
+    console.print(table)
     for row in t["next_runs"]:
         console.print(f"  next: {row['next_run_at']}  {row['name']}")
+
+
+@main.command()
+@click.option("--since", default="24h", show_default=True, help="Period: 24h, 7d, or ISO time.")
+@click.option("--self-contained", is_flag=True, help="Inline the chart library in the page.")
+@click.option("--json", "as_json", is_flag=True)
+def report(since: str, self_contained: bool, as_json: bool) -> None:
+    """Write an HTML report (with charts) and its JSON to reports/ in the data dir."""
+    from tdauto.monitoring.reports import write_report
+
+    system = _system()
+    made = write_report(system.store, system.settings, _since(since), None, self_contained)
+    if as_json:
+        _emit_json(made)
+    else:
+        console.print(f"report: {made['html']}\ndata:   {made['json']}")
+
+
+@main.command()
+@click.option("--limit", default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def alerts(limit: int, as_json: bool) -> None:
+    """Alert history, newest first (what was sent and what each notifier answered)."""
+    from tdauto.monitoring.alerts import HISTORY
+
+    records = _system().store.history(HISTORY, limit)
+    if as_json:
+        _emit_json(records)
+        return
+    table = Table("at", "severity", "rule", "summary", "delivered")
+    for r in records:
+        table.add_row(
+            r["at"], r["severity"], r["rule"], r["summary"][:80], json.dumps(r.get("delivered"))
+        )
+    console.print(table if records else "no alerts sent yet")
 
 
 if __name__ == "__main__":
