@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -157,3 +158,37 @@ def test_record_final_ignores_runs_still_going_and_never_raises(store: Store) ->
 
     done = make_execution(task, 1, status=S.SUCCEEDED)
     record_final(Broken(), done)  # type: ignore[arg-type]
+
+
+def test_actions_are_sent_under_a_name_carrying_the_task_name(tmp_path: Path) -> None:
+    from tdauto.actions.registry import REGISTRY, load_plugins
+    from tdauto.engine.executions import new_execution
+    from tdauto.engine.runner import start_execution
+    from tdauto.engine.runtime import Runtime
+    from tdauto.models import Task, Trigger
+    from tdauto.settings import Settings
+    from tdauto.store.files import FileStore
+    from tests.unit.test_dispatch import Recorder
+
+    load_plugins([])
+    settings = Settings(data_dir=tmp_path / "data")
+    rt = Runtime(settings, FileStore(settings.data_path), REGISTRY, Recorder())
+    task = Task.model_validate(
+        {
+            "name": "Daily Backup",
+            "type": "maintenance",
+            "schedule": "daily",
+            "schedule_config": {"hour": 2},
+            "actions": [{"type": "cleanup", "params": {"older_than": "30days"}}],
+        },
+        context=rt.validation_context(),
+    )
+    rt.store.create_task(task, None)
+    ex = new_execution(task, rt.registry, Trigger.MANUAL)
+    rt.store.create_execution(ex)
+
+    start_execution(rt, ex.id)
+
+    sent = rt.send.sent[-1]  # type: ignore[attr-defined]
+    assert sent[0] == "tdauto.action.cleanup" and sent[1] == [ex.id, 0]
+    assert rt.send.shadows[-1] == "tdauto.action[Daily Backup/cleanup]"  # type: ignore[attr-defined]
