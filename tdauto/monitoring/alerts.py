@@ -111,9 +111,7 @@ def finding(
 
 def _metric(store: Store, rule: MetricRule, now: float) -> list[dict[str, Any]]:
     by_host: dict[str, list[float]] = {}
-    for record in store.history(samples.HISTORY, limit=None):
-        if float(record.get("ts", 0)) < now - rule.for_s:
-            break
+    for record in samples.recent(store, samples.HISTORY, now - rule.for_s):
         host = str(record.get("host"))
         value = record.get(rule.metric)
         if (rule.host is None or host == rule.host) and isinstance(value, int | float):

@@ -86,10 +86,8 @@ def _by_host(
     store: Store, metric: str, start: float, end: float
 ) -> dict[str, list[tuple[float, float]]]:
     found: dict[str, list[tuple[float, float]]] = {}
-    for record in store.history(samples.HISTORY, limit=None):
+    for record in samples.recent(store, samples.HISTORY, start):
         ts = float(record.get("ts", 0))
-        if ts < start:
-            break
         value = record.get(metric)
         if ts <= end and isinstance(value, int | float):
             found.setdefault(str(record.get("host")), []).append((ts, float(value)))

@@ -47,15 +47,24 @@ def save(store: Store, metrics_dir: Path, sample: dict[str, Any], keep: int) -> 
     return path
 
 
+def recent(store: Store, kind: str, since_ts: float, page: int = 500) -> list[dict[str, Any]]:
+    """Records of the history ``kind`` from ``since_ts`` on, newest first, read in growing
+    pages so a short window does not load the whole history."""
+    limit = page
+    while True:
+        records = store.history(kind, limit)
+        if len(records) < limit or float(records[-1].get("ts", 0)) < since_ts:
+            return [r for r in records if float(r.get("ts", 0)) >= since_ts]
+        limit *= 4
+
+
 def series(
     store: Store, metric: str, since_ts: float, host: str | None = None
 ) -> list[tuple[float, float]]:
     """``(ts, value)`` of ``metric`` since ``since_ts`` (one host, or all), oldest first."""
     points = []
-    for record in store.history(HISTORY, limit=None):
+    for record in recent(store, HISTORY, since_ts):
         ts = float(record.get("ts", 0))
-        if ts < since_ts:
-            break  # newest first: the rest is older
         if host is not None and record.get("host") != host:
             continue
         value = record.get(metric)
