@@ -192,3 +192,26 @@ def test_actions_are_sent_under_a_name_carrying_the_task_name(tmp_path: Path) ->
     sent = rt.send.sent[-1]  # type: ignore[attr-defined]
     assert sent[0] == "tdauto.action.cleanup" and sent[1] == [ex.id, 0]
     assert rt.send.shadows[-1] == "tdauto.action[Daily Backup/cleanup]"  # type: ignore[attr-defined]
+
+
+def test_beat_fires_and_missed_slots_reach_the_rollups(tmp_path: Path) -> None:
+    from tdauto.actions.registry import REGISTRY, load_plugins
+    from tdauto.engine.runtime import Runtime
+    from tdauto.scheduler import dispatch_due
+    from tdauto.settings import Settings
+    from tdauto.store.files import FileStore
+    from tests.unit.test_dispatch import Recorder, add_daily, ts
+
+    load_plugins([])
+    settings = Settings(data_dir=tmp_path / "data")
+    rt = Runtime(settings, FileStore(settings.data_path), REGISTRY, Recorder())
+    add_daily(rt, "2026-11-20T10:00:00")
+    # Given a beat that was down for three slots (misfire run_once: one run, two MISSED)
+    assert dispatch_due(rt, ts("2026-11-23T02:00:30")) == 1
+
+    stats = execution_stats(rt.store, settings=settings, now_ts=ts("2026-11-23T02:01:00"))
+
+    assert stats["scheduler"]["fires"] == 1
+    assert stats["scheduler"]["lag_seconds"]["max"] == 30.0
+    assert stats["scheduler"]["missed"] == 2
+    assert stats["by_task"]["nightly"]["by_status"] == {"MISSED": 2}
