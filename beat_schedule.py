@@ -24,4 +24,10 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": 5.0,
         "options": {"queue": "tdauto.control", "expires": 4},
     },
+    # Executions, logs and metrics older than TDAUTO_RETENTION_*_DAYS; logs what it removed.
+    "tdauto-retention": {
+        "task": "tdauto.system.retention",
+        "schedule": 3600.0,
+        "options": {"queue": "tdauto.control", "expires": 3000},
+    },
 }

@@ -24,6 +24,14 @@ if ! pg_present; then
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql
 fi
 
+# Chromium: the HTML report test opens a report headless and checks its rendered charts.
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "chromium not found: installing it (the report test renders a report headless)"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+fi
+
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv

@@ -275,7 +275,7 @@ class AutomationSystems:
         return task_stats(self._rt.store)
 
     def get_execution_stats(self, since: datetime | None = None) -> dict[str, Any]:
-        return execution_stats(self._rt.store, since)
+        return execution_stats(self._rt.store, since, self.settings)
 
     # --- running ----------------------------------------------------------------------------
 

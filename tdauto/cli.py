@@ -7,6 +7,7 @@ variables, as in every other tdauto process.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import sys
@@ -82,10 +83,40 @@ def wait_for_workers(system: AutomationSystems, names: list[str], timeout_s: flo
     raise click.ClickException(f"workers not ready after {timeout_s}s: missing {set(names) - seen}")
 
 
+def _metrics_server(system: AutomationSystems, no_auth_on_localhost: bool) -> Any:
+    """``up``'s /metrics server, or None (port 0, or no credentials: a note says why)."""
+    from tdauto.monitoring.exposure import HttpServer, credentials
+    from tdauto.monitoring.metrics import metrics_app
+
+    s = system.settings
+    if not s.metrics_port:
+        return None
+    try:
+        auth = credentials(
+            "/metrics",
+            "TDAUTO_METRICS",
+            s.metrics_user,
+            s.metrics_password,
+            s.metrics_address,
+            no_auth_on_localhost,
+        )
+    except TdautoError as exc:
+        console.print(f"metrics endpoint off: {exc}")
+        return None
+    server = HttpServer(metrics_app(system.store, s, auth), s.metrics_address, s.metrics_port)
+    console.print(f"metrics: http://{s.metrics_address}:{server.port}/metrics")
+    return server.start()
+
+
 @main.command()
 @click.option("--ready-timeout", default=120.0, show_default=True, help="Seconds to wait.")
-def up(ready_timeout: float) -> None:
-    """Run the whole system here: beat plus one worker per pool, until Ctrl-C."""
+@click.option(
+    "--metrics-no-auth-on-localhost",
+    is_flag=True,
+    help="Serve /metrics without credentials (only when TDAUTO_METRICS_ADDRESS is loopback).",
+)
+def up(ready_timeout: float, metrics_no_auth_on_localhost: bool) -> None:
+    """Run the whole system here: beat, one worker per pool and /metrics, until Ctrl-C."""
     system = _system()
     settings = system.settings
     mode = "local (no server)" if settings.local_mode else f"distributed ({settings.broker_url})"
@@ -98,8 +129,10 @@ def up(ready_timeout: float) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     beat = embedded_beat(system.app)
+    metrics_server = None
     try:
         beat.start()
+        metrics_server = _metrics_server(system, metrics_no_auth_on_localhost)
         from workers import cpu, memory, storage
 
         names = [p.POOL.nodename(settings) for p in (cpu, memory, storage)]
@@ -115,6 +148,8 @@ def up(ready_timeout: float) -> None:
                 break
     finally:
         console.print("stopping…")
+        if metrics_server is not None:
+            metrics_server.stop()
         beat.stop()
         stop_processes(workers)
         console.print("stopped.")
@@ -157,29 +192,63 @@ def beat(loglevel: str) -> None:
     help="Allow running without credentials, only when bound to 127.0.0.1.",
 )
 def flower(port: int | None, address: str | None, no_auth_on_localhost: bool) -> None:
-    """Run Flower on this app, with basic auth and persistent state."""
+    """Run Flower on this app: basic auth, state kept in the data dir, bounded task count."""
+    from tdauto.monitoring.exposure import credentials
+
     system = _system()
     settings = system.settings
     address = address or settings.flower_address
+    auth = credentials(
+        "Flower",
+        "TDAUTO_FLOWER",
+        settings.flower_user,
+        settings.flower_password,
+        address,
+        no_auth_on_localhost,
+    )
     settings.data_path.mkdir(parents=True, exist_ok=True)
     argv = [
         "flower",
         f"--port={port or settings.flower_port}",
         f"--address={address}",
+        # state (tasks, workers) survives a restart: Flower saves it to this file
         "--persistent=True",
         f"--db={settings.data_path / 'flower.db'}",
-        "--max_tasks=10000",
+        f"--max_tasks={settings.flower_max_tasks}",
         "--state_save_interval=60000",
     ]
-    if settings.flower_user and settings.flower_password:
-        secret = settings.flower_password.get_secret_value()
-        argv.append(f"--basic_auth={settings.flower_user}:{secret}")
-    elif not (no_auth_on_localhost and address in ("127.0.0.1", "localhost", "::1")):
-        raise click.ClickException(
-            "Flower needs credentials: set TDAUTO_FLOWER_USER and TDAUTO_FLOWER_PASSWORD "
-            "(or pass --no-auth-on-localhost with --address 127.0.0.1)"
-        )
+    if auth is not None:
+        argv.append(f"--basic_auth={auth[0]}:{auth[1]}")
     system.app.start(argv)
+
+
+@main.command("metrics")
+@click.option("--port", type=int, default=None, help="Default: TDAUTO_METRICS_PORT.")
+@click.option("--address", default=None, help="Default: TDAUTO_METRICS_ADDRESS.")
+@click.option(
+    "--no-auth-on-localhost",
+    is_flag=True,
+    help="Allow running without credentials, only when bound to 127.0.0.1.",
+)
+def metrics_cmd(port: int | None, address: str | None, no_auth_on_localhost: bool) -> None:
+    """Serve Prometheus /metrics for the whole system (read from the shared store)."""
+    from tdauto.monitoring.exposure import HttpServer, credentials
+    from tdauto.monitoring.metrics import metrics_app
+
+    system = _system()
+    s = system.settings
+    address = address or s.metrics_address
+    auth = credentials(
+        "/metrics", "TDAUTO_METRICS", s.metrics_user, s.metrics_password, address,
+        no_auth_on_localhost,
+    )  # fmt: skip
+    server = HttpServer(
+        metrics_app(system.store, s, auth), address, s.metrics_port if port is None else port
+    )
+    note = "basic auth" if auth else "no auth, loopback only"
+    console.print(f"serving http://{address}:{server.port}/metrics ({note}); Ctrl-C stops")
+    with contextlib.suppress(KeyboardInterrupt):
+        server.serve_forever()
 
 
 # --- tasks -----------------------------------------------------------------------------------
@@ -548,12 +617,38 @@ def actions(as_json: bool) -> None:
 # --- stats -----------------------------------------------------------------------------------
 
 
+def _since(value: str | None) -> Any:
+    """``--since 2h`` (a duration back from now) or an ISO time, as an aware datetime."""
+    from datetime import UTC, datetime, timedelta
+
+    from tdauto.units import parse_duration_s
+
+    if value is None:
+        return None
+    try:
+        return datetime.now(UTC) - timedelta(seconds=parse_duration_s(value))
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r}: use a duration back from now (90m, 24h, 7d) or an ISO time",
+            param_hint="--since",
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 @main.command()
+@click.option("--since", default=None, help="Window: a duration back (24h, 7d) or ISO time.")
 @click.option("--json", "as_json", is_flag=True)
-def stats(as_json: bool) -> None:
-    """Task and execution statistics."""
+def stats(since: str | None, as_json: bool) -> None:
+    """Task and execution statistics (from rollups: cheap at any history size)."""
     system = _system()
-    data = {"tasks": system.get_task_stats(), "executions": system.get_execution_stats()}
+    data = {
+        "tasks": system.get_task_stats(),
+        "executions": system.get_execution_stats(_since(since)),
+    }
     if as_json:
         _emit_json(data)
         return
@@ -562,12 +657,66 @@ def stats(as_json: bool) -> None:
         f"tasks: {t['total']} ({t['enabled']} enabled, {t['paused']} paused)  "
         f"by type {t['by_type']}  by schedule {t['by_schedule']}"
     )
+    console.print(f"window: {e['window']['since']} to {e['window']['until']}")
     console.print(
         f"executions: {e['total']}  by status {e['by_status']}  "
         f"success rate {e['success_rate']}  durations {e['duration_seconds']}"
     )
+    sched = e["scheduler"]
+    console.print(
+        f"scheduler: {sched['fires']} fires, lag {sched['lag_seconds']}, "
+        f"{sched['missed']} missed, {sched['skipped']} skipped"
+    )
+    eff = e["efficiency"]
+    table = Table("class", "throughput /min", "utilization", "queue wait p50 s", "p95 s")
+    for klass, rate in eff["throughput_per_minute"].items():
+        wait = eff["queue_wait_seconds"][klass]
+        util = eff["pool_utilization"][klass]
+        table.add_row(
+            klass,
+            f"{rate:g}",
+            "-" if util is None else f"{util:.1%}",
+            str(wait["p50"] if wait["p50"] is not None else "-"),
+            str(wait["p95"] if wait["p95"] is not None else "-"),
+        )
+    console.print(table)
     for row in t["next_runs"]:
         console.print(f"  next: {row['next_run_at']}  {row['name']}")
+
+
+@main.command()
+@click.option("--since", default="24h", show_default=True, help="Period: 24h, 7d, or ISO time.")
+@click.option("--self-contained", is_flag=True, help="Inline the chart library in the page.")
+@click.option("--json", "as_json", is_flag=True)
+def report(since: str, self_contained: bool, as_json: bool) -> None:
+    """Write an HTML report (with charts) and its JSON to reports/ in the data dir."""
+    from tdauto.monitoring.reports import write_report
+
+    system = _system()
+    made = write_report(system.store, system.settings, _since(since), None, self_contained)
+    if as_json:
+        _emit_json(made)
+    else:
+        console.print(f"report: {made['html']}\ndata:   {made['json']}")
+
+
+@main.command()
+@click.option("--limit", default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def alerts(limit: int, as_json: bool) -> None:
+    """Alert history, newest first (what was sent and what each notifier answered)."""
+    from tdauto.monitoring.alerts import HISTORY
+
+    records = _system().store.history(HISTORY, limit)
+    if as_json:
+        _emit_json(records)
+        return
+    table = Table("at", "severity", "rule", "summary", "delivered")
+    for r in records:
+        table.add_row(
+            r["at"], r["severity"], r["rule"], r["summary"][:80], json.dumps(r.get("delivered"))
+        )
+    console.print(table if records else "no alerts sent yet")
 
 
 if __name__ == "__main__":

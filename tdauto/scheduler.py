@@ -34,6 +34,7 @@ from tdauto.engine.runtime import Runtime
 from tdauto.engine.timers import dispatch_retries
 from tdauto.leader import LeaderLock, leader_lock_for
 from tdauto.models import ExecutionStatus, Task, Trigger
+from tdauto.monitoring.rollups import record_final, record_fires
 from tdauto.schedules import next_fire_ts
 from tdauto.schedules.misfire import plan
 
@@ -65,6 +66,7 @@ def dispatch_due(rt: Runtime, now_ts: float, limit: int = DUE_BATCH) -> int:
     the next fire time is computed from now.
     """
     sent = 0
+    lags: list[float] = []  # seconds each fire was sent after its slot (scheduler lag)
     due = rt.store.due(now_ts, limit)
     tasks = rt.store.get_tasks([task_id for task_id, _ in due])
     for task_id, fire_ts in due:
@@ -87,13 +89,16 @@ def dispatch_due(rt: Runtime, now_ts: float, limit: int = DUE_BATCH) -> int:
             log.warning("%s: %d+ more missed slots not recorded", task.name, misfire.dropped)
         trigger = Trigger.CATCHUP if misfire.catchup else Trigger.SCHEDULE
         for slot_ts in misfire.run:
-            sent += _fire(rt, task, slot_ts, trigger)
+            fired = _fire(rt, task, slot_ts, trigger)
+            sent += fired
+            lags += [now_ts - slot_ts] * fired
         following = (
             misfire.next_ts
             if misfire.next_known
             else compute_next_ts(task, max(misfire.last_slot_ts, now_ts), tz)
         )
         rt.store.set_run(task_id, misfire.last_slot_ts, following)
+    record_fires(rt.store, lags, now_ts)
     return sent
 
 
@@ -116,6 +121,7 @@ def _record_missed(rt: Runtime, task: Task, slot_ts: float, reason: str) -> None
     execution = new_execution(task, rt.registry, Trigger.SCHEDULE, fire_ts=slot_ts)
     finish(execution, ExecutionStatus.MISSED, reason)
     if rt.store.create_execution(execution):
+        record_final(rt.store, execution)
         log.info("%s: slot %.0f recorded MISSED (%s)", task.name, slot_ts, reason)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import socket
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -107,6 +107,49 @@ class Settings(BaseSettings):
     )
     flower_port: int = Field(default=5555, description="Flower's port.")
     flower_address: str = Field(default="127.0.0.1", description="Flower's bind address.")
+    flower_max_tasks: int = Field(
+        default=10_000,
+        ge=100,
+        description="Tasks Flower keeps in memory and in its state file (oldest dropped).",
+    )
+    metrics_user: str | None = Field(
+        default=None, description="Basic-auth user of the Prometheus /metrics endpoint."
+    )
+    metrics_password: SecretStr | None = Field(
+        default=None, description="Basic-auth password of the Prometheus /metrics endpoint."
+    )
+    metrics_port: int = Field(
+        default=9808, description="Port of /metrics (`tdauto metrics`, `tdauto up`); 0 = off in up."
+    )
+    metrics_address: str = Field(default="127.0.0.1", description="Bind address of /metrics.")
+    retention_executions_days: float = Field(
+        default=30, gt=0, description="Finished executions older than this are removed."
+    )
+    retention_logs_days: float = Field(
+        default=14, gt=0, description="Execution logs older than this are removed."
+    )
+    retention_metrics_days: float = Field(
+        default=90,
+        gt=0,
+        description="Host samples, metrics files and hourly/daily rollups older than this are "
+        "removed.",
+    )
+    alert_webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="Key of the HMAC-SHA256 signature (X-Tdauto-Signature) of alert webhooks; "
+        "webhooks are refused without it.",
+    )
+    smtp_host: str | None = Field(default=None, description="SMTP server of alert emails.")
+    smtp_port: int = Field(default=587, description="SMTP port of alert emails.")
+    smtp_user: str | None = Field(default=None, description="SMTP login (unset: no login).")
+    smtp_password: SecretStr | None = Field(default=None, description="SMTP password.")
+    smtp_from: str = Field(
+        default="tdauto@localhost", description="Sender address of alert emails."
+    )
+    smtp_security: Literal["starttls", "ssl", "none"] = Field(
+        default="starttls",
+        description="starttls (port 587), ssl (port 465) or none (a local relay only).",
+    )
     concurrency_cpu: int = Field(default=2, ge=1, description="Processes of the cpu pool.")
     concurrency_memory: int = Field(default=1, ge=1, description="Processes of the memory pool.")
     concurrency_storage: int = Field(default=4, ge=1, description="Threads of the storage pool.")
@@ -131,7 +174,18 @@ class Settings(BaseSettings):
     def _host(cls, value: object) -> object:
         return value if value not in (None, "") else socket.gethostname()
 
-    @field_validator("backup_targets_file", "flower_user", "flower_password", mode="before")
+    @field_validator(
+        "backup_targets_file",
+        "flower_user",
+        "flower_password",
+        "metrics_user",
+        "metrics_password",
+        "alert_webhook_secret",
+        "smtp_host",
+        "smtp_user",
+        "smtp_password",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value

@@ -6,6 +6,7 @@ from tdauto.actions import (  # noqa: F401 - imported for their @action registra
     generic,
     health,
     maintenance,
+    monitoring,
     optimization,
     update,
 )

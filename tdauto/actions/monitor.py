@@ -96,7 +96,8 @@ def redis_queue_depths(client: Any) -> tuple[dict[str, int], int]:
     return depths, int(unacked)
 
 
-def _queues(settings: Settings) -> dict[str, Any]:
+def queue_snapshot(settings: Settings) -> dict[str, Any]:
+    """Queue depths from the broker of ``settings`` (local folder or Redis lists)."""
     if settings.local_mode:
         return {"mode": "local", "depth": local_queue_depths(settings)}
     import redis
@@ -110,7 +111,9 @@ def _queues(settings: Settings) -> dict[str, Any]:
     return {"mode": "redis", "depth": depths, "unacked": unacked}
 
 
-def _host(settings: Settings, disk_path: Path) -> dict[str, Any]:
+def host_snapshot(settings: Settings, disk_path: Path) -> dict[str, Any]:
+    """This host's CPU, load, memory and the disk holding ``disk_path`` (psutil); shared
+    with the ``collect`` action."""
     memory = psutil.virtual_memory()
     disk = psutil.disk_usage(str(disk_path))
     load = [round(x, 2) for x in os.getloadavg()]
@@ -180,7 +183,7 @@ def monitor(
         }
     if "queues" in sections:
         try:
-            snapshot["queues"] = _queues(ctx.settings)
+            snapshot["queues"] = queue_snapshot(ctx.settings)
         except Exception as exc:  # a broker out of reach is part of the picture, not a crash
             errors["queues"] = f"{type(exc).__name__}: {exc}"
         else:
@@ -198,7 +201,7 @@ def monitor(
             }
     if "host" in sections:
         path = ctx.confine(ctx.data_dir / disk_path, "disk_path") if disk_path else ctx.data_dir
-        snapshot["host"] = _host(ctx.settings, path)
+        snapshot["host"] = host_snapshot(ctx.settings, path)
     if errors:
         snapshot["errors"] = errors
         for section, message in errors.items():
@@ -219,7 +222,9 @@ __all__ = [
     "SECTIONS",
     "MonitorParams",
     "Section",
+    "host_snapshot",
     "local_queue_depths",
     "monitor",
+    "queue_snapshot",
     "redis_queue_depths",
 ]

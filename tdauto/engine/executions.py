@@ -139,9 +139,17 @@ def finish(execution: Execution, status: ExecutionStatus, error: str | None = No
             )
 
 
+def display_name(task_name: str, action_type: str) -> str:
+    """What an action's message is called in Flower and worker logs (Celery's ``shadow``):
+    ``tdauto.action[Daily Backup/backup]``; the task that runs it stays
+    ``tdauto.action.backup``."""
+    return f"tdauto.action[{task_name}/{action_type}]"
+
+
 def send_action(rt: Runtime, ex: Execution, index: int, queue: str | None = None) -> None:
     """Publish action ``index`` of ``ex`` to its resource-class queue (and start its
-    queue-timeout timer when the task has one)."""
+    queue-timeout timer when the task has one). Its arguments are ``[execution id, index]``,
+    so Flower shows which run each action belongs to."""
     run = ex.actions[index]
     if ex.queue_timeout_s is not None:
         due = time.time() + ex.queue_timeout_s
@@ -151,6 +159,7 @@ def send_action(rt: Runtime, ex: Execution, index: int, queue: str | None = None
         [ex.id, index],
         queue or run.queue or "tdauto.cpu",
         ex.priority,
+        shadow=display_name(ex.task_name, run.type),
     )
 
 

@@ -23,6 +23,7 @@ from tdauto.engine.executions import (
 )
 from tdauto.engine.runtime import Runtime
 from tdauto.models import Execution, ExecutionStatus, Task, Trigger, utcnow
+from tdauto.monitoring.rollups import record_final
 from tdauto.store.effects import Effects
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,7 @@ def complete(
 
     ex = rt.store.update_execution(execution_id, mutate)
     if ended_now:
+        record_final(rt.store, ex)  # stats rollups: counted once, by the end that won
         if applied.waiting is None or applied.waiting > 0:
             promote_waiting(rt)
         trigger_dependents(rt, ex, applied.dependents)

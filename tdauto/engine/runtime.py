@@ -6,17 +6,28 @@ process and closes its tasks over it, and tests build one with a fake sender.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from tdauto.actions.registry import Registry
 from tdauto.settings import Settings
 from tdauto.store.backend import Store
 
-Sender = Callable[[str, list[Any], str, int], None]
-"""``send(task_name, args, queue, priority)``: publish one Celery task message; ``priority``
-is tdauto's (0 to 9, 9 most urgent)."""
+
+class Sender(Protocol):
+    """``send(task_name, args, queue, priority, shadow=None)``: publish one Celery task
+    message; ``priority`` is tdauto's (0 to 9, 9 most urgent); ``shadow`` is the name the
+    message shows in Flower and worker logs (an action's carries its task's name)."""
+
+    def __call__(
+        self,
+        name: str,
+        args: list[Any],
+        queue: str,
+        priority: int = 5,
+        *,
+        shadow: str | None = None,
+    ) -> None: ...
 
 
 @dataclass

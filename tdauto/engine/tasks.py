@@ -16,6 +16,7 @@ from tdauto.engine.runner import run_action, start_execution
 from tdauto.engine.runtime import Runtime
 from tdauto.engine.system import requeue_pending
 from tdauto.engine.timers import reap
+from tdauto.monitoring.retention import run_retention
 
 
 def _register_action(app: Celery, rt: Runtime, definition: ActionDef) -> None:
@@ -47,6 +48,11 @@ def register_tasks(app: Celery, rt: Runtime) -> None:
         """Expired leases (dead workers), passed deadlines and queue timeouts."""
         return reap(rt)
 
+    @app.task(name="tdauto.system.retention", ignore_result=True)
+    def retention() -> dict[str, Any]:
+        """Remove executions, logs and metrics past their configured ages; report it."""
+        return run_retention(rt.store, rt.settings)
+
     for definition in rt.registry.all():
         _register_action(app, rt, definition)
 
@@ -54,8 +60,17 @@ def register_tasks(app: Celery, rt: Runtime) -> None:
 def sender(app: Celery) -> Any:
     """A ``Runtime.send`` that publishes through ``app`` (JSON, to the given queue)."""
 
-    def send(name: str, args: list[Any], queue: str, priority: int = 5) -> None:
+    def send(
+        name: str, args: list[Any], queue: str, priority: int = 5, *, shadow: str | None = None
+    ) -> None:
         # the Redis transport serves priority 0 first; tdauto's 9 is the most urgent
-        app.send_task(name, args=args, queue=queue, routing_key=queue, priority=9 - priority)
+        app.send_task(
+            name,
+            args=args,
+            queue=queue,
+            routing_key=queue,
+            priority=9 - priority,
+            shadow=shadow,
+        )
 
     return send

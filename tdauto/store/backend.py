@@ -14,6 +14,7 @@ Times crossing this interface as floats are UTC epoch seconds (``*_ts``).
 from __future__ import annotations
 
 import abc
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from tdauto.models import Execution, ExecutionStatus, Task
@@ -22,6 +23,35 @@ from tdauto.store.effects import Effects, Mutation
 SNAPSHOT_FORMAT = "tdauto-store-snapshot/1"
 
 TimerMode = Literal["any", "new", "existing"]
+
+ROLLUP_TIERS: dict[str, int] = {"m": 60, "h": 3600, "d": 86400}
+"""Rollup bucket tiers and their widths in seconds (plus the tier ``all``, unbounded)."""
+
+
+@dataclass(frozen=True)
+class RollupBucket:
+    """One time bucket of the monitoring rollups: ``id`` (``"<tier>:<start_ts>"`` or
+    ``"all"``), the tier it belongs to (for purging), when it ends (UTC epoch s, None for
+    ``all``) and when the backend may drop it by itself (None: only ``purge_rollups`` does)."""
+
+    id: str
+    tier: str
+    end_ts: float | None = None
+    expire_ts: float | None = None
+
+
+@dataclass
+class RollupDelta:
+    """What one event adds to the rollups (built by ``tdauto.monitoring.rollups``):
+    ``incr`` adds to counters, ``maxima``/``minima`` keep the larger/smaller value of a field,
+    in every bucket of ``buckets``; ``latest`` keeps, per field, the value with the newest
+    timestamp (``(ts, value)``) in one store-wide table (e.g. a task's last status)."""
+
+    buckets: list[RollupBucket]
+    incr: dict[str, float] = field(default_factory=dict)
+    maxima: dict[str, float] = field(default_factory=dict)
+    minima: dict[str, float] = field(default_factory=dict)
+    latest: dict[str, tuple[float, str]] = field(default_factory=dict)
 
 
 class Store(abc.ABC):
@@ -220,6 +250,62 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def read_log(self, execution_id: str) -> str: ...
+
+    # --- monitoring: rollups, histories, cooldowns, retention --------------------------------
+    # Implemented beside each backend (``redis_monitoring.py``, ``files_monitoring.py``): the
+    # statistics read these instead of every execution, so they stay cheap at any history size.
+
+    @abc.abstractmethod
+    def add_rollup(self, delta: RollupDelta) -> None:
+        """Apply ``delta`` to each of its buckets and to the ``latest`` table, atomically and
+        in one round trip (this runs once per execution end)."""
+
+    @abc.abstractmethod
+    def read_rollups(self, bucket_ids: list[str]) -> list[dict[str, float]]:
+        """The fields of each bucket, in order (``{}`` for a bucket never written), in one
+        round trip."""
+
+    @abc.abstractmethod
+    def rollup_latest(self) -> dict[str, tuple[float, str]]:
+        """The ``latest`` table: field -> ``(ts, value)``."""
+
+    @abc.abstractmethod
+    def purge_rollups(self, cutoffs: dict[str, float]) -> int:
+        """Remove the buckets of each tier (``{"m": ts, "h": ts}``) that ended at or before
+        its cutoff; returns how many were removed."""
+
+    @abc.abstractmethod
+    def count_by_status(self, statuses: list[ExecutionStatus]) -> dict[str, int]:
+        """How many executions are in each of ``statuses`` now (for in-flight counts)."""
+
+    @abc.abstractmethod
+    def acquire_cooldown(self, key: str, ttl_s: float) -> bool:
+        """True (and ``key`` held for ``ttl_s``) unless ``key`` is already held: the one
+        caller that wins sends the alert, the others inside the cooldown do not."""
+
+    @abc.abstractmethod
+    def append_history(self, kind: str, record: dict[str, Any], keep: int) -> None:
+        """Add ``record`` to the history ``kind`` (alerts, host samples, decisions), keeping
+        about the newest ``keep``."""
+
+    @abc.abstractmethod
+    def history(self, kind: str, limit: int | None = 100) -> list[dict[str, Any]]:
+        """The newest ``limit`` records of ``kind``, newest first (None: all)."""
+
+    @abc.abstractmethod
+    def purge_history(self, kind: str, before_ts: float) -> int:
+        """Remove the records of ``kind`` whose ``ts`` is before ``before_ts``; how many."""
+
+    @abc.abstractmethod
+    def purge_executions(self, before_ts: float, limit: int = 10_000) -> list[str]:
+        """Remove up to ``limit`` executions that ended (terminal status) and were created
+        before ``before_ts``, with their logs and index entries; returns their ids. Executions
+        still in flight are never removed, whatever their age."""
+
+    @abc.abstractmethod
+    def purge_logs(self, before_ts: float, limit: int = 10_000) -> int:
+        """Remove the logs of up to ``limit`` executions created before ``before_ts`` (the
+        records stay); returns how many logs were removed."""
 
     # --- whole-store operations ---------------------------------------------------------------
 

@@ -96,7 +96,10 @@ def _read_text(path: Path) -> str | None:
         return None
 
 
-class FileStore(Store):
+from tdauto.store.files_monitoring import FileMonitoring  # noqa: E402 - needs the helpers above
+
+
+class FileStore(FileMonitoring, Store):
     """Tasks, run state, executions and logs as files; safe for many processes on one host."""
 
     def __init__(self, data_dir: Path, log_max_bytes: int = 1_000_000) -> None:

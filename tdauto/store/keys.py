@@ -26,6 +26,12 @@ Store layout (``p`` is the prefix)::
     p:samples                    zset   sample keys scored by expiry (to list them cheaply)
     p:ledger:<host>              hash   resource -> percent reserved on the host
     p:reservations               hash   reservation key -> JSON {host, cpu, memory, storage}
+    p:rollup:<tier>:<start_ts>   hash   monitoring counters of one time bucket (tier m, h, d)
+    p:rollup:all                 hash   the same counters since the beginning
+    p:rollups:<tier>             zset   bucket keys of a tier scored by bucket end (to purge)
+    p:rollups:latest             hash   field -> "<ts>|<value>" (e.g. a task's last status)
+    p:cooldown:<key>             string held while an alert is in its cooldown (TTL)
+    p:history:<kind>             list   JSON records, newest first (alerts, samples, decisions)
 
 Other parts of tdauto (scheduler, resources) add their keys to :class:`Keys` with
 :meth:`Keys.join` so the schema stays in this module.
@@ -137,3 +143,22 @@ class Keys:
     @property
     def reservations(self) -> str:
         return self.join("reservations")
+
+    # --- monitoring --------------------------------------------------------------------------
+
+    def rollup(self, bucket_id: str) -> str:
+        """A rollup bucket's hash; ``bucket_id`` is ``"<tier>:<start_ts>"`` or ``"all"``."""
+        return self.join("rollup", bucket_id)
+
+    def rollup_index(self, tier: str) -> str:
+        return self.join("rollups", tier)
+
+    @property
+    def rollup_latest(self) -> str:
+        return self.join("rollups", "latest")
+
+    def cooldown(self, key: str) -> str:
+        return self.join("cooldown", key)
+
+    def history(self, kind: str) -> str:
+        return self.join("history", kind)

@@ -34,6 +34,7 @@ from tdauto.store.backend import Store, TimerMode
 from tdauto.store.effects import Effects, Mutation
 from tdauto.store.keys import DEFAULT_PREFIX, Keys
 from tdauto.store.records import RunState
+from tdauto.store.redis_monitoring import RedisMonitoring
 
 MAX_WATCH_RETRIES = 1000
 _RECENT_MAX = 1024  # execution records remembered per store for compare-and-set
@@ -63,7 +64,7 @@ def _ts_arg(ts: float | None) -> str:
     return "" if ts is None else repr(float(ts))
 
 
-class RedisStore(Store):
+class RedisStore(RedisMonitoring, Store):
     """Tasks, run state, executions and logs in one Redis database, under one key prefix."""
 
     def __init__(

@@ -74,3 +74,83 @@ def test_flower_requires_basic_auth(redis_url: str, data_dir: Path) -> None:
         proc.terminate()
         proc.wait(timeout=20)
     assert (data_dir / "flower.db").exists() or any(data_dir.glob("flower.db*"))
+
+
+def get_json(url: str, auth: str) -> object:
+    import json
+
+    request = urllib.request.Request(url)
+    request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def test_flower_lists_a_triggered_tasks_actions_under_readable_names(
+    redis_url: str, data_dir: Path, system: object, workers: object
+) -> None:
+    import asyncio
+
+    from tdauto import AutomationSystems
+
+    assert isinstance(system, AutomationSystems)
+    port = free_port()
+    auth = "ops:s3cret-pass"
+    env = cli_env(
+        redis_url, data_dir, TDAUTO_FLOWER_USER="ops", TDAUTO_FLOWER_PASSWORD="s3cret-pass"
+    )
+    log_path = data_dir / "flower.log"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tdauto.cli", "flower", "--port", str(port)],
+        env=env,
+        stdout=log_path.open("wb"),
+        stderr=subprocess.STDOUT,
+        cwd=REPO,
+    )
+    try:
+        # Given Flower up (it answers, and refuses a request without credentials)
+        api = f"http://127.0.0.1:{port}/api/tasks"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                assert status_of(api, None) == 401
+                break
+            except (urllib.error.URLError, ConnectionError):
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise AssertionError(log_path.read_text()) from None
+                time.sleep(0.5)
+        task = asyncio.run(
+            system.create_task(
+                name="Nightly Report",
+                type="monitoring",
+                schedule="daily",
+                schedule_config={"hour": 3},
+                actions=[{"type": "sleep", "params": {"seconds": 0.1}}, {"type": "collect"}],
+            )
+        )
+        # When the task runs (again, until Flower's event stream has seen a whole run)
+        wanted = {"tdauto.action[Nightly Report/sleep]", "tdauto.action[Nightly Report/collect]"}
+        seen: dict[str, str] = {}
+        for _ in range(10):
+            ex = system.trigger_sync(task.id)
+            assert system.wait_sync(ex.id, timeout=60).status.value == "SUCCEEDED"
+            for _ in range(20):
+                tasks = get_json(api, auth)
+                assert isinstance(tasks, dict)
+                seen = {
+                    t["name"]: str(t.get("args"))
+                    for t in tasks.values()
+                    if ex.id in str(t.get("args"))
+                }
+                if wanted <= set(seen):
+                    break
+                time.sleep(0.5)
+            if wanted <= set(seen):
+                break
+        # Then both actions are listed under names carrying the task's, with the run's id
+        assert wanted <= set(seen), seen
+        assert all(ex.id in args for args in seen.values())
+        assert status_of(api, None) == 401
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

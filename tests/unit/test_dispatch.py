@@ -22,12 +22,22 @@ class Recorder:
     def __init__(self) -> None:
         self.sent: list[tuple[str, list[Any], str]] = []
         self.priorities: list[int] = []
+        self.shadows: list[str | None] = []
         self.lock = threading.Lock()
 
-    def __call__(self, name: str, args: list[Any], queue: str, priority: int = 5) -> None:
+    def __call__(
+        self,
+        name: str,
+        args: list[Any],
+        queue: str,
+        priority: int = 5,
+        *,
+        shadow: str | None = None,
+    ) -> None:
         with self.lock:
             self.sent.append((name, args, queue))
             self.priorities.append(priority)
+            self.shadows.append(shadow)
 
 
 @pytest.fixture

@@ -1,0 +1,43 @@
+-- rollup(keys=[latest, bucket_1..bucket_n, index_1..index_n] args=[delta_json])
+-- Applies one monitoring delta to n rollup buckets at once (one round trip per execution end).
+-- delta_json: {"b": [{"end": ts|-1, "exp": ts|-1}, ...] (one per bucket, in KEYS order),
+--   "i": {field: add}, "mx": {field: value}, "mn": {field: value}, "l": {field: [ts, value]}}
+-- "i" adds (HINCRBYFLOAT), "mx"/"mn" keep the larger/smaller value, a bucket with "end" is
+-- indexed in its tier's index (scored by its end, for purging), one with "exp" expires then;
+-- "l" sets latest[field] = "<ts>|<value>" unless a newer ts is already there.
+local d = cjson.decode(ARGV[1])
+local n = #d.b
+for i = 1, n do
+  local key = KEYS[1 + i]
+  for f, v in pairs(d.i) do
+    redis.call('HINCRBYFLOAT', key, f, v)
+  end
+  for f, v in pairs(d.mx) do
+    local cur = tonumber(redis.call('HGET', key, f))
+    if cur == nil or v > cur then
+      redis.call('HSET', key, f, string.format('%.6f', v))
+    end
+  end
+  for f, v in pairs(d.mn) do
+    local cur = tonumber(redis.call('HGET', key, f))
+    if cur == nil or v < cur then
+      redis.call('HSET', key, f, string.format('%.6f', v))
+    end
+  end
+  local b = d.b[i]
+  if b['end'] >= 0 then
+    redis.call('ZADD', KEYS[1 + n + i], b['end'], key)
+  end
+  if b['exp'] >= 0 then
+    redis.call('EXPIREAT', key, math.ceil(b['exp']))
+  end
+end
+for f, pair in pairs(d.l) do
+  local ts = tonumber(pair[1])
+  local cur = redis.call('HGET', KEYS[1], f)
+  local cur_ts = cur and tonumber(string.match(cur, '^([^|]*)')) or nil
+  if cur_ts == nil or cur_ts <= ts then
+    redis.call('HSET', KEYS[1], f, string.format('%.6f', ts) .. '|' .. pair[2])
+  end
+end
+return n
