@@ -91,7 +91,9 @@ class Host:
     address: str
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
-    def spawn(self, argv: list[str], env: dict[str, str], log: Path, cwd: Path) -> subprocess.Popen[bytes]:
+    def spawn(
+        self, argv: list[str], env: dict[str, str], log: Path, cwd: Path
+    ) -> subprocess.Popen[bytes]:
         """Start ``argv`` inside this host (``ip netns exec`` execs it: same pid)."""
         log.parent.mkdir(parents=True, exist_ok=True)
         proc = subprocess.Popen(
