@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from kombu.exceptions import OperationalError
 
 from tdauto import AutomationSystems
 from tdauto.store.keys import Keys
@@ -98,8 +99,13 @@ class Cluster:
         )
 
     def ping(self) -> set[str]:
+        """Node names that answer a ping now (none while the broker connection recovers)."""
         seen: set[str] = set()
-        for reply in self.system.app.control.ping(timeout=1.0) or []:
+        try:
+            replies = self.system.app.control.ping(timeout=1.0) or []
+        except (OSError, redis.RedisError, OperationalError):
+            return seen
+        for reply in replies:
             seen.update(reply)
         return seen
 

@@ -121,11 +121,17 @@ class Host:
 
 
 class Network:
-    """A switch namespace with a bridge, hosts plugged into it, and the test's own leg."""
+    """A switch namespace with a bridge, hosts plugged into it, and the test's own leg.
+
+    Each network of a run gets its own /24, so no client pooled by an earlier test (kombu
+    keeps connections per URL) reaches a later test's Redis at the same address."""
+
+    made = 0
 
     def __init__(self) -> None:
+        Network.made += 1
         self.tag = f"{PREFIX}{os.getpid()}"
-        self.subnet = f"198.18.{os.getpid() % 250 + 1}"
+        self.subnet = f"198.18.{(os.getpid() * 7 + Network.made) % 250 + 1}"
         self.switch = f"{self.tag}-sw"
         self.leg = f"tdm{os.getpid() % 100000}"  # in the root namespace: <= 15 chars
         self.hosts: dict[str, Host] = {}
