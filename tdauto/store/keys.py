@@ -26,6 +26,9 @@ Store layout (``p`` is the prefix)::
     p:samples                    zset   sample keys scored by expiry (to list them cheaply)
     p:ledger:<host>              hash   resource -> percent reserved on the host
     p:reservations               hash   reservation key -> JSON {host, cpu, memory, storage}
+    p:weights                    string the resource manager's last routing weights (JSON)
+    p:decisions                  list   the manager's decisions, newest first, bounded (JSON each)
+    p:spill                      hash   worker node -> JSON of the class queues it was lent to
 
 Other parts of tdauto (scheduler, resources) add their keys to :class:`Keys` with
 :meth:`Keys.join` so the schema stays in this module.
@@ -137,3 +140,15 @@ class Keys:
     @property
     def reservations(self) -> str:
         return self.join("reservations")
+
+    @property
+    def weights(self) -> str:
+        return self.join("weights")
+
+    @property
+    def decisions(self) -> str:
+        return self.join("decisions")
+
+    @property
+    def spill(self) -> str:
+        return self.join("spill")
