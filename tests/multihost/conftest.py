@@ -40,6 +40,7 @@ FAST = {
     "TDAUTO_BEAT_TICK_S": "0.5",
     "TDAUTO_STORE_RECONNECT_S": "60",
     "TDAUTO_KILL_GRACE_S": "1",
+    "TDAUTO_MANAGER_INTERVAL_S": "1",
 }
 WORKER_HOSTS = ("h1", "h2", "h3")
 BEAT_HOSTS = ("h1", "h2")

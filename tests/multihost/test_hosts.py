@@ -233,3 +233,46 @@ def test_busy_host_passes_work_to_hosts_with_room(cluster: Cluster, tmp_path: Pa
     assert busy not in hosts, hosts
     assert passed >= 1, log[-3000:]
     assert wait_done(cluster, [hog_id], 60)[0].status is S.SUCCEEDED
+
+
+def test_resource_manager_moves_new_work_off_a_busy_host(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """The resource manager (a beat job on the leading beat's host) sees a host whose CPU is
+    reserved past the high-water mark, gives it routing weight 0 and records the decision; the
+    router then sends new work (which reserves nothing, so the ledger would not move it) to
+    the hosts with room."""
+    work = tmp_path / "manager"
+    hog = create(cluster, "hog", work / "hog", 20, resources={"cpu": 95})
+    light = create(cluster, "light", work / "light", 2)
+    store = cluster.system.store
+
+    def weight(host: str) -> float | None:
+        record = store.weights() or {}
+        entry = record.get("classes", {}).get("cpu", {}).get(host)
+        return None if entry is None else float(entry["weight"])
+
+    wait_for(lambda: all((weight(h) or 0) > 0 for h in WORKER_HOSTS), 60, "weights for all hosts")
+    # Given one host with 95% of its CPU reserved by a long action
+    [hog_id] = trigger(cluster, hog, 1)
+    wait_for(lambda: journal(work / "hog"), 60, "the long action to start")
+    busy = journal(work / "hog")[0][2]
+    # When the manager has seen it
+    wait_for(lambda: weight(busy) == 0, 30, f"{busy}'s weight to drop to 0")
+    decisions = [d for d in store.decisions(200) if d.get("kind") == "weight"]
+    assert any(d["host"] == busy and d["weight_to"] == 0 for d in decisions), decisions
+    others = [h for h in WORKER_HOSTS if h != busy]
+    assert all((weight(h) or 0) > 0 for h in others)
+
+    # Then new work is routed to the other hosts' queues, never to the busy host's (what the
+    # router cannot place by weight, it leaves in the shared queue, which every host reads)
+    ids = trigger(cluster, light, 4)
+    runs = wait_done(cluster, ids, 90)
+    assert cluster.system.get_execution_sync(hog_id).status is S.RUNNING
+    assert all(r.status is S.SUCCEEDED for r in runs), [r.error for r in runs]
+    hosts = Counter(r.actions[0].host for r in runs)
+    queues = Counter(r.actions[0].queue for r in runs)
+    print(f"\nbusy host {busy} weight 0; new runs per host {dict(hosts)}, queues {dict(queues)}")
+    assert f"tdauto.cpu.{busy}" not in queues, queues
+    routed = {q.rsplit(".", 1)[1] for q in queues if q.count(".") == 2}
+    assert routed and routed <= set(others), queues
