@@ -11,6 +11,14 @@ if ! command -v redis-server >/dev/null 2>&1; then
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server
 fi
 
+# iproute2: the multi-host tests (tests/multihost) make hosts out of network namespaces.
+if ! command -v ip >/dev/null 2>&1; then
+  echo "ip not found: installing iproute2 (the multi-host tests use network namespaces)"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2
+fi
+
 # PostgreSQL: the tests start a private cluster (initdb, pg_ctl from /usr/lib/postgresql/*/bin)
 # and back it up and restore it with pg_dump, pg_restore and psql.
 pg_present() {

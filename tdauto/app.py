@@ -14,11 +14,14 @@ from typing import Any
 
 from celery import Celery
 
-from beat_schedule import BEAT_SCHEDULE
+from beat_schedule import beat_schedule
 from tdauto.actions.registry import REGISTRY, load_plugins
 from tdauto.engine.executions import CONTROL_QUEUE
 from tdauto.engine.runtime import Runtime
 from tdauto.engine.tasks import register_tasks, sender
+from tdauto.resources import manager
+from tdauto.resources.broker import CeleryBroker
+from tdauto.resources.router import Router, routed_sender
 from tdauto.settings import Settings
 from tdauto.store import Store, open_store
 
@@ -89,16 +92,38 @@ def make_app(settings: Settings | None = None, store: Store | None = None) -> Ce
     load_plugins(settings.plugins)
     app = Celery("tdauto", set_as_current=False)
     app.conf.update(celery_config(settings))
-    app.conf.beat_schedule = dict(BEAT_SCHEDULE)
+    app.conf.beat_schedule = beat_schedule(settings)
+    store = store or open_store(settings)
+    router = Router(store, class_of=_default_class)
+    # actions sent without a queue go by the weights too (the engine names one: see below)
+    app.conf.task_routes = (router,)
     runtime = Runtime(
         settings=settings,
-        store=store or open_store(settings),
+        store=store,
         registry=REGISTRY,
-        send=sender(app),
+        send=routed_sender(sender(app), router),
     )
     app.conf[RUNTIME_KEY] = runtime
     register_tasks(app, runtime)
+    _register_manager(app, runtime)
     return app
+
+
+def _default_class(action_type: str) -> str | None:
+    """The default resource class of an action type, for actions sent without a queue."""
+    if action_type not in REGISTRY:
+        return None
+    return REGISTRY.get(action_type).resource_class.value
+
+
+def _register_manager(app: Celery, runtime: Runtime) -> None:
+    """``tdauto.system.balance``: one resource-manager tick (beat runs it every few seconds)."""
+    broker = CeleryBroker(app, runtime.settings)
+
+    @app.task(name=manager.BALANCE_TASK, ignore_result=True)
+    def balance() -> dict[str, Any]:
+        """Routing weights, lent pools and dead hosts' reservations (the resource manager)."""
+        return manager.tick(runtime, broker)
 
 
 def runtime_of(app: Celery) -> Runtime:

@@ -498,51 +498,39 @@ def exec_cancel(execution_id: str) -> None:
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True)
-def resources(as_json: bool) -> None:
-    """Hosts and pools (live samples), reservations per host, and actions waiting for room."""
-    from tdauto.resources.ledger import CAPACITY
+@click.option(
+    "--watch",
+    "watch_s",
+    type=click.FloatRange(min=0.5),
+    default=None,
+    help="Redraw every this many seconds until Ctrl-C (a live view).",
+)
+@click.option("--decisions", default=20, show_default=True, help="How many decisions to show.")
+def resources(as_json: bool, watch_s: float | None, decisions: int) -> None:
+    """Hosts and pools (live samples), reservations, routing weights, queue depths, lent
+    pools, actions waiting for room and the resource manager's latest decisions."""
+    from rich.live import Live
 
-    store = _system().store
-    samples = sorted(store.samples(), key=lambda x: (x["host"], x["pool"]))
-    held = store.reservations()
-    usage: dict[str, dict[str, float]] = {}
-    for r in held.values():
-        host = usage.setdefault(r["host"], {"cpu": 0.0, "memory": 0.0, "storage": 0.0})
-        for name in host:
-            host[name] += r[name]
-    waiting = store.timer_due(CAPACITY, float("inf"), 1000)
-    data = {"samples": samples, "reserved": usage, "reservations": held, "waiting": waiting}
-    if as_json:
-        _emit_json(data)
-        return
-    table = Table(
-        "host",
-        "pool",
-        "host cpu %",
-        "mem %",
-        "disk %",
-        "load/core",
-        "pool cpu %",
-        "rss MiB",
-        "active",
-    )
-    for x in samples:
-        table.add_row(
-            x["host"],
-            x["pool"],
-            f"{x['cpu_percent']:.0f}",
-            f"{x['memory_percent']:.0f}",
-            f"{x['disk_percent']:.0f}",
-            f"{x['load_per_core']:.2f}",
-            f"{x['pool_cpu_percent']:.0f}",
-            f"{x['pool_rss_bytes'] / 2**20:.0f}",
-            f"{x['active']}/{x['concurrency']}",
-        )
-    console.print(table if samples else "no live samples: no worker is running")
-    for host_name, used in sorted(usage.items()):
-        shares = ", ".join(f"{k} {v:.0f}%" for k, v in used.items())
-        console.print(f"reserved on {host_name}: {shares}")
-    console.print(f"actions waiting for room: {len(waiting)}")
+    from tdauto.resources.broker import CeleryBroker
+    from tdauto.resources.view import render, snapshot
+
+    system = _system()
+    broker = CeleryBroker(system.app, system.settings)
+    try:
+        if as_json:
+            _emit_json(snapshot(system.store, broker, decisions))
+            return
+        if watch_s is None:
+            console.print(render(snapshot(system.store, broker, decisions)))
+            return
+        with Live(console=console, auto_refresh=False) as live:
+            while True:
+                live.update(render(snapshot(system.store, broker, decisions)), refresh=True)
+                time.sleep(watch_s)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        broker.close()
 
 
 @main.group()

@@ -153,6 +153,39 @@ class Settings(BaseSettings):
     concurrency_cpu: int = Field(default=2, ge=1, description="Processes of the cpu pool.")
     concurrency_memory: int = Field(default=1, ge=1, description="Processes of the memory pool.")
     concurrency_storage: int = Field(default=4, ge=1, description="Threads of the storage pool.")
+    memory_child_max_mb: int = Field(
+        default=512,
+        ge=64,
+        description="Resident memory (MiB) above which a memory-pool child process is replaced "
+        "after its task (Celery's worker_max_memory_per_child).",
+    )
+    manager_interval_s: float = Field(
+        default=3.0,
+        ge=0.5,
+        le=300,
+        description="How often the resource manager runs (a beat entry): it reads load samples, "
+        "queue depths and reservations, rewrites the routing weights and lends idle pools to a "
+        "backlogged class.",
+    )
+    high_water_percent: float = Field(
+        default=90.0,
+        gt=0,
+        le=100,
+        description="A host whose measured use of a class's resource (CPU, memory or disk "
+        "percent) is at or above this gets routing weight 0 for that class.",
+    )
+    spill_backlog: int = Field(
+        default=4,
+        ge=1,
+        description="Messages waiting in one class's queues at which the resource manager lends "
+        "that class idle pools of other classes (add_consumer); it takes them back when the "
+        "backlog drains.",
+    )
+    subprocess_limits: bool = Field(
+        default=True,
+        description="Run action subprocesses under rlimits derived from the action's "
+        "reservation (address space from its memory share of the host's RAM).",
+    )
     shell_allow: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Comma-separated programs (names on PATH or absolute paths) the shell action "

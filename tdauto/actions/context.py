@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tdauto.actions.limits import Limits, limits_for
 from tdauto.actions.process import CommandResult, ProcessGroup, run_command
 from tdauto.errors import PathNotAllowed
 
@@ -55,6 +56,17 @@ class ActionContext:
     deadline_ts: float | None = None
     cancel_event: threading.Event = field(default_factory=threading.Event)
     processes: ProcessGroup = field(default_factory=ProcessGroup)
+    memory_percent: float | None = None  # the reservation's memory share; None: read it
+
+    def usage_limits(self) -> Limits:
+        """The rlimits of this action's subprocesses, from its reservation (``limits.py``);
+        none when ``TDAUTO_SUBPROCESS_LIMITS`` is off."""
+        if not self.settings.subprocess_limits:
+            return Limits()
+        if self.memory_percent is None:
+            execution = self.store.get_execution(self.execution_id)
+            self.memory_percent = execution.resources.memory if execution is not None else 0.0
+        return limits_for(self.memory_percent)
 
     @property
     def idempotency_key(self) -> str:
@@ -84,8 +96,9 @@ class ActionContext:
         env: dict[str, str] | None = None,
         check: bool = True,
     ) -> CommandResult:
-        """Run a command in its own process group, its output in this action's log; it is
-        stopped (SIGTERM, then SIGKILL to the group) on cancel, timeout or the run's deadline.
+        """Run a command in its own process group, its output in this action's log, under
+        the rlimits of this action's reservation; it is stopped (SIGTERM, then SIGKILL to the
+        group) on cancel, timeout or the run's deadline.
         """
         remaining = self.remaining_s()
         limits = [t for t in (timeout_s, remaining) if t is not None]
@@ -99,4 +112,5 @@ class ActionContext:
             cwd=cwd,
             env=env,
             check=check,
+            limits=self.usage_limits(),
         )

@@ -12,6 +12,7 @@ re-exports their public names:
 - ``tdauto.actions.tuning``: ``tune``, its ``Change``s and the ``ChangeLog`` a ``revert``
   reads.
 - ``tdauto.actions.monitor``: ``monitor`` and the queue depths it reads from the broker.
+- ``tdauto.actions.balance``: ``balance``, one resource-manager tick now.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from tdauto.actions.advice import (
     summary,
 )
 from tdauto.actions.analysis import FAILED, FINISHED, S, analyze, analyze_history
+from tdauto.actions.balance import balance
 from tdauto.actions.monitor import (
     CLASS_QUEUES,
     CONTROL_QUEUE,
@@ -66,6 +68,7 @@ __all__ = [
     "TuneParams",
     "analyze",
     "analyze_history",
+    "balance",
     "linear_trend",
     "local_queue_depths",
     "monitor",

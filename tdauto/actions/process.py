@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from tdauto.actions.limits import Limits
 from tdauto.errors import ActionError
 
 
@@ -88,15 +89,17 @@ def run_command(
     env: dict[str, str] | None = None,
     max_output_bytes: int = 256_000,
     check: bool = True,
+    limits: Limits | None = None,
 ) -> CommandResult:
     """Run ``argv``, logging its output line by line; stop it when ``stop`` is set or after
-    ``timeout_s``. Raises ``ActionError`` (kind ``exit``, ``timeout`` or ``cancelled``)."""
+    ``timeout_s``; under ``limits`` (rlimits, see ``limits.py``) when given. Raises
+    ``ActionError`` (kind ``exit``, ``timeout`` or ``cancelled``)."""
     if isinstance(argv, str) or not argv:
         raise ActionError("a command is an argv list such as ['pg_dump', '-Fc', 'db']", "usage")
     args = [str(a) for a in argv]
     started = time.monotonic()
     proc = subprocess.Popen(
-        args,
+        limits.wrap(args, env, cwd) if limits is not None else args,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,

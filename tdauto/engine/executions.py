@@ -154,10 +154,14 @@ def send_action(rt: Runtime, ex: Execution, index: int, queue: str | None = None
     if ex.queue_timeout_s is not None:
         due = time.time() + ex.queue_timeout_s
         rt.store.timer_set(QUEUE_TIMEOUTS, f"{ex.id}:{index}", due)
+    # the class's shared queue, not ``run.queue``: that records where the last attempt ran
+    # (a host queue), and a retry or a re-queue must be routed afresh (the router picks a host)
+    shared = queue_for(run.resource_class) if run.resource_class else run.queue
+    target = queue or shared or "tdauto.cpu"
     rt.send(
         f"tdauto.action.{run.type}",
         [ex.id, index],
-        queue or run.queue or "tdauto.cpu",
+        target,
         ex.priority,
         shadow=display_name(ex.task_name, run.type),
     )

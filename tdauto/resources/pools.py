@@ -16,7 +16,8 @@ from tdauto.settings import Settings
 
 @dataclass(frozen=True)
 class PoolSpec:
-    """One pool. ``concurrency_setting`` names the Settings field holding its size."""
+    """One pool. ``concurrency_setting`` names the Settings field holding its size, and
+    ``max_memory_setting`` (if any) the one holding its children's memory limit in MiB."""
 
     name: str
     resource_class: ResourceClass
@@ -24,6 +25,7 @@ class PoolSpec:
     concurrency_setting: str
     max_memory_per_child_kb: int | None = None
     max_tasks_per_child: int | None = None
+    max_memory_setting: str | None = None
 
     def queues(self, host: str) -> list[str]:
         """The control queue, its host queue and the shared queue of its class, in the order
@@ -33,6 +35,12 @@ class PoolSpec:
 
     def concurrency(self, settings: Settings) -> int:
         return int(getattr(settings, self.concurrency_setting))
+
+    def max_memory_kb(self, settings: Settings) -> int | None:
+        """Resident memory (KiB) above which a child is replaced after its task."""
+        if self.max_memory_setting is not None:
+            return int(getattr(settings, self.max_memory_setting)) * 1024
+        return self.max_memory_per_child_kb
 
     def nodename(self, settings: Settings) -> str:
         return f"{self.name}@{settings.host}"
@@ -55,8 +63,9 @@ class PoolSpec:
             "--without-gossip",
             "--without-mingle",
         ]
-        if self.max_memory_per_child_kb:
-            argv += ["--max-memory-per-child", str(self.max_memory_per_child_kb)]
+        max_memory_kb = self.max_memory_kb(settings)
+        if max_memory_kb:
+            argv += ["--max-memory-per-child", str(max_memory_kb)]
         if self.max_tasks_per_child:
             argv += ["--max-tasks-per-child", str(self.max_tasks_per_child)]
         return argv

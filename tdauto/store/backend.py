@@ -242,6 +242,33 @@ class Store(abc.ABC):
     def reservations(self) -> dict[str, dict[str, Any]]:
         """key -> ``{"host", "cpu", "memory", "storage"}`` of every reservation held."""
 
+    # --- resources: the resource manager's weights, decisions and lent pools -------------------
+
+    @abc.abstractmethod
+    def put_weights(self, record: dict[str, Any]) -> None:
+        """Replace the routing weights (the manager's whole record, JSON-ready)."""
+
+    @abc.abstractmethod
+    def weights(self) -> dict[str, Any] | None:
+        """The last routing weights written, or None before the manager's first tick."""
+
+    @abc.abstractmethod
+    def add_decisions(self, decisions: list[dict[str, Any]], keep: int = 1000) -> None:
+        """Record the manager's decisions (oldest first in ``decisions``), keeping the newest
+        ``keep`` overall."""
+
+    @abc.abstractmethod
+    def decisions(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest ``limit`` decisions, newest first (the metrics exporter reads these)."""
+
+    @abc.abstractmethod
+    def spills(self) -> dict[str, dict[str, Any]]:
+        """Worker node -> what it was lent to (``{"class", "host", "queues", "since"}``)."""
+
+    @abc.abstractmethod
+    def set_spill(self, node: str, spill: dict[str, Any] | None) -> None:
+        """Record that ``node`` was lent (``spill``) or given back (None)."""
+
     # --- logs ---------------------------------------------------------------------------------
 
     @abc.abstractmethod

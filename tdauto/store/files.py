@@ -117,6 +117,9 @@ class FileStore(FileMonitoring, Store):
         self._upstream_path = state / "upstream.json"
         self._samples_path = state / "samples.json"
         self._ledger_path = state / "ledger.json"
+        self._weights_path = state / "weights.json"
+        self._decisions_path = state / "decisions.json"
+        self._spill_path = state / "spill.json"
         self._lock_path = state / "store.lock"
         self._stripe_paths = [state / "locks" / f"exec-{n:02d}.lock" for n in range(LOCK_STRIPES)]
         with _os_errors(f"creating the data dir {self.root}"):
@@ -485,6 +488,45 @@ class FileStore(FileMonitoring, Store):
                 "reservations", {}
             )
         return held
+
+    def put_weights(self, record: dict[str, Any]) -> None:
+        with _os_errors("writing routing weights"):
+            _write_atomic(self._weights_path, json.dumps(record))
+
+    def weights(self) -> dict[str, Any] | None:
+        with _os_errors("reading routing weights"):
+            record = self._read_json(self._weights_path)
+        return record or None
+
+    def add_decisions(self, decisions: list[dict[str, Any]], keep: int = 1000) -> None:
+        if not decisions:
+            return
+        with _os_errors("recording decisions"), _flock(self._lock_path):
+            raw = _read_text(self._decisions_path)
+            held: list[dict[str, Any]] = json.loads(raw) if raw else []
+            held = [*reversed(decisions), *held][: max(keep, 1)]
+            _write_atomic(self._decisions_path, json.dumps(held))
+
+    def decisions(self, limit: int = 100) -> list[dict[str, Any]]:
+        if limit <= 0:
+            return []
+        with _os_errors("reading decisions"):
+            raw = _read_text(self._decisions_path)
+        held: list[dict[str, Any]] = json.loads(raw) if raw else []
+        return held[:limit]
+
+    def spills(self) -> dict[str, dict[str, Any]]:
+        with _os_errors("reading lent pools"):
+            return self._read_json(self._spill_path)
+
+    def set_spill(self, node: str, spill: dict[str, Any] | None) -> None:
+        with _os_errors(f"recording the loan of {node}"), _flock(self._lock_path):
+            held = self._read_json(self._spill_path)
+            if spill is None:
+                held.pop(node, None)
+            else:
+                held[node] = spill
+            _write_atomic(self._spill_path, json.dumps(held))
 
     def append_log(self, execution_id: str, text: str) -> None:
         """Appends under a ``flock`` of the log file itself; at the cap the log keeps its head

@@ -32,6 +32,9 @@ Store layout (``p`` is the prefix)::
     p:rollups:latest             hash   field -> "<ts>|<value>" (e.g. a task's last status)
     p:cooldown:<key>             string held while an alert is in its cooldown (TTL)
     p:history:<kind>             list   JSON records, newest first (alerts, samples, decisions)
+    p:weights                    string the resource manager's last routing weights (JSON)
+    p:decisions                  list   the manager's decisions, newest first, bounded (JSON each)
+    p:spill                      hash   worker node -> JSON of the class queues it was lent to
 
 Other parts of tdauto (scheduler, resources) add their keys to :class:`Keys` with
 :meth:`Keys.join` so the schema stays in this module.
@@ -162,3 +165,17 @@ class Keys:
 
     def history(self, kind: str) -> str:
         return self.join("history", kind)
+
+    # --- resource manager ------------------------------------------------------------------
+
+    @property
+    def weights(self) -> str:
+        return self.join("weights")
+
+    @property
+    def decisions(self) -> str:
+        return self.join("decisions")
+
+    @property
+    def spill(self) -> str:
+        return self.join("spill")

@@ -505,6 +505,43 @@ class RedisStore(RedisMonitoring, Store):
             pairs: Any = self._r.hgetall(self.keys.reservations)
         return {str(k): json.loads(v) for k, v in pairs.items()}
 
+    def put_weights(self, record: dict[str, Any]) -> None:
+        with _driver_errors("writing routing weights"):
+            self._r.set(self.keys.weights, json.dumps(record))
+
+    def weights(self) -> dict[str, Any] | None:
+        with _driver_errors("reading routing weights"):
+            raw: Any = self._r.get(self.keys.weights)
+        return json.loads(raw) if raw else None
+
+    def add_decisions(self, decisions: list[dict[str, Any]], keep: int = 1000) -> None:
+        if not decisions:
+            return
+        with _driver_errors("recording decisions"):
+            pipe = self._r.pipeline(transaction=True)
+            pipe.lpush(self.keys.decisions, *(json.dumps(d) for d in decisions))
+            pipe.ltrim(self.keys.decisions, 0, max(keep, 1) - 1)
+            pipe.execute()
+
+    def decisions(self, limit: int = 100) -> list[dict[str, Any]]:
+        if limit <= 0:
+            return []
+        with _driver_errors("reading decisions"):
+            raws: Any = self._r.lrange(self.keys.decisions, 0, limit - 1)
+        return [json.loads(raw) for raw in raws]
+
+    def spills(self) -> dict[str, dict[str, Any]]:
+        with _driver_errors("reading lent pools"):
+            pairs: Any = self._r.hgetall(self.keys.spill)
+        return {str(k): json.loads(v) for k, v in pairs.items()}
+
+    def set_spill(self, node: str, spill: dict[str, Any] | None) -> None:
+        with _driver_errors(f"recording the loan of {node}"):
+            if spill is None:
+                self._r.hdel(self.keys.spill, node)
+            else:
+                self._r.hset(self.keys.spill, node, json.dumps(spill))
+
     def append_log(self, execution_id: str, text: str) -> None:
         """At the cap the log keeps its head and ends with ``records.LOG_TRUNCATED_NOTE``."""
         if not text:

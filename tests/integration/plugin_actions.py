@@ -86,3 +86,22 @@ def command(ctx: ActionContext, argv: list[str]) -> dict[str, Any]:
     """Runs ``argv`` through ctx.run (its own process group, stopped on cancel/timeout)."""
     result = ctx.run(argv)
     return {"returncode": result.returncode, "output": result.output[-200:]}
+
+
+class HoldMemoryParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    mb: int = 0
+
+
+_HELD: list[bytes] = []
+
+
+@action("hold_memory", resource_class="memory", params=HoldMemoryParams)
+def hold_memory(ctx: ActionContext, mb: int) -> dict[str, Any]:
+    """Touches ``mb`` MiB and keeps it after returning (as a leaky action would); returns the
+    worker process's pid, so a test can tell whether the memory pool replaced the child."""
+    import os
+
+    if mb:
+        _HELD.append(b"x" * (mb * 2**20))
+    return {"pid": os.getpid()}
