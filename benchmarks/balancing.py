@@ -14,13 +14,17 @@ Workload: ``--n`` single-action executions (default 60) of the ``work`` action
 drawn once, seeded, from a skewed mix: 80% short (``--short``, 0.2 s) and 20% long
 (``--long``, 1.5 s); submitted in ``--waves`` waves (default 4) ``--gap`` seconds apart
 (default 1), through the facade, which sends the action (manual triggers start in the
-caller's process). The same durations, in the same order, in both modes:
+caller's process). The same durations, in the same order, in every mode:
 
 * ``static``: the facade's sender alternates ``tdauto.cpu.fast`` / ``tdauto.cpu.slow`` for
   every action, which is what static Celery routing does (a queue per host, in turn);
 * ``managed``: tdauto as shipped: the router picks host queues by the manager's weights
   (cached, a slot budget per tick) and falls back to the shared ``tdauto.cpu``, which both
-  hosts read.
+  hosts read;
+* ``shared`` (for reference, ``--no-shared`` skips it): every action to ``tdauto.cpu``, no
+  weights, which is tdauto before the router. Pull from one shared queue already balances
+  equal hosts that only differ in slots; what the weights add is steering by reservations
+  and measured load (high-water), which this workload does not exercise.
 
 Makespan is from the first trigger to the last ``finished_at`` of the mode's executions; the
 modes alternate over ``--rounds`` (default 1), each starting from idle hosts. The ratio is
@@ -198,6 +202,7 @@ def main() -> int:
     parser.add_argument("--probes", type=int, default=5)
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument("--no-shared", dest="shared", action="store_false")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -249,11 +254,16 @@ def main() -> int:
         def round_robin(name: str, argv: list[Any], queue: str, priority: int = 5) -> None:
             plain(name, argv, next(turn) if name.startswith("tdauto.action.") else queue, priority)
 
+        def shared(name: str, argv: list[Any], queue: str, priority: int = 5) -> None:
+            plain(name, argv, queue, priority)
+
+        senders = {"static": round_robin, "managed": managed_send, "shared": shared}
+        modes = ["static", "managed", *(["shared"] if args.shared else [])]
         for n in range(args.rounds):
             result: dict[str, Any] = {}
-            for mode in ("static", "managed") if n % 2 == 0 else ("managed", "static"):
+            for mode in modes if n % 2 == 0 else modes[::-1]:
                 wait(lambda: idle(weights, args), 120, "idle hosts", logs)
-                rt.send = round_robin if mode == "static" else managed_send
+                rt.send = senders[mode]
                 result[mode] = run_mode(system, task.id, durations, args)
             result["ratio"] = round(
                 result["managed"]["makespan_s"] / result["static"]["makespan_s"], 3
@@ -282,6 +292,11 @@ def main() -> int:
     report["summary"] = {
         "static_makespan_s": statistics.median(static),
         "managed_makespan_s": statistics.median(managed),
+        "shared_makespan_s": (
+            statistics.median(r["shared"]["makespan_s"] for r in report["rounds"])
+            if args.shared
+            else None
+        ),
         "ratio_managed_over_static": statistics.median(ratios),
         "react_s_median": statistics.median(p["react_s"] for p in probes),
         "react_s_max": max(p["react_s"] for p in probes),
@@ -301,7 +316,7 @@ def main() -> int:
     )
     print(f"ideal makespan (work / all slots): {total / (args.fast + args.slow):.2f}s")
     for n, r in enumerate(report["rounds"], 1):
-        for mode in ("static", "managed"):
+        for mode in modes:
             m = r[mode]
             print(
                 f"round {n} {mode:8s} makespan {m['makespan_s']:6.2f}s  hosts {m['by_host']}  "
