@@ -171,8 +171,9 @@ class Settings(BaseSettings):
         default=90.0,
         gt=0,
         le=100,
-        description="A host whose measured use of a class's resource (CPU, memory or disk "
-        "percent) is at or above this gets routing weight 0 for that class.",
+        description="A host whose use of a class's resource (measured CPU, memory or disk "
+        "percent, or reserved share, whichever is higher) is at or above this gets routing "
+        "weight 0 for that class.",
     )
     spill_backlog: int = Field(
         default=4,

@@ -30,6 +30,9 @@ def sample(host: str, pool: str = "cpu", active: int = 0, concurrency: int = 2, 
         "cpu_percent": load.get("cpu", 10.0),
         "memory_percent": load.get("memory", 30.0),
         "disk_percent": load.get("disk", 40.0),
+        "load_per_core": 0.1,
+        "pool_cpu_percent": 1.0,
+        "pool_rss_bytes": 50 * 2**20,
         "concurrency": concurrency,
         "active": active,
     }
@@ -376,3 +379,38 @@ def test_the_memory_pool_recycles_children_above_the_configured_limit(tmp_path: 
     argv = load_pool("memory").worker_argv(Settings(data_dir=tmp_path, memory_child_max_mb=300))
     assert argv[argv.index("--max-memory-per-child") + 1] == str(300 * 1024)
     assert "--max-memory-per-child" not in load_pool("cpu").worker_argv(Settings(data_dir=tmp_path))
+
+
+# --- the balance action and the view ---------------------------------------------------------
+
+
+def test_the_balance_action_runs_a_tick_now(tmp_path: Path) -> None:
+    from tests.support.actions import make_ctx, run
+
+    load_plugins([])
+    settings = Settings(data_dir=tmp_path / "data", host="here")
+    store = FileStore(settings.data_path)
+    store.put_sample("here", "cpu", sample("here"), 10.0)
+    output = run("balance", make_ctx(settings, store), {})
+    assert output["tick"] == 1
+    assert output["weights"]["cpu"]["here"] > 0
+    assert store.weights() is not None
+
+
+def test_the_resources_view_shows_weights_queues_loans_and_decisions(rt: Runtime) -> None:
+    from rich.console import Console
+
+    from tdauto.resources.view import render, snapshot
+
+    broker = FakeBroker()
+    publish(rt, sample("a", "cpu", active=2), sample("a", "storage"))
+    broker.queued = {"tdauto.cpu": 5}
+    manager.tick(rt, broker)
+    data = snapshot(rt.store, broker)
+    assert data["queues"]["tdauto.cpu"] == 5 and data["weights_stale"] is False
+    assert set(data["lent"]) == {"storage@a"}
+    assert {d["kind"] for d in data["decisions"]} >= {"weight", "add_consumer"}
+    console = Console(record=True, width=200)
+    console.print(render(data))
+    text = console.export_text()
+    assert "routing weights (tick 1" in text and "storage@a reads tdauto.cpu" in text
