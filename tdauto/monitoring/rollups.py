@@ -171,17 +171,28 @@ def record_fires(store: Store, lags_s: list[float], now_ts: float | None = None)
 
 
 def record_rebalance_decision(store: Store, decision: dict[str, Any], keep: int = 1000) -> None:
-    """Hook for the resource manager: count a routing decision (``{"class", "action", ...}``)
-    and keep it in the ``rebalance`` history, which ``/metrics`` and reports read."""
-    now = float(decision.get("ts") or time.time())
-    d = _Delta(now)
-    d.add(f"rb|{decision.get('class', 'any')}|{decision.get('action', 'reweight')}")
-    d.high("rb_last", now)
-    _apply(store, d.delta, "a rebalance decision")
+    """Count one routing decision (``{"class", "kind", ...}``) and keep it in the
+    ``rebalance`` history (for a decision made outside the resource manager)."""
+    count_rebalance_decisions(store, [decision])
     try:
-        store.append_history("rebalance", {**decision, "ts": now}, keep)
+        ts = decision.get("ts") or time.time()
+        store.append_history("rebalance", {**decision, "ts": ts}, keep)
     except Exception:
         log.warning("could not record a rebalance decision", exc_info=True)
+
+
+def count_rebalance_decisions(store: Store, decisions: list[dict[str, Any]]) -> None:
+    """The resource manager's hook: count a tick's decisions by class and kind (one write).
+    The decisions themselves are kept by the manager (``Store.decisions``)."""
+    if not decisions:
+        return
+    now = max(float(d.get("ts") or d.get("at") or time.time()) for d in decisions)
+    d = _Delta(now)
+    for decision in decisions:
+        kind = decision.get("kind") or decision.get("action") or "reweight"
+        d.add(f"rb|{decision.get('class', 'any')}|{kind}")
+    d.high("rb_last", now)
+    _apply(store, d.delta, "rebalance decisions")
 
 
 def record_alert(store: Store, rule: str, ts: float | None = None) -> None:

@@ -31,6 +31,7 @@ import time
 from typing import Any
 
 from tdauto.engine.runtime import Runtime
+from tdauto.monitoring.rollups import count_rebalance_decisions
 from tdauto.resources.broker import Broker
 from tdauto.resources.ledger import release_dead
 from tdauto.resources.weights import CLASSES, compute_weights, host_queue, weights_record
@@ -106,6 +107,7 @@ def _tick(rt: Runtime, broker: Broker, now: float) -> dict[str, Any]:
         decision.update(at=now, tick=number)
         log.info("resource manager: %s", decision)
     store.add_decisions(decisions, DECISIONS_KEEP)
+    count_rebalance_decisions(store, decisions)  # the /metrics counters
     return {
         "tick": number,
         "weights": {c: {h: e["weight"] for h, e in hosts.items()} for c, hosts in table.items()},
