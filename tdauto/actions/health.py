@@ -22,6 +22,7 @@ Every check also takes ``label`` (its name in the report; default from what it c
 
 from __future__ import annotations
 
+import abc
 import logging
 import re
 import shutil
@@ -64,10 +65,10 @@ class _Check(BaseModel):
     def title(self) -> str:
         return self.label or self.default_label()
 
+    @abc.abstractmethod
     def default_label(self) -> str:
         """The check's name in the report when it has no ``label``; each kind of check
         defines its own (this base is never used as a check)."""
-        raise NotImplementedError(f"{type(self).__name__} must define default_label")
 
 
 class HttpCheck(_Check):

@@ -23,7 +23,7 @@ from tdauto.engine.executions import (
 )
 from tdauto.engine.runtime import Runtime
 from tdauto.models import Execution, ExecutionStatus, Task, Trigger, utcnow
-from tdauto.monitoring.rollups import record_final
+from tdauto.monitoring.rollups import execution_delta
 from tdauto.store.effects import Effects
 
 log = logging.getLogger(__name__)
@@ -77,11 +77,11 @@ def complete(
             applied.release = (ex.task_id, ex.lock)
             applied.count_waiting = True
             applied.dependents_of = ex.task_name
+            applied.rollup = execution_delta(ex)  # stats: counted once, by the end that won
         return applied
 
     ex = rt.store.update_execution(execution_id, mutate)
     if ended_now:
-        record_final(rt.store, ex)  # stats rollups: counted once, by the end that won
         if applied.waiting is None or applied.waiting > 0:
             promote_waiting(rt)
         trigger_dependents(rt, ex, applied.dependents)

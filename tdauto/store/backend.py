@@ -157,6 +157,8 @@ class Store(abc.ABC):
             self.release(execution_id, *effects.release)
         if effects.log:
             self.append_log(execution_id, effects.log)
+        if effects.rollup is not None:
+            self.add_rollup(effects.rollup)
         if effects.dependents_of is not None:
             effects.dependents = self.dependents(effects.dependents_of)
 

@@ -16,8 +16,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from tdauto.models import Execution
+
+if TYPE_CHECKING:
+    from tdauto.store.backend import RollupDelta
 
 
 @dataclass
@@ -32,6 +36,8 @@ class Effects:
     """``(task_id, lock)``: ``Store.release`` of the execution's admission place."""
     log: str = ""
     """Text for ``Store.append_log`` of the execution (capped like any append)."""
+    rollup: RollupDelta | None = None
+    """``Store.add_rollup`` of this, counted exactly once: only if the update is written."""
     count_waiting: bool = False
     """Read back how many executions are WAITING, into ``waiting``."""
     dependents_of: str | None = None
@@ -50,6 +56,7 @@ class Effects:
             take_timers=[*self.take_timers, *other.take_timers],
             release=other.release or self.release,
             log=self.log + other.log,
+            rollup=other.rollup or self.rollup,
             count_waiting=self.count_waiting or other.count_waiting,
             dependents_of=other.dependents_of or self.dependents_of,
         )

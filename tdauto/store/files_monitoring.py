@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -41,14 +42,10 @@ class FileMonitoring:
 
     root: Path
 
-    def _execution_path(self, execution_id: str) -> Path:  # provided by FileStore
-        raise NotImplementedError
-
-    def _log_path(self, execution_id: str) -> Path:  # provided by FileStore
-        raise NotImplementedError
-
-    def _stripe(self, execution_id: str) -> Path:  # provided by FileStore
-        raise NotImplementedError
+    # provided by FileStore: where an execution's record, log and lock stripe live
+    _execution_path: Callable[[str], Path]
+    _log_path: Callable[[str], Path]
+    _stripe: Callable[[str], Path]
 
     @property
     def _rollup_dir(self) -> Path:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -24,7 +25,7 @@ from typing import Any
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.commands.core import Script
-from redis.exceptions import RedisError, WatchError
+from redis.exceptions import NoScriptError, RedisError, WatchError
 from redis.retry import Retry
 
 from tdauto.errors import InvalidInput, NameTaken, NotFound, StoreError
@@ -37,6 +38,7 @@ from tdauto.store.records import RunState
 from tdauto.store.redis_monitoring import RedisMonitoring
 
 MAX_WATCH_RETRIES = 1000
+_log = logging.getLogger(__name__)
 _RECENT_MAX = 1024  # execution records remembered per store for compare-and-set
 _PAGE = 200
 
@@ -296,13 +298,10 @@ class RedisStore(RedisMonitoring, Store):
                 effects = mutate(execution) or Effects()
                 records.check_immutable(before, execution)
                 new_raw = records.execution_json(execution)
-                pipe = self._r.pipeline(transaction=False)
-                if effects.log and not logged:
-                    self._log_to(pipe, execution_id, effects.log)
-                    logged = True
                 keys, args = self._cas_call(str(raw), new_raw, before_status, execution, effects)
-                self._cas_execution(keys=keys, args=args, client=pipe)
-                reply = _strs(pipe.execute()[-1])
+                log = effects.log if not logged else ""
+                reply = self._write(execution_id, keys, args, new_raw, log, effects)
+                logged = True
                 if reply[0] == "ok":
                     self._remember(execution_id, new_raw)
                     if effects.count_waiting:
@@ -315,6 +314,63 @@ class RedisStore(RedisMonitoring, Store):
             f"redis store: execution {execution_id} changed under {MAX_WATCH_RETRIES} attempts "
             "to update it in a row; too many concurrent writers"
         )
+
+    def _write(
+        self,
+        execution_id: str,
+        keys: list[str],
+        args: list[Any],
+        new_raw: str,
+        log: str,
+        effects: Effects,
+    ) -> list[str]:
+        """One round trip: the compare-and-set alone, or in one MULTI with the log append
+        before it and the rollup after it (guarded: counted only if the record written is
+        ``new_raw``). Scripts go by SHA; a server that lost them (a restart) gets them again
+        and the parts that failed are redone, so nothing is written twice."""
+        if not log and effects.rollup is None:
+            return _strs(self._cas_execution(keys=keys, args=args))
+        rollup = None
+        if effects.rollup is not None and effects.rollup.buckets:
+            guard = (self.keys.execution(execution_id), hashlib.sha1(new_raw.encode()).hexdigest())
+            rollup = self._rollup_call(effects.rollup, guard)
+        log_call = (
+            ([self.keys.log(execution_id)], [log, self.log_max_bytes, records.LOG_TRUNCATED_NOTE])
+            if log
+            else None
+        )
+        calls: list[tuple[Script, tuple[list[str], list[Any]]]] = []
+        if log_call is not None:
+            calls.append((self._append_log, log_call))
+        calls.append((self._cas_execution, (keys, args)))
+        if rollup is not None:
+            calls.append((self._rollup_script(), rollup))
+        pipe = self._r.pipeline(transaction=True)
+        for script, (call_keys, call_args) in calls:
+            pipe.evalsha(script.sha, len(call_keys), *call_keys, *call_args)
+        replies = pipe.execute(raise_on_error=False)
+        by_script = {id(script): reply for (script, _), reply in zip(calls, replies, strict=True)}
+        cas_reply = by_script[id(self._cas_execution)]
+        for script, _ in calls:
+            if isinstance(by_script[id(script)], NoScriptError):
+                self._r.script_load(script.script)
+        if isinstance(cas_reply, NoScriptError):  # nothing of the record was written: redo
+            log_done = log_call is not None and not isinstance(
+                by_script[id(self._append_log)], Exception
+            )
+            return self._write(execution_id, keys, args, new_raw, "" if log_done else log, effects)
+        if isinstance(cas_reply, Exception):
+            raise cas_reply
+        for script, (call_keys, call_args) in calls:
+            reply = by_script[id(script)]
+            if script is self._cas_execution or not isinstance(reply, Exception):
+                continue
+            try:  # the log or the rollup failed beside a written record: redo it alone
+                script(keys=call_keys, args=call_args)
+            except RedisError as exc:  # a log line or a count must never fail the run
+                what = "log" if script is self._append_log else "rollup"
+                _log.warning("the %s of %s failed: %s", what, execution_id, exc)
+        return _strs(cas_reply)
 
     def _cas_call(
         self,

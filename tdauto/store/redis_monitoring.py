@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
@@ -48,8 +48,7 @@ class RedisMonitoring:
     keys: Keys
     _r: redis.Redis
 
-    def _script(self, name: str) -> Script:  # provided by RedisStore
-        raise NotImplementedError
+    _script: Callable[[str], Script]  # RedisStore's loader of ``<name>.lua``
 
     def _rollup_script(self) -> Script:
         script: Script | None = getattr(self, "_rollup_lua", None)
@@ -61,6 +60,14 @@ class RedisMonitoring:
     def add_rollup(self, delta: RollupDelta) -> None:
         if not delta.buckets:
             return
+        keys, args = self._rollup_call(delta)
+        with _driver_errors("recording a rollup"):
+            self._rollup_script()(keys=keys, args=args)
+
+    def _rollup_call(
+        self, delta: RollupDelta, guard: tuple[str, str] | None = None
+    ) -> tuple[list[str], list[str]]:
+        """KEYS and ARGV of ``rollup.lua``; ``guard`` = (execution key, SHA-1 of its record)."""
         k = self.keys
         payload = {
             "b": [
@@ -79,8 +86,9 @@ class RedisMonitoring:
         keys = [k.rollup_latest]
         keys += [k.rollup(b.id) for b in delta.buckets]
         keys += [k.rollup_index(b.tier) for b in delta.buckets]
-        with _driver_errors("recording a rollup"):
-            self._rollup_script()(keys=keys, args=[body])
+        if guard is None:
+            return keys, [body]
+        return [*keys, guard[0]], [body, guard[1]]
 
     def read_rollups(self, bucket_ids: list[str]) -> list[dict[str, float]]:
         if not bucket_ids:

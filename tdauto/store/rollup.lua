@@ -1,4 +1,7 @@
--- rollup(keys=[latest, bucket_1..bucket_n, index_1..index_n] args=[delta_json])
+-- rollup(keys=[latest, bucket_1..bucket_n, index_1..index_n, guard?] args=[delta_json, guard_sha1?])
+-- With a guard (an execution key and the SHA-1 of the record just written to it, sent in the
+-- same MULTI as its compare-and-set), the delta is applied only if that record is what the
+-- key holds: an update that lost its compare-and-set counts nothing (returns -1).
 -- Applies one monitoring delta to n rollup buckets at once (one round trip per execution end).
 -- delta_json: {"b": [{"end": ts|-1, "exp": ts|-1}, ...] (one per bucket, in KEYS order),
 --   "i": {field: add}, "mx": {field: value}, "mn": {field: value}, "l": {field: [ts, value]}}
@@ -7,6 +10,12 @@
 -- "l" sets latest[field] = "<ts>|<value>" unless a newer ts is already there.
 local d = cjson.decode(ARGV[1])
 local n = #d.b
+if ARGV[2] and ARGV[2] ~= '' then
+  local record = redis.call('GET', KEYS[2 + 2 * n])
+  if not record or redis.sha1hex(record) ~= ARGV[2] then
+    return -1
+  end
+end
 for i = 1, n do
   local key = KEYS[1 + i]
   for f, v in pairs(d.i) do

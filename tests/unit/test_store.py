@@ -23,6 +23,7 @@ from tdauto.models import (
 )
 from tdauto.settings import Settings
 from tdauto.store import FileStore, RedisStore, Store, open_store
+from tdauto.store.backend import RollupBucket, RollupDelta
 from tdauto.store.effects import Effects
 from tdauto.store.records import LOG_TRUNCATED_NOTE
 from tests.support.redis_server import RedisServer
@@ -327,7 +328,7 @@ def test_effects_of_a_retried_update_are_written_once(redis_server: RedisServer)
         if calls == 1:  # a second writer changes the record between our read and our write
             other.update_execution(execution.id, lambda x: setattr(x, "error", "meanwhile"))
         e.actions[0].attempts += 1
-        return Effects(log="once\n")
+        return Effects(log="once\n", rollup=RollupDelta([RollupBucket("all", "all")], {"n": 1}))
 
     store.update_execution(execution.id, bump)
 
@@ -335,6 +336,7 @@ def test_effects_of_a_retried_update_are_written_once(redis_server: RedisServer)
     assert calls == 2
     assert stored is not None and stored.error == "meanwhile" and stored.actions[0].attempts == 1
     assert store.read_log(execution.id) == "once\n"
+    assert store.read_rollups(["all"]) == [{"n": 1.0}]  # the losing write counted nothing
     store.close()
     other.close()
 
