@@ -13,6 +13,11 @@ inside the handler's thread (``PyThreadState_SetAsyncExc``), which ends a pure-P
 that ignores the event at its next line. A handler blocked inside one C call (a socket read
 without a timeout) ends when that call returns.
 
+The store calls (renewal, cancel poll) run on a second thread, so a store that hangs (a host
+cut off from Redis) cannot stall the watch: an attempt whose lease was last renewed longer
+ago than ``lease_ttl_s - lease_renew_s`` is stopped as LOST before its lease can expire,
+since the reaper may then give the action to another host.
+
 A handler that finishes within a second never sees the watch: fast actions pay for a set
 insertion, nothing more. The lease itself is set and taken by the writes that start and end
 the attempt (``runner``), in the same store call as the record.
@@ -23,6 +28,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import queue
 import threading
 import time
 from dataclasses import dataclass, field
@@ -77,30 +83,38 @@ class _Watch:
     thread_id: int
     started: float = field(default_factory=time.monotonic)
     last_renew: float = field(default_factory=time.monotonic)
+    """When the lease was last set or renewed (monotonic s; the attempt's start sets it)."""
+    io_pending: bool = False
     reason: Outcome | None = None
     done: bool = False
     injected: bool = False
 
 
 class _Watcher:
-    """The per-process watcher thread and the attempts it watches (started on first use,
-    again in a forked child, where the parent's thread does not exist)."""
+    """The per-process watcher threads and the attempts they watch (started on first use,
+    again in a forked child, where the parent's threads do not exist): one that decides
+    without I/O, one that talks to the store."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self._active: set[_Watch] = set()
         self._thread: threading.Thread | None = None
+        self._io: queue.SimpleQueue[_Watch] = queue.SimpleQueue()
         self._pid = 0
 
     def add(self, watch: _Watch) -> None:
         with self.lock:
             if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
                 self._active = set()
+                self._io = queue.SimpleQueue()
                 self._pid = os.getpid()
                 self._thread = threading.Thread(
                     target=self._loop, name="tdauto-watch", daemon=True
                 )
                 self._thread.start()
+                threading.Thread(
+                    target=self._io_loop, args=(self._io,), name="tdauto-watch-io", daemon=True
+                ).start()
             self._active.add(watch)
 
     def finish(self, watch: _Watch) -> None:
@@ -117,35 +131,61 @@ class _Watcher:
             with self.lock:
                 watches = [w for w in self._active if w.reason is None]
             for watch in watches:
-                try:
-                    self._check(watch)
-                except Exception:  # the store may be down for a moment: look again later
-                    log.warning("watching %s failed", watch.member, exc_info=True)
+                self._check(watch)
 
     def _check(self, watch: _Watch) -> None:
+        """Timeout and lease age, decided here without I/O; the rest is queued for the store
+        thread (one request per attempt at a time)."""
         now = time.monotonic()
         if now - watch.started < POLL_S:
+            return
+        settings = watch.rt.settings
+        if watch.timeout_s is not None and now - watch.started >= watch.timeout_s:
+            self._stop_for(watch, Outcome.TIMEOUT)
+        elif now - watch.last_renew >= settings.lease_ttl_s - settings.lease_renew_s:
+            age_s = now - watch.last_renew
+            log.warning("%s: lease not renewed for %.0fs: stopping", watch.member, age_s)
+            self._stop_for(watch, Outcome.LOST)
+        elif not watch.io_pending:
+            watch.io_pending = True
+            self._io.put(watch)
+
+    def _io_loop(self, requests: queue.SimpleQueue[_Watch]) -> None:
+        while True:
+            watch = requests.get()
+            try:
+                self._look(watch)
+            except Exception:  # the store may be down for a moment: look again later
+                log.warning("watching %s failed", watch.member, exc_info=True)
+            finally:
+                watch.io_pending = False
+
+    def _look(self, watch: _Watch) -> None:
+        """Flush the log, renew the lease when due, and look whether the run ended."""
+        if watch.done or watch.reason is not None:
             return
         for handler in watch.ctx.logger.handlers:
             handler.flush()  # a quiet action's lines still reach the log within a second
         settings, store = watch.rt.settings, watch.rt.store
-        reason: Outcome | None = None
-        if watch.timeout_s is not None and now - watch.started >= watch.timeout_s:
-            reason = Outcome.TIMEOUT
-        elif now - watch.last_renew >= settings.lease_renew_s:
+        asked = time.monotonic()
+        if asked - watch.last_renew >= settings.lease_renew_s:
             renewed = store.timer_set(
                 LEASES, watch.member, time.time() + settings.lease_ttl_s, only="existing"
             )
-            watch.last_renew = now
             if not renewed:
-                reason = Outcome.LOST
-        if reason is None:
-            current = store.get_execution(watch.ctx.execution_id)
-            if current is None or current.status.terminal:
-                reason = Outcome.CANCELLED
-        if reason is not None:
+                self._stop_for(watch, Outcome.LOST)
+                return
+            watch.last_renew = asked  # counted from the request: the lease may be older
+        current = store.get_execution(watch.ctx.execution_id)
+        if current is None or current.status.terminal:
+            self._stop_for(watch, Outcome.CANCELLED)
+
+    def _stop_for(self, watch: _Watch, reason: Outcome) -> None:
+        with self.lock:
+            if watch.reason is not None or watch.done:
+                return
             watch.reason = reason
-            threading.Thread(target=self._stop, args=(watch,), daemon=True).start()
+        threading.Thread(target=self._stop, args=(watch,), daemon=True).start()
 
     def _stop(self, watch: _Watch) -> None:
         """Cancel event, process groups, then (after the grace) the handler's own thread."""
