@@ -179,14 +179,14 @@ def test_host_cut_off_rejoins_and_nothing_is_duplicated(
         cluster.hosts[victim].link(up=True)
     back_at = time.monotonic()
 
-    # Then every execution succeeds once, each side effect happened once. (The cut-off host
-    # cannot learn that it lost its leases until its link is back, so its handlers may run to
-    # their end meanwhile: 'bodies_finished_twice' counts those. That is the at-least-once
-    # contract, and why side effects go through ctx.idempotency_key.)
+    # Then every execution succeeds once, each side effect happened once, and no action body
+    # ran to its end twice: the cut-off host cannot renew its leases, so its watch stops
+    # those attempts before the leases can expire (and the reaper hand them over).
     runs = wait_done(cluster, ids, 120)
     numbers = measure(cluster, ids, work)
     assert numbers["lost"] == 0, [r.model_dump(mode="json") for r in runs]
     assert numbers["effects_duplicated"] == 0
+    assert numbers["bodies_finished_twice"] == 0, journal(work)
     assert numbers["succeeded_records"] == 6
     for run in runs:
         if f"{run.id}:0" in on_victim:
