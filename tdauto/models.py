@@ -8,6 +8,7 @@ back from a store are not re-checked against a registry that may have changed si
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -33,10 +34,19 @@ class _CaseInsensitive(StrEnum):
     @classmethod
     def _missing_(cls, value: object) -> Any:
         if isinstance(value, str):
-            for member in cls:
-                if value.lower() in (member.value.lower(), member.name.lower()):
-                    return member
+            return _folded_members(cls).get(value.lower())
         return None
+
+
+@functools.cache
+def _folded_members(cls: type[_CaseInsensitive]) -> dict[str, Any]:
+    """Lower-cased values and names -> member, built once per enum (a value in another case,
+    "DAILY", is looked up on every task created). The first member to claim a key keeps it."""
+    table: dict[str, Any] = {}
+    for member in cls:
+        table.setdefault(member.value.lower(), member)
+        table.setdefault(member.name.lower(), member)
+    return table
 
 
 class ProcessType(_CaseInsensitive):
