@@ -236,6 +236,10 @@ class ScheduleConfig(BaseModel):
         """The keys the user set, JSON-ready."""
         return self.model_dump(mode="json", exclude_none=True)
 
+    def given_keys(self) -> set[str]:
+        """The names of the keys the user set (``given()`` without serializing values)."""
+        return {name for name in type(self).model_fields if getattr(self, name) is not None}
+
 
 class Resources(BaseModel):
     """Percent of one worker host's capacity an action of the task reserves while it runs."""
@@ -388,7 +392,7 @@ class Task(BaseModel):
     @model_validator(mode="after")
     def _schedule_keys(self) -> Task:
         allowed, required = SCHEDULE_KEYS[self.schedule]
-        given = set(self.schedule_config.given())
+        given = self.schedule_config.given_keys()
         extra = given - allowed - COMMON_SCHEDULE_KEYS
         if extra:
             raise ValueError(
