@@ -11,6 +11,9 @@ One run, one private ``redis-server`` (started here on a free port, stopped at t
   before to 4 h after the start, so nothing comes due during the run), created through the
   async facade ``AutomationSystems.create_task``, ``--batch`` at a time with
   ``asyncio.gather``, in ``--create-procs`` processes (default 1): tasks created per second.
+  The default ``--batch 1`` awaits each ``create_task`` before the next: a loop of single
+  creations, as redbeat's side is a loop of single ``save()`` calls, so the rates compare
+  like for like (``--batch 16`` shows concurrent creations, which redbeat has no way to do).
 * a fresh process builds ``StoreScheduler(app)`` (app from ``make_app``, as ``celery beat``
   does) and calls ``tick()`` ``--ticks`` times back to back (leader election included), then
   ``dispatch_due(rt, now)`` + ``store.next_due_ts()`` as often; median and max with nothing
@@ -709,12 +712,16 @@ def print_table(report: dict[str, Any]) -> None:
         f"scheduler scale: N = {report['tasks']:,} DAILY tasks, {report['cpus']} CPUs, "
         f"Python {report['python']}"
     )
-    how = (
-        f"awaiting the async create_task, {report['batch']} per asyncio.gather"
-        if report["create_mode"] == "async"
-        else "calling the facade's sync helper _create_task_sync in a loop"
+    if report["create_mode"] != "async":
+        how = "calling the facade's sync helper _create_task_sync in a loop"
+    elif report["batch"] == 1:
+        how = "awaiting the async create_task in a loop, one at a time"
+    else:
+        how = f"awaiting the async create_task, {report['batch']} at a time (asyncio.gather)"
+    print(
+        f"tdauto tasks created by {how}, in {create['procs']} process(es); redbeat's by "
+        "RedBeatSchedulerEntry(...).save() in a loop, one at a time, same Redis"
     )
-    print(f"tdauto tasks created by {how}, in {create['procs']} process(es)")
     print(
         "ratio = tdauto / baseline: > 1 means tdauto is slower (s, ms), bigger (MiB), faster (/s)"
     )
@@ -876,7 +883,13 @@ def main() -> int:
         default="async",
         help="async: await create_task, --batch per gather; sync: _create_task_sync in a loop.",
     )
-    parser.add_argument("--batch", type=int, default=16, help="create_task calls per gather.")
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=1,
+        help="create_task calls per gather (1: each awaited before the next, like redbeat's "
+        "loop of save() calls).",
+    )
     parser.add_argument("--create-procs", type=int, default=1, help="Processes creating tasks.")
     parser.add_argument("--skip-baselines", action="store_true", help="tdauto only.")
     parser.add_argument("--lateness-s", type=float, default=60.0, help="0 skips the phase.")

@@ -2,7 +2,9 @@
 
 It delegates: validation to the models, persistence to the store, timing to ``schedules``,
 running to the engine, processes to ``processes``. Async methods run their store calls in a
-thread so an event loop stays responsive with a Redis store.
+thread so an event loop stays responsive with a Redis store; ``create_task``, the one called
+in bulk, validates on the loop and awaits its single store round trip natively
+(``Store.acreate_task``).
 """
 
 from __future__ import annotations
@@ -68,18 +70,22 @@ class AutomationSystems:
     def _validate(self, data: dict[str, Any]) -> Task:
         return Task.model_validate(data, context=self._rt.validation_context())
 
-    def _create_task_sync(self, data: dict[str, Any]) -> Task:
+    def _prepare(self, data: dict[str, Any]) -> tuple[Task, float | None]:
+        """The validated task and its first fire time: computation only, no store call (the
+        upstream of ``run_after`` is checked by the store, in the same step as the write)."""
         config = data.get("schedule_config")
         if isinstance(config, dict) and config.get("timezone") is None:
             # The zone in force at creation is part of the definition, so changing
             # TDAUTO_TIMEZONE later does not silently move existing tasks.
             data["schedule_config"] = {**config, "timezone": self.settings.timezone}
         task = self._validate(data)
-        self._check_upstream(task)
-        next_ts = compute_next_ts(task, time.time(), self.settings.timezone)
-        stored, created = self._rt.store.create_task(task, next_ts)
-        if created and task.run_after is not None:
-            self._rt.store.set_upstream(stored.id, task.run_after.task)
+        if task.run_after is not None and task.run_after.task == task.name:
+            raise InvalidInput("run_after.task", "a task cannot run after itself")
+        return task, compute_next_ts(task, time.time(), self.settings.timezone)
+
+    def _create_task_sync(self, data: dict[str, Any]) -> Task:
+        task, next_ts = self._prepare(data)
+        stored, _ = self._rt.store.create_task(task, next_ts)
         return stored
 
     def _check_upstream(self, task: Task) -> None:
@@ -114,7 +120,11 @@ class AutomationSystems:
             "resources": resources or {},
             **options,
         }
-        return await asyncio.to_thread(self._create_task_sync, data)
+        # Validation and the first fire time are computation (tens of microseconds), done
+        # on the loop; the store's one round trip is awaited (Redis) or threaded (files).
+        task, next_ts = self._prepare(data)
+        stored, _ = await self._rt.store.acreate_task(task, next_ts)
+        return stored
 
     def _find(self, id_or_name: str) -> Task:
         store = self._rt.store

@@ -8,6 +8,7 @@ back from a store are not re-checked against a registry that may have changed si
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -33,10 +34,19 @@ class _CaseInsensitive(StrEnum):
     @classmethod
     def _missing_(cls, value: object) -> Any:
         if isinstance(value, str):
-            for member in cls:
-                if value.lower() in (member.value.lower(), member.name.lower()):
-                    return member
+            return _folded_members(cls).get(value.lower())
         return None
+
+
+@functools.cache
+def _folded_members(cls: type[_CaseInsensitive]) -> dict[str, Any]:
+    """Lower-cased values and names -> member, built once per enum (a value in another case,
+    "DAILY", is looked up on every task created). The first member to claim a key keeps it."""
+    table: dict[str, Any] = {}
+    for member in cls:
+        table.setdefault(member.value.lower(), member)
+        table.setdefault(member.name.lower(), member)
+    return table
 
 
 class ProcessType(_CaseInsensitive):
@@ -226,6 +236,10 @@ class ScheduleConfig(BaseModel):
         """The keys the user set, JSON-ready."""
         return self.model_dump(mode="json", exclude_none=True)
 
+    def given_keys(self) -> set[str]:
+        """The names of the keys the user set (``given()`` without serializing values)."""
+        return {name for name in type(self).model_fields if getattr(self, name) is not None}
+
 
 class Resources(BaseModel):
     """Percent of one worker host's capacity an action of the task reserves while it runs."""
@@ -378,7 +392,7 @@ class Task(BaseModel):
     @model_validator(mode="after")
     def _schedule_keys(self) -> Task:
         allowed, required = SCHEDULE_KEYS[self.schedule]
-        given = set(self.schedule_config.given())
+        given = self.schedule_config.given_keys()
         extra = given - allowed - COMMON_SCHEDULE_KEYS
         if extra:
             raise ValueError(

@@ -12,6 +12,7 @@ someone made on purpose stays.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import os
 import stat
 import threading
@@ -95,9 +96,19 @@ class CleanupParams(BaseModel):
     def _default_paths(self, info: ValidationInfo) -> CleanupParams:
         settings = (info.context or {}).get("settings")
         if settings is not None and self.path is None:
-            for folder in DEFAULT_FOLDERS:
-                confine(settings.data_path / folder, settings.confined_paths, "path")
+            _check_default_folders(settings.data_path, tuple(settings.confined_paths))
         return self
+
+
+@functools.lru_cache(maxsize=64)
+def _check_default_folders(data_path: Path, allowed: tuple[Path, ...]) -> None:
+    """The default folders lie inside the allowed paths: checked once per data dir and
+    allowed paths, not per task created (four ``resolve()`` calls a task was a third of the
+    cost of ``create_task``). A failure is not cached, so a fixed layout passes at once; the
+    handler confines every path again when it runs, so a symlink made later cannot lead a
+    cleanup out."""
+    for folder in DEFAULT_FOLDERS:
+        confine(data_path / folder, list(allowed), "path")
 
 
 @action("cleanup", resource_class="storage", params=CleanupParams, process_type="maintenance")

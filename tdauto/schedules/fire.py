@@ -64,7 +64,7 @@ def check_schedule_config(
                 f"allowed for {schedule.name}: {sorted(allowed | COMMON_SCHEDULE_KEYS)}",
             )
         config = ScheduleConfig.model_validate(dict(config))
-    given = set(config.given())
+    given = config.given_keys()
     extra = given - allowed - COMMON_SCHEDULE_KEYS
     if extra:
         raise InvalidInput(

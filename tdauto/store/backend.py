@@ -14,6 +14,7 @@ Times crossing this interface as floats are UTC epoch seconds (``*_ts``).
 from __future__ import annotations
 
 import abc
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -66,7 +67,16 @@ class Store(abc.ABC):
         Names are unique. If a task of that name exists with the same ``definition()``,
         nothing changes and ``(existing, False)`` is returned; if its definition differs,
         ``errors.NameTaken`` is raised. Otherwise returns ``(task, True)``.
+
+        A ``task.run_after`` is recorded in the same step (as ``set_upstream`` would), and
+        its upstream must be a task that exists then, else ``errors.InvalidInput`` on
+        ``run_after.task`` and nothing is written.
         """
+
+    async def acreate_task(self, task: Task, next_ts: float | None) -> tuple[Task, bool]:
+        """:meth:`create_task` for an event loop: here in a worker thread; a backend with a
+        native async client (Redis) awaits its round trip on the loop instead."""
+        return await asyncio.to_thread(self.create_task, task, next_ts)
 
     @abc.abstractmethod
     def save_task(self, task: Task) -> None:

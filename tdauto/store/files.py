@@ -199,6 +199,13 @@ class FileStore(FileMonitoring, Store):
             path = self._task_path(task.id)
             if path.exists():
                 raise InvalidInput("id", f"task id {task.id!r} is taken; leave id unset")
+            upstream = records.upstream_of(task)
+            if upstream is not None:
+                if self._holder_of(upstream) is None:
+                    raise records.no_upstream(upstream)
+                pairs = self._read_json(self._upstream_path)
+                pairs[task.id] = upstream
+                _write_atomic(self._upstream_path, json.dumps(pairs))
             states = self._read_states()
             states[task.id] = {"next_ts": next_ts, "last_ts": None}
             # Schedule first, definition last: a task that exists is always scheduled; a crash

@@ -62,6 +62,16 @@ def task_json(task: Task) -> str:
     return task.model_dump_json(exclude=set(RUN_STATE_FIELDS))
 
 
+def upstream_of(task: Task) -> str | None:
+    """The name of the task ``task`` runs after, if any."""
+    return task.run_after.task if task.run_after is not None else None
+
+
+def no_upstream(name: str) -> InvalidInput:
+    """The error for a ``run_after`` naming a task that does not exist."""
+    return InvalidInput("run_after.task", f"no task named {name!r}; create the upstream task first")
+
+
 def load_task(raw: str | bytes | dict[str, Any], state: RunState | dict[str, Any] | None) -> Task:
     """A stored task with ``state`` filled in as ``next_run_at`` / ``last_run_at``."""
     data = json.loads(raw) if isinstance(raw, str | bytes) else dict(raw)

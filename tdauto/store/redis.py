@@ -35,6 +35,7 @@ from tdauto.store.backend import Store, TimerMode
 from tdauto.store.effects import Effects, Mutation
 from tdauto.store.keys import DEFAULT_PREFIX, Keys
 from tdauto.store.records import RunState
+from tdauto.store.redis_async import LoopClients, client_factory
 from tdauto.store.redis_monitoring import RedisMonitoring
 
 MAX_WATCH_RETRIES = 1000
@@ -105,6 +106,13 @@ class RedisStore(RedisMonitoring, Store):
         self._release_reservation = self._script("release_reservation")
         self._recent: dict[str, str] = {}
         self._recent_lock = threading.Lock()
+        # awaitable calls on the caller's loop; an injected client has no URL to copy, so
+        # its store's async calls take a worker thread instead
+        self._async = (
+            LoopClients(client_factory(url, reconnect_s), {"create_task": _lua("create_task")})
+            if client is None
+            else None
+        )
 
     def _script(self, name: str) -> Script:
         return self._r.register_script(_lua(name))
@@ -112,14 +120,35 @@ class RedisStore(RedisMonitoring, Store):
     # --- tasks --------------------------------------------------------------------------------
 
     def create_task(self, task: Task, next_ts: float | None) -> tuple[Task, bool]:
+        keys, args = self._create_call(task, next_ts)
+        with _driver_errors(f"creating task {task.name!r}"):
+            reply = self._create_task(keys=keys, args=args)
+        return self._created(task, next_ts, reply)
+
+    async def acreate_task(self, task: Task, next_ts: float | None) -> tuple[Task, bool]:
+        """One round trip awaited on the running loop (no worker thread: handing each create
+        to a thread and back cost more than the create itself)."""
+        if self._async is None:
+            return await super().acreate_task(task, next_ts)
+        keys, args = self._create_call(task, next_ts)
+        with _driver_errors(f"creating task {task.name!r}"):
+            reply = await self._async.script("create_task")(keys=keys, args=args)
+        return self._created(task, next_ts, reply)
+
+    def _create_call(self, task: Task, next_ts: float | None) -> tuple[list[str], list[str]]:
+        """Keys and args of ``create_task.lua`` (one Lua call: task, name, run state, due
+        entry and run_after dependency)."""
         next_ts = records.check_ts("next_ts", next_ts)
         k = self.keys
+        upstream = records.upstream_of(task) or ""
         state = json.dumps({"next_ts": next_ts, "last_ts": None})
-        with _driver_errors(f"creating task {task.name!r}"):
-            reply = self._create_task(
-                keys=[k.tasks, k.task_names, k.task_state, k.due],
-                args=[task.id, task.name, records.task_json(task), state, _ts_arg(next_ts)],
-            )
+        keys = [k.tasks, k.task_names, k.task_state, k.due]
+        if upstream:
+            keys += [k.upstream, k.dependents(upstream)]
+        args = [task.id, task.name, records.task_json(task), state, _ts_arg(next_ts), upstream]
+        return keys, args
+
+    def _created(self, task: Task, next_ts: float | None, reply: Any) -> tuple[Task, bool]:
         if reply[0] == "exists":
             _, holder_id, holder_json, holder_state = reply
             if not holder_json:
@@ -130,6 +159,8 @@ class RedisStore(RedisMonitoring, Store):
             raise NameTaken(task.name, holder_id)
         if reply[0] == "id_taken":
             raise InvalidInput("id", f"task id {task.id!r} is taken; leave id unset")
+        if reply[0] == "no_upstream":
+            raise records.no_upstream(records.upstream_of(task) or "")
         stored = task.model_copy()
         stored.next_run_at, stored.last_run_at = records.ts_to_dt(next_ts), None
         return stored, True
@@ -515,7 +546,6 @@ class RedisStore(RedisMonitoring, Store):
             members: Any = self._r.smembers(self.keys.dependents(upstream))
         return sorted(str(m) for m in members)
 
-
     def put_sample(self, host: str, pool: str, sample: dict[str, Any], ttl_s: float) -> None:
         key = self.keys.sample(host, pool)
         body = json.dumps({**sample, "host": host, "pool": pool})
@@ -702,6 +732,8 @@ class RedisStore(RedisMonitoring, Store):
             self._r.ping()
 
     def close(self) -> None:
+        if self._async is not None:
+            self._async.drop()
         if self._owns_client:
             with _driver_errors("closing the connection"):
                 self._r.close()

@@ -6,6 +6,7 @@ also checked against a brute-force minute-by-minute oracle written independently
 
 from __future__ import annotations
 
+import itertools
 import random
 import time
 from collections.abc import Callable
@@ -13,6 +14,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from tdauto.models import ScheduleConfig, ScheduleType
@@ -23,6 +26,7 @@ from tdauto.schedules import (
     format_duration,
     next_fire_ts,
     preview,
+    slots,
 )
 
 S = ScheduleType
@@ -628,3 +632,34 @@ def test_cross_check_against_a_minute_by_minute_oracle(zone: str, utc_offset_s: 
             after = float(int(after // 60) * 60)  # exactly on a minute, often a slot
         got = next_fire_ts(kind, config, after, default_tz=zone)
         assert got == _oracle(expression, after, utc_offset_s), (kind, expression, utc(after))
+
+
+# --- the stepped fast path equals croniter ---------------------------------------------------
+
+
+@given(
+    minute=st.integers(0, 59),
+    hour=st.one_of(st.none(), st.integers(0, 23)),
+    weekday=st.one_of(st.none(), st.integers(0, 7)),
+    start=st.datetimes(datetime(1971, 1, 1), datetime(2099, 1, 1)),
+)
+def test_stepped_matches_equal_croniters(
+    minute: int, hour: int | None, weekday: int | None, start: datetime
+) -> None:
+    """``M * * * *``, ``M H * * *`` and ``M H * * D`` (what HOURLY, DAILY and WEEKLY make) are
+    stepped without croniter; on the naive clock they give croniter's matches, in order."""
+    fields = [str(minute), "*" if hour is None else str(hour), "*", "*"]
+    fields.append("*" if weekday is None or hour is None else str(weekday))
+    expression = " ".join(fields)
+    assert slots._simple_steps(expression) is not None
+    stepped = list(itertools.islice(slots._wall_matches(expression, start), 4))
+    expected = list(itertools.islice(slots._croniter_matches(expression, start), 4))
+    assert stepped == expected, expression
+
+
+@pytest.mark.parametrize(
+    "expression",
+    ["*/5 * * * *", "0 2 1 * *", "0 2 * 3 *", "5 * * * 1", "0 2-4 * * *", "0 9 * * 1-5"],
+)
+def test_other_expressions_go_through_croniter(expression: str) -> None:
+    assert slots._simple_steps(expression) is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from tdauto.errors import InvalidInput, NameTaken, NotFound, StoreError
 from tdauto.models import (
@@ -115,6 +117,61 @@ def test_run_state_is_filled_in_on_read_and_kept_exact(store: Store) -> None:
     [listed] = store.list_tasks()
     assert (listed.next_run_at, listed.last_run_at) == (read.next_run_at, read.last_run_at)
     assert store.due(next_ts) == [(task.id, next_ts)]
+
+
+def test_create_task_records_run_after_in_the_same_step(store: Store) -> None:
+    upstream, _ = store.create_task(make_task("A"), T0)
+    before = store.snapshot()
+
+    with pytest.raises(InvalidInput, match="no task named 'Z'") as error:
+        store.create_task(make_task("b", run_after={"task": "Z"}), T0)
+
+    assert error.value.field == "run_after.task"
+    assert store.snapshot() == before and store.dependents("Z") == []
+    b, created = store.create_task(make_task("b", run_after={"task": "A"}), T0)
+    assert created and store.dependents("A") == [b.id]
+    again, created = store.create_task(make_task("b", run_after={"task": "A"}), T0)
+    assert not created and again.id == b.id and store.dependents("A") == [b.id]
+    assert upstream.id not in store.dependents("A")
+
+
+def test_acreate_task_is_create_task_awaited(store: Store) -> None:
+    async def create(name: str, **changes: Any) -> tuple[Task, bool]:
+        return await store.acreate_task(make_task(name, **changes), T0)
+
+    first, created = asyncio.run(create("a"))
+    assert created and store.get_task(first.id) is not None
+    assert first.next_run_at == datetime.fromtimestamp(T0, UTC)
+    again, created = asyncio.run(create("a"))  # another loop: the store still answers
+    assert not created and again.id == first.id
+    with pytest.raises(NameTaken):
+        asyncio.run(create("a", priority=1))
+    with pytest.raises(InvalidInput, match=r"run_after\.task"):
+        asyncio.run(create("b", run_after={"task": "nope"}))
+    assert store.due(T0) == [(first.id, T0)]
+
+
+def test_redis_acreate_task_leaves_no_connection_behind_its_loops(
+    redis_server: RedisServer,
+) -> None:
+    """Each loop's async client is closed when ``asyncio.run`` ends: loops come and go, the
+    server's client count does not grow."""
+    store = RedisStore(redis_server.url, prefix="loops")
+    watcher = redis.Redis.from_url(redis_server.url)
+
+    async def create(n: int) -> None:
+        await asyncio.gather(*(store.acreate_task(make_task(f"t{n}-{i}"), T0) for i in range(8)))
+
+    try:
+        asyncio.run(create(0))
+        baseline = len(watcher.client_list())
+        for n in range(1, 6):
+            asyncio.run(create(n))
+        assert len(watcher.client_list()) == baseline
+        assert len(store.list_tasks()) == 48
+    finally:
+        watcher.close()
+        store.close()
 
 
 def test_identical_recreate_returns_existing_and_writes_nothing(store: Store) -> None:
