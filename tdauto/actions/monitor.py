@@ -32,7 +32,22 @@ Section = Literal["tasks", "executions", "queues", "host"]
 SECTIONS: tuple[Section, ...] = ("tasks", "executions", "queues", "host")
 
 
-class MonitorParams(BaseModel):
+class DiskPathParams(BaseModel):
+    """``disk_path``: whose disk a snapshot samples (default the data dir), confined like every
+    path an action takes; shared by ``monitor`` and ``collect``."""
+
+    disk_path: str | None = None
+
+    @field_validator("disk_path")
+    @classmethod
+    def _confined(cls, value: str | None, info: ValidationInfo) -> str | None:
+        settings = (info.context or {}).get("settings")
+        if value is not None and settings is not None:
+            confine(settings.data_path / value, settings.confined_paths, "disk_path")
+        return value
+
+
+class MonitorParams(DiskPathParams):
     """Params of ``monitor``.
 
     - ``include``: the sections of the snapshot (default all): ``tasks``, ``executions``,
@@ -45,16 +60,7 @@ class MonitorParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     include: list[Section] = Field(default_factory=lambda: list(SECTIONS), min_length=1)
-    disk_path: str | None = None
     in_flight_limit: int = Field(default=20, ge=0, le=1000)
-
-    @field_validator("disk_path")
-    @classmethod
-    def _confined(cls, value: str | None, info: ValidationInfo) -> str | None:
-        settings = (info.context or {}).get("settings")
-        if value is not None and settings is not None:
-            confine(settings.data_path / value, settings.confined_paths, "disk_path")
-        return value
 
 
 def local_queue_depths(settings: Settings) -> dict[str, int]:

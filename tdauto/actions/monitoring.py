@@ -12,11 +12,11 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from tdauto.actions import alerting  # noqa: F401 - registers ``alert``
-from tdauto.actions.context import ActionContext, confine
-from tdauto.actions.monitor import host_snapshot, queue_snapshot
+from tdauto.actions.context import ActionContext
+from tdauto.actions.monitor import DiskPathParams, host_snapshot, queue_snapshot
 from tdauto.actions.registry import action
 from tdauto.monitoring import samples
 from tdauto.monitoring.alerts import Duration
@@ -24,23 +24,14 @@ from tdauto.monitoring.reports import write_report
 from tdauto.monitoring.trend import fit, forecast
 
 
-class CollectParams(BaseModel):
+class CollectParams(DiskPathParams):
     """Params of ``collect``: ``disk_path`` (whose disk is sampled; default the data dir,
     confined), ``queues`` (add queue depths), ``keep`` (samples kept in the store)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    disk_path: str | None = None
     queues: bool = True
     keep: int = Field(default=20_000, ge=10, le=1_000_000)
-
-    @field_validator("disk_path")
-    @classmethod
-    def _confined(cls, value: str | None, info: ValidationInfo) -> str | None:
-        settings = (info.context or {}).get("settings")
-        if value is not None and settings is not None:
-            confine(settings.data_path / value, settings.confined_paths, "disk_path")
-        return value
 
 
 @action("collect", resource_class="cpu", params=CollectParams, process_type="monitoring")

@@ -11,13 +11,11 @@ connects at import.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -36,6 +34,7 @@ from tdauto.store.effects import Effects, Mutation
 from tdauto.store.keys import DEFAULT_PREFIX, Keys
 from tdauto.store.records import RunState
 from tdauto.store.redis_async import LoopClients, client_factory
+from tdauto.store.redis_errors import driver_errors
 from tdauto.store.redis_monitoring import RedisMonitoring
 
 MAX_WATCH_RETRIES = 1000
@@ -47,14 +46,6 @@ _PAGE = 200
 @cache
 def _lua(name: str) -> str:
     return resources.files("tdauto.store").joinpath(f"{name}.lua").read_text(encoding="utf-8")
-
-
-@contextlib.contextmanager
-def _driver_errors(what: str) -> Iterator[None]:
-    try:
-        yield
-    except RedisError as exc:
-        raise StoreError(f"redis store: {what} failed: {type(exc).__name__}: {exc}") from exc
 
 
 def _strs(reply: Any) -> list[str]:
@@ -121,7 +112,7 @@ class RedisStore(RedisMonitoring, Store):
 
     def create_task(self, task: Task, next_ts: float | None) -> tuple[Task, bool]:
         keys, args = self._create_call(task, next_ts)
-        with _driver_errors(f"creating task {task.name!r}"):
+        with driver_errors(f"creating task {task.name!r}"):
             reply = self._create_task(keys=keys, args=args)
         return self._created(task, next_ts, reply)
 
@@ -131,7 +122,7 @@ class RedisStore(RedisMonitoring, Store):
         if self._async is None:
             return await super().acreate_task(task, next_ts)
         keys, args = self._create_call(task, next_ts)
-        with _driver_errors(f"creating task {task.name!r}"):
+        with driver_errors(f"creating task {task.name!r}"):
             reply = await self._async.script("create_task")(keys=keys, args=args)
         return self._created(task, next_ts, reply)
 
@@ -167,7 +158,7 @@ class RedisStore(RedisMonitoring, Store):
 
     def save_task(self, task: Task) -> None:
         k = self.keys
-        with _driver_errors(f"saving task {task.id}"):
+        with driver_errors(f"saving task {task.id}"):
             reply = self._save_task(
                 keys=[k.tasks, k.task_names], args=[task.id, task.name, records.task_json(task)]
             )
@@ -177,7 +168,7 @@ class RedisStore(RedisMonitoring, Store):
             raise NameTaken(task.name, reply[1])
 
     def get_task(self, task_id: str) -> Task | None:
-        with _driver_errors(f"reading task {task_id}"):
+        with driver_errors(f"reading task {task_id}"):
             pipe = self._r.pipeline(transaction=True)
             pipe.hget(self.keys.tasks, task_id)
             pipe.hget(self.keys.task_state, task_id)
@@ -187,7 +178,7 @@ class RedisStore(RedisMonitoring, Store):
     def get_tasks(self, task_ids: list[str]) -> dict[str, Task]:
         if not task_ids:
             return {}
-        with _driver_errors("reading tasks"):
+        with driver_errors("reading tasks"):
             pipe = self._r.pipeline(transaction=True)
             pipe.hmget(self.keys.tasks, task_ids)
             pipe.hmget(self.keys.task_state, task_ids)
@@ -199,12 +190,12 @@ class RedisStore(RedisMonitoring, Store):
         }
 
     def get_task_by_name(self, name: str) -> Task | None:
-        with _driver_errors(f"reading task {name!r}"):
+        with driver_errors(f"reading task {name!r}"):
             task_id = self._r.hget(self.keys.task_names, name)
         return None if task_id is None else self.get_task(str(task_id))
 
     def list_tasks(self) -> list[Task]:
-        with _driver_errors("listing tasks"):
+        with driver_errors("listing tasks"):
             pipe = self._r.pipeline(transaction=True)
             pipe.hgetall(self.keys.tasks)
             pipe.hgetall(self.keys.task_state)
@@ -217,7 +208,7 @@ class RedisStore(RedisMonitoring, Store):
 
     def delete_task(self, task_id: str) -> bool:
         k = self.keys
-        with _driver_errors(f"deleting task {task_id}"):
+        with driver_errors(f"deleting task {task_id}"):
             reply = self._delete_task(
                 keys=[k.tasks, k.task_names, k.task_state, k.due], args=[task_id]
             )
@@ -236,7 +227,7 @@ class RedisStore(RedisMonitoring, Store):
         k = self.keys
         last = records.check_ts("fire_ts", last_ts)
         nxt = records.check_ts("next_ts", next_ts)
-        with _driver_errors(f"setting the run state of task {task_id}"):
+        with driver_errors(f"setting the run state of task {task_id}"):
             pipe = self._r.pipeline(transaction=False)
             for field, ts in (("last_ts", last), ("next_ts", nxt)):
                 self._set_run_state(
@@ -248,7 +239,7 @@ class RedisStore(RedisMonitoring, Store):
 
     def _set_state(self, task_id: str, field: str, ts: float | None) -> None:
         k = self.keys
-        with _driver_errors(f"setting {field} of task {task_id}"):
+        with driver_errors(f"setting {field} of task {task_id}"):
             self._set_run_state(
                 keys=[k.tasks, k.task_state, k.due], args=[task_id, field, _ts_arg(ts)]
             )
@@ -256,14 +247,14 @@ class RedisStore(RedisMonitoring, Store):
     def due(self, now_ts: float, limit: int = 100) -> list[tuple[str, float]]:
         if limit <= 0:
             return []
-        with _driver_errors("reading the due index"):
+        with driver_errors("reading the due index"):
             rows: Any = self._r.zrangebyscore(
                 self.keys.due, "-inf", now_ts, start=0, num=limit, withscores=True
             )
         return [(str(row[0]), float(row[1])) for row in rows]
 
     def next_due_ts(self) -> float | None:
-        with _driver_errors("reading the due index"):
+        with driver_errors("reading the due index"):
             rows: Any = self._r.zrange(self.keys.due, 0, 0, withscores=True)
         return float(rows[0][1]) if rows else None
 
@@ -272,7 +263,7 @@ class RedisStore(RedisMonitoring, Store):
     def create_execution(self, execution: Execution) -> bool:
         k = self.keys
         body = records.execution_json(execution)
-        with _driver_errors(f"creating execution {execution.id}"):
+        with driver_errors(f"creating execution {execution.id}"):
             created = self._create_execution(
                 keys=[
                     k.execution(execution.id),
@@ -291,7 +282,7 @@ class RedisStore(RedisMonitoring, Store):
         return bool(created)
 
     def get_execution(self, execution_id: str) -> Execution | None:
-        with _driver_errors(f"reading execution {execution_id}"):
+        with driver_errors(f"reading execution {execution_id}"):
             raw: Any = self._r.get(self.keys.execution(execution_id))
         if raw is None:
             return None
@@ -315,7 +306,7 @@ class RedisStore(RedisMonitoring, Store):
         same pipeline, once); on a conflict ``mutate`` runs again on the current record, so it
         must depend only on the execution it is given. Its own exceptions pass through
         unwrapped."""
-        with _driver_errors(f"updating execution {execution_id}"):
+        with driver_errors(f"updating execution {execution_id}"):
             raw: Any = self._recent.get(execution_id)
             if raw is None:
                 raw = self._r.get(self.keys.execution(execution_id))
@@ -462,7 +453,7 @@ class RedisStore(RedisMonitoring, Store):
             index = self.keys.executions
         found: list[Execution] = []
         start = 0
-        with _driver_errors("listing executions"):
+        with driver_errors("listing executions"):
             while limit is None or len(found) < limit:
                 ids = _strs(self._r.zrevrange(index, start, start + _PAGE - 1))
                 if not ids:
@@ -488,7 +479,7 @@ class RedisStore(RedisMonitoring, Store):
     ) -> list[str]:
         k = self.keys
         lock_key = k.active_lock(lock) if lock else k.active_task(task_id)
-        with _driver_errors(f"admitting execution {execution_id}"):
+        with driver_errors(f"admitting execution {execution_id}"):
             reply = self._admit(
                 keys=[k.active_task(task_id), lock_key],
                 args=[execution_id, max_concurrent or 0, "1" if lock else "0"],
@@ -496,7 +487,7 @@ class RedisStore(RedisMonitoring, Store):
         return sorted(set(_strs(reply)))
 
     def release(self, execution_id: str, task_id: str, lock: str | None) -> None:
-        with _driver_errors(f"releasing execution {execution_id}"):
+        with driver_errors(f"releasing execution {execution_id}"):
             pipe = self._r.pipeline(transaction=True)
             pipe.srem(self.keys.active_task(task_id), execution_id)
             if lock:
@@ -505,31 +496,31 @@ class RedisStore(RedisMonitoring, Store):
 
     def timer_set(self, name: str, member: str, due_ts: float, only: TimerMode = "any") -> bool:
         flags = {"new": {"nx": True}, "existing": {"xx": True}}.get(only, {})
-        with _driver_errors(f"setting timer {name}/{member}"):
+        with driver_errors(f"setting timer {name}/{member}"):
             changed = self._r.zadd(self.keys.timer(name), {member: due_ts}, ch=True, **flags)
         return only == "any" or bool(changed)
 
     def timer_due(self, name: str, now_ts: float, limit: int = 100) -> list[tuple[str, float]]:
-        with _driver_errors(f"reading timers {name}"):
+        with driver_errors(f"reading timers {name}"):
             rows: Any = self._r.zrangebyscore(
                 self.keys.timer(name), "-inf", now_ts, start=0, num=limit, withscores=True
             )
         return [(str(row[0]), float(row[1])) for row in rows]
 
     def timer_get(self, name: str, member: str) -> float | None:
-        with _driver_errors(f"reading timer {name}/{member}"):
+        with driver_errors(f"reading timer {name}/{member}"):
             score: Any = self._r.zscore(self.keys.timer(name), member)
         return None if score is None else float(score)
 
     def timer_take(self, name: str, member: str) -> bool:
-        with _driver_errors(f"taking timer {name}/{member}"):
+        with driver_errors(f"taking timer {name}/{member}"):
             return bool(self._r.zrem(self.keys.timer(name), member))
 
     def set_upstream(self, task_id: str, upstream: str | None) -> None:
         """The hash keeps each task's upstream (to move it); a set per upstream name keeps its
         dependents, so a run that ends reads only its own dependents."""
         k = self.keys
-        with _driver_errors(f"recording run_after of {task_id}"):
+        with driver_errors(f"recording run_after of {task_id}"):
             old: Any = self._r.hget(k.upstream, task_id)
             pipe = self._r.pipeline(transaction=True)
             if old:
@@ -542,21 +533,21 @@ class RedisStore(RedisMonitoring, Store):
             pipe.execute()
 
     def dependents(self, upstream: str) -> list[str]:
-        with _driver_errors("reading run_after dependents"):
+        with driver_errors("reading run_after dependents"):
             members: Any = self._r.smembers(self.keys.dependents(upstream))
         return sorted(str(m) for m in members)
 
     def put_sample(self, host: str, pool: str, sample: dict[str, Any], ttl_s: float) -> None:
         key = self.keys.sample(host, pool)
         body = json.dumps({**sample, "host": host, "pool": pool})
-        with _driver_errors(f"publishing the sample of {host}/{pool}"):
+        with driver_errors(f"publishing the sample of {host}/{pool}"):
             pipe = self._r.pipeline(transaction=False)
             pipe.set(key, body, px=int(ttl_s * 1000))
             pipe.zadd(self.keys.samples, {key: time.time() + ttl_s})
             pipe.execute()
 
     def samples(self) -> list[dict[str, Any]]:
-        with _driver_errors("reading samples"):
+        with driver_errors("reading samples"):
             self._r.zremrangebyscore(self.keys.samples, "-inf", time.time())
             keys: Any = self._r.zrange(self.keys.samples, 0, -1)
             raws: Any = self._r.mget(keys) if keys else []
@@ -567,7 +558,7 @@ class RedisStore(RedisMonitoring, Store):
     ) -> bool:
         cpu, memory, storage = (float(amounts.get(n, 0.0)) for n in ("cpu", "memory", "storage"))
         body = json.dumps({"host": host, "cpu": cpu, "memory": memory, "storage": storage})
-        with _driver_errors(f"reserving {key} on {host}"):
+        with driver_errors(f"reserving {key} on {host}"):
             ok = self._reserve(
                 keys=[self.keys.ledger(host), self.keys.reservations],
                 args=[key, body, capacity, cpu, memory, storage],
@@ -575,7 +566,7 @@ class RedisStore(RedisMonitoring, Store):
         return bool(ok)
 
     def release_reservation(self, key: str) -> bool:
-        with _driver_errors(f"releasing {key}"):
+        with driver_errors(f"releasing {key}"):
             raw: Any = self._r.hget(self.keys.reservations, key)
             if raw is None:
                 return False
@@ -587,23 +578,23 @@ class RedisStore(RedisMonitoring, Store):
         return bool(done)
 
     def reservations(self) -> dict[str, dict[str, Any]]:
-        with _driver_errors("reading reservations"):
+        with driver_errors("reading reservations"):
             pairs: Any = self._r.hgetall(self.keys.reservations)
         return {str(k): json.loads(v) for k, v in pairs.items()}
 
     def put_weights(self, record: dict[str, Any]) -> None:
-        with _driver_errors("writing routing weights"):
+        with driver_errors("writing routing weights"):
             self._r.set(self.keys.weights, json.dumps(record))
 
     def weights(self) -> dict[str, Any] | None:
-        with _driver_errors("reading routing weights"):
+        with driver_errors("reading routing weights"):
             raw: Any = self._r.get(self.keys.weights)
         return json.loads(raw) if raw else None
 
     def add_decisions(self, decisions: list[dict[str, Any]], keep: int = 1000) -> None:
         if not decisions:
             return
-        with _driver_errors("recording decisions"):
+        with driver_errors("recording decisions"):
             pipe = self._r.pipeline(transaction=True)
             pipe.lpush(self.keys.decisions, *(json.dumps(d) for d in decisions))
             pipe.ltrim(self.keys.decisions, 0, max(keep, 1) - 1)
@@ -612,17 +603,17 @@ class RedisStore(RedisMonitoring, Store):
     def decisions(self, limit: int = 100) -> list[dict[str, Any]]:
         if limit <= 0:
             return []
-        with _driver_errors("reading decisions"):
+        with driver_errors("reading decisions"):
             raws: Any = self._r.lrange(self.keys.decisions, 0, limit - 1)
         return [json.loads(raw) for raw in raws]
 
     def spills(self) -> dict[str, dict[str, Any]]:
-        with _driver_errors("reading lent pools"):
+        with driver_errors("reading lent pools"):
             pairs: Any = self._r.hgetall(self.keys.spill)
         return {str(k): json.loads(v) for k, v in pairs.items()}
 
     def set_spill(self, node: str, spill: dict[str, Any] | None) -> None:
-        with _driver_errors(f"recording the loan of {node}"):
+        with driver_errors(f"recording the loan of {node}"):
             if spill is None:
                 self._r.hdel(self.keys.spill, node)
             else:
@@ -632,7 +623,7 @@ class RedisStore(RedisMonitoring, Store):
         """At the cap the log keeps its head and ends with ``records.LOG_TRUNCATED_NOTE``."""
         if not text:
             return
-        with _driver_errors(f"appending to the log of {execution_id}"):
+        with driver_errors(f"appending to the log of {execution_id}"):
             self._log_to(self._r, execution_id, text)
 
     def _log_to(self, client: Any, execution_id: str, text: str) -> None:
@@ -643,7 +634,7 @@ class RedisStore(RedisMonitoring, Store):
         )
 
     def read_log(self, execution_id: str) -> str:
-        with _driver_errors(f"reading the log of {execution_id}"):
+        with driver_errors(f"reading the log of {execution_id}"):
             raw: Any = self._r.get(self.keys.log(execution_id))
         return str(raw) if raw else ""
 
@@ -653,7 +644,7 @@ class RedisStore(RedisMonitoring, Store):
         """One ``MULTI`` reads tasks, run state and every execution; ``WATCH`` on the index of
         executions retries it if one is created between listing ids and the ``MULTI``."""
         k = self.keys
-        with _driver_errors("taking a snapshot"), self._r.pipeline() as pipe:
+        with driver_errors("taking a snapshot"), self._r.pipeline() as pipe:
             for _ in range(MAX_WATCH_RETRIES):
                 try:
                     pipe.watch(k.executions)
@@ -685,7 +676,7 @@ class RedisStore(RedisMonitoring, Store):
     def restore(self, snapshot: dict[str, Any]) -> None:
         tasks, states, executions = records.read_snapshot(snapshot)
         k = self.keys
-        with _driver_errors("restoring a snapshot"), self._r.pipeline() as pipe:
+        with driver_errors("restoring a snapshot"), self._r.pipeline() as pipe:
             for _ in range(MAX_WATCH_RETRIES):
                 try:
                     stale = [k.tasks, k.task_names, k.task_state, k.due, k.executions]
@@ -728,12 +719,12 @@ class RedisStore(RedisMonitoring, Store):
             pipe.zadd(k.status_executions(execution.status.value), {execution.id: score})
 
     def ping(self) -> None:
-        with _driver_errors("ping"):
+        with driver_errors("ping"):
             self._r.ping()
 
     def close(self) -> None:
         if self._async is not None:
             self._async.drop()
         if self._owns_client:
-            with _driver_errors("closing the connection"):
+            with driver_errors("closing the connection"):
                 self._r.close()

@@ -7,17 +7,14 @@ buckets, a history append one pipeline. Keys come from ``keys.py``.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from redis.exceptions import RedisError
-
-from tdauto.errors import StoreError
 from tdauto.models import TERMINAL_STATUSES, ExecutionStatus
 from tdauto.store.backend import RollupDelta
+from tdauto.store.redis_errors import driver_errors
 
 if TYPE_CHECKING:
     import redis
@@ -31,15 +28,6 @@ _TERMINAL = frozenset(s.value for s in TERMINAL_STATUSES)
 
 def _float(value: Any) -> float:
     return float(value)
-
-
-@contextlib.contextmanager
-def _driver_errors(what: str) -> Iterator[None]:
-    """redis-py errors as ``StoreError`` (as in ``redis.py``)."""
-    try:
-        yield
-    except RedisError as exc:
-        raise StoreError(f"redis store: {what} failed: {type(exc).__name__}: {exc}") from exc
 
 
 class RedisMonitoring:
@@ -61,7 +49,7 @@ class RedisMonitoring:
         if not delta.buckets:
             return
         keys, args = self._rollup_call(delta)
-        with _driver_errors("recording a rollup"):
+        with driver_errors("recording a rollup"):
             self._rollup_script()(keys=keys, args=args)
 
     def _rollup_call(
@@ -93,7 +81,7 @@ class RedisMonitoring:
     def read_rollups(self, bucket_ids: list[str]) -> list[dict[str, float]]:
         if not bucket_ids:
             return []
-        with _driver_errors("reading rollups"):
+        with driver_errors("reading rollups"):
             pipe = self._r.pipeline(transaction=False)
             for bucket_id in bucket_ids:
                 pipe.hgetall(self.keys.rollup(bucket_id))
@@ -101,7 +89,7 @@ class RedisMonitoring:
         return [{str(f): _float(v) for f, v in reply.items()} for reply in replies]
 
     def rollup_latest(self) -> dict[str, tuple[float, str]]:
-        with _driver_errors("reading rollups"):
+        with driver_errors("reading rollups"):
             raw: Any = self._r.hgetall(self.keys.rollup_latest)
         result: dict[str, tuple[float, str]] = {}
         for field, value in raw.items():
@@ -111,7 +99,7 @@ class RedisMonitoring:
 
     def purge_rollups(self, cutoffs: dict[str, float]) -> int:
         removed = 0
-        with _driver_errors("purging rollups"):
+        with driver_errors("purging rollups"):
             for tier, before in cutoffs.items():
                 index = self.keys.rollup_index(tier)
                 while True:
@@ -126,7 +114,7 @@ class RedisMonitoring:
         return removed
 
     def count_by_status(self, statuses: list[ExecutionStatus]) -> dict[str, int]:
-        with _driver_errors("counting executions"):
+        with driver_errors("counting executions"):
             pipe = self._r.pipeline(transaction=False)
             for status in statuses:
                 pipe.zcard(self.keys.status_executions(ExecutionStatus(status).value))
@@ -134,13 +122,13 @@ class RedisMonitoring:
         return {ExecutionStatus(s).value: int(c) for s, c in zip(statuses, counts, strict=True)}
 
     def acquire_cooldown(self, key: str, ttl_s: float) -> bool:
-        with _driver_errors(f"taking cooldown {key}"):
+        with driver_errors(f"taking cooldown {key}"):
             done = self._r.set(self.keys.cooldown(key), "1", nx=True, px=max(1, int(ttl_s * 1000)))
         return bool(done)
 
     def append_history(self, kind: str, record: dict[str, Any], keep: int) -> None:
         key = self.keys.history(kind)
-        with _driver_errors(f"recording {kind} history"):
+        with driver_errors(f"recording {kind} history"):
             pipe = self._r.pipeline(transaction=True)
             pipe.lpush(key, json.dumps(record, default=str))
             pipe.ltrim(key, 0, max(keep, 1) - 1)
@@ -148,7 +136,7 @@ class RedisMonitoring:
 
     def history(self, kind: str, limit: int | None = 100) -> list[dict[str, Any]]:
         end = -1 if limit is None else max(limit, 1) - 1
-        with _driver_errors(f"reading {kind} history"):
+        with driver_errors(f"reading {kind} history"):
             raws: Any = self._r.lrange(self.keys.history(kind), 0, end)
         return [json.loads(raw) for raw in raws]
 
@@ -157,7 +145,7 @@ class RedisMonitoring:
         from the end, then cut it with a negative LTRIM (safe against concurrent LPUSHes)."""
         key = self.keys.history(kind)
         old = 0
-        with _driver_errors(f"purging {kind} history"):
+        with driver_errors(f"purging {kind} history"):
             while True:
                 page: Any = self._r.lrange(key, -(old + _PAGE), -(old + 1))
                 if not page:
@@ -182,7 +170,7 @@ class RedisMonitoring:
         k = self.keys
         removed: list[str] = []
         start = 0
-        with _driver_errors("purging executions"):
+        with driver_errors("purging executions"):
             while len(removed) < limit:
                 ids: Any = self._r.zrangebyscore(
                     k.executions, "-inf", f"({before_ts}", start=start, num=_PAGE
@@ -218,7 +206,7 @@ class RedisMonitoring:
         k = self.keys
         removed = 0
         start = 0
-        with _driver_errors("purging logs"):
+        with driver_errors("purging logs"):
             while start < limit:
                 ids: Any = self._r.zrevrangebyscore(
                     k.executions, f"({before_ts}", "-inf", start=start, num=_PAGE
