@@ -57,17 +57,23 @@ def complete(
     error: str | None = None,
     also: Callable[[Execution], None] | None = None,
     effects: Effects | None = None,
+    only_if: Callable[[Execution], bool] | None = None,
 ) -> Execution:
     """Put the execution in ``status`` (no-op if it already ended), then free its place.
 
     ``also`` edits the record in the same write, ``effects`` are written with it; the release
     of the execution's place rides on that write too, and tells whether anything waits (so
-    a run that ends with nothing waiting reads nothing more)."""
+    a run that ends with nothing waiting reads nothing more). With ``only_if``, nothing
+    changes unless it holds for the current record (only ``effects`` are written)."""
     ended_now = False
     applied = Effects()
 
     def mutate(ex: Execution) -> Effects:
         nonlocal ended_now, applied
+        if only_if is not None and not only_if(ex):
+            ended_now = False
+            applied = Effects().merge(effects)
+            return applied
         ended_now = not ex.status.terminal
         if also is not None:
             also(ex)

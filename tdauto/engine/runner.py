@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -99,35 +100,15 @@ def start_execution(
 
 
 def start_new(rt: Runtime, ex: Execution, task: Task) -> Execution:
-    """Admit, record and send a run the caller has just made (a manual or event trigger).
+    """Record, admit and send a run the caller has just made (a manual or event trigger),
+    from the caller's process: no ``tdauto.run`` hop.
 
-    Admission comes first, so the record is created in the state it was admitted to: a
-    trigger costs an admission, one write and one publish. (A crash between admission and
-    the write leaves an id in the task's active set with no record; the next admission
-    finds it and releases it.) Runs that wait or are skipped take the usual path."""
-    decision, reason = decide(rt, ex, task)
-    if decision is Decision.ADMITTED:
-        ex.status = S.QUEUED
-        if task.deadline is not None:
-            ex.deadline_at = utcnow() + timedelta(seconds=task.deadline)
-        if ex.actions:
-            mark_sent(ex, 0)
-    elif decision is Decision.WAITING:
-        ex.status, ex.error = S.WAITING, reason
+    The record is written (PENDING) before admission, so an admitted id always has a record:
+    a concurrent admission that finds a blocker without one may release it as stale. The
+    claim to QUEUED then needs no read (the store remembers what it wrote)."""
     rt.store.create_execution(ex)
-    if decision is Decision.SKIPPED:
-        log.info("skipped %s of %s: %s", ex.id, ex.task_name, reason)
-        return complete(rt, ex.id, S.SKIPPED, reason)
-    if decision is Decision.WAITING:
-        log.info("%s of %s waits: %s", ex.id, ex.task_name, reason)
-        promote_waiting(rt)  # the blocker may have ended between admit and now
-        return ex
-    if ex.deadline_at is not None:
-        rt.store.timer_set(DEADLINES, ex.id, ex.deadline_at.timestamp())
-    if not ex.actions:
-        return complete(rt, ex.id, S.SUCCEEDED)
-    send_action(rt, ex, 0)
-    return ex
+    start_execution(rt, ex.id, ex, task)
+    return rt.store.peek_execution(ex.id) or ex
 
 
 def _jsonable(output: Any) -> dict[str, Any]:
@@ -149,12 +130,15 @@ def error_kinds(exc: BaseException | None, timed_out: bool = False) -> list[str]
 
 def _trusted_peek(ex: Execution | None, index: int) -> bool:
     """A possibly stale record may decide the first steps only when it shows the action
-    queued in a live run without a queue timeout (whose wait needs the current send time)."""
+    queued in a live run without a queue timeout (whose wait needs the current send time)
+    and without a reservation to make (a duplicate delivery decided on a stale record could
+    otherwise release the reservation of the worker that runs the action)."""
     return (
         ex is not None
         and 0 <= index < len(ex.actions)
         and not ex.status.terminal
         and ex.queue_timeout_s is None
+        and not (ex.resources.cpu or ex.resources.memory or ex.resources.storage)
         and ex.actions[index].status in (S.PENDING, S.QUEUED)
     )
 
@@ -296,14 +280,15 @@ def _attempt(rt: Runtime, ex: Execution, run: ActionRun) -> ExecutionStatus | No
         else:
             log.debug("%s/%s %s succeeded in %.3fs", ex.id, run.index, run.type, elapsed)
             # the lease's end and the last log lines are written with the success
-            _succeed(rt, ex, run.index, output, Effects(take_timers=[lease], log=close_log(False)))
+            effects = Effects(take_timers=[lease], log=close_log(False))
+            _succeed(rt, ex, run.index, run.attempts, output, effects)
             return S.SUCCEEDED
     rt.store.timer_take(*lease)
     if result.outcome in (Outcome.CANCELLED, Outcome.LOST):
         logger.warning("%s stopped after %.1fs: %s", run.type, elapsed, result.outcome.value)
         close_log(True)
         if result.outcome is Outcome.CANCELLED:
-            _mark_stopped(rt, ex.id, run.index)
+            _mark_stopped(rt, ex.id, run.index, run.attempts)
         return None
     timed_out = result.outcome is Outcome.TIMEOUT or (
         isinstance(result.error, ActionError) and result.error.kind == "timeout"
@@ -314,15 +299,30 @@ def _attempt(rt: Runtime, ex: Execution, run: ActionRun) -> ExecutionStatus | No
         error = f"{type(result.error).__name__}: {result.error}"
     logger.error("%s failed: %s", run.type, error, exc_info=result.error)
     close_log(True)
-    _fail_attempt(rt, ex.id, run.index, error, error_kinds(result.error, timed_out), timed_out)
+    kinds = error_kinds(result.error, timed_out)
+    _fail_attempt(rt, ex.id, run.index, error, kinds, timed_out, run.attempts)
     return S.TIMED_OUT if timed_out else S.FAILED
 
 
+def _owns(index: int, attempt: int | None) -> Callable[[Execution], bool]:
+    """Whether a record still shows ``attempt`` running action ``index``: an attempt that
+    outlived its lease (the reaper re-queued the action, or a newer attempt started) must not
+    write its end over the newer state. ``None``: no attempt to check (engine-made ends)."""
+
+    def owns(e: Execution) -> bool:
+        r = e.actions[index]
+        return attempt is None or (r.attempts == attempt and r.status is S.RUNNING)
+
+    return owns
+
+
 def _succeed(
-    rt: Runtime, ex: Execution, index: int, output: dict[str, Any], effects: Effects
+    rt: Runtime, ex: Execution, index: int, attempt: int, output: dict[str, Any], effects: Effects
 ) -> None:
     """Record the success (with ``effects``); the last step's success ends the run in the
-    same write."""
+    same write. A success the record no longer expects (``_owns``) is dropped."""
+    owns = _owns(index, attempt)
+    wrote = False
 
     def succeeded(e: Execution) -> None:
         r = e.actions[index]
@@ -336,21 +336,30 @@ def _succeed(
 
     if _next_index(ex, index) is None:
         outcome = ex.outcome or S.SUCCEEDED
-        complete(rt, ex.id, outcome, ex.error if ex.outcome else None, succeeded, effects)
+        error = ex.error if ex.outcome else None
+        complete(rt, ex.id, outcome, error, succeeded, effects, only_if=owns)
         return
 
     def succeeded_with(e: Execution) -> Effects:
-        succeeded(e)
+        nonlocal wrote
+        wrote = owns(e)
+        if wrote:
+            succeeded(e)
         return effects
 
     done = rt.store.update_execution(ex.id, succeeded_with)
-    _advance(rt, done, index)
+    if wrote:
+        _advance(rt, done, index)
+    else:
+        log.warning("%s/%s: attempt %s ended after losing its lease", ex.id, index, attempt)
 
 
-def _mark_stopped(rt: Runtime, execution_id: str, index: int) -> None:
+def _mark_stopped(rt: Runtime, execution_id: str, index: int, attempt: int) -> None:
+    owns = _owns(index, attempt)
+
     def stopped(e: Execution) -> None:
         r = e.actions[index]
-        if not r.status.terminal:
+        if not r.status.terminal and owns(e):
             r.status = e.status if e.status.terminal else S.CANCELLED
             r.finished_at = utcnow()
 
@@ -358,11 +367,18 @@ def _mark_stopped(rt: Runtime, execution_id: str, index: int) -> None:
 
 
 def _fail_attempt(
-    rt: Runtime, execution_id: str, index: int, error: str, kinds: list[str], timed_out: bool
+    rt: Runtime,
+    execution_id: str,
+    index: int,
+    error: str,
+    kinds: list[str],
+    timed_out: bool,
+    attempt: int,
 ) -> None:
-    """Retry under the action's policy, or fail it for good."""
+    """Retry under the action's policy, or fail it for good (unless a newer attempt or a
+    re-queue owns the action by now: then this attempt's end is dropped)."""
     ex = rt.store.get_execution(execution_id)
-    if ex is None or ex.status.terminal:
+    if ex is None or ex.status.terminal or not _owns(index, attempt)(ex):
         return
     run = ex.actions[index]
     past_deadline = ex.deadline_at is not None and utcnow() >= ex.deadline_at
@@ -372,6 +388,8 @@ def _fail_attempt(
 
         def retrying(e: Execution) -> None:
             r = e.actions[index]
+            if not _owns(index, attempt)(e):
+                return
             r.status = S.RETRYING
             r.error = error
             r.error_kind = kinds[0] if kinds else None
@@ -383,7 +401,7 @@ def _fail_attempt(
         log.info("%s/%s retry %d in %.1fs", execution_id, index, run.attempts, delay_s)
         return
     status = S.TIMED_OUT if timed_out or past_deadline else S.FAILED
-    _final_failure(rt, execution_id, index, status, error, kinds[0] if kinds else None)
+    _final_failure(rt, execution_id, index, status, error, kinds[0] if kinds else None, attempt)
 
 
 def _final_failure(
@@ -393,14 +411,22 @@ def _final_failure(
     status: ExecutionStatus,
     error: str,
     kind: str | None,
+    attempt: int | None = None,
 ) -> None:
     """The action failed for good: record it; a main action's failure appends the recovery
-    steps and skips the remaining main actions; the run ends after the last recovery step."""
+    steps and skips the remaining main actions; the run ends after the last recovery step.
+    ``attempt``: the attempt that failed, whose end is dropped if it no longer owns the
+    action (None for ends the engine decides: queue timeout, lost worker, bad params)."""
     started_recovery = False
+    applied = True
+    owns = _owns(index, attempt)
 
     def failed(e: Execution) -> None:
-        nonlocal started_recovery
+        nonlocal started_recovery, applied
         r = e.actions[index]
+        applied = owns(e)
+        if not applied:
+            return
         r.status = status
         r.error = error
         r.error_kind = kind
@@ -423,7 +449,7 @@ def _final_failure(
             started_recovery = True
 
     ex = rt.store.update_execution(execution_id, failed)
-    if ex.status.terminal:
+    if ex.status.terminal or not applied:
         return
     if started_recovery:
         send_action(rt, ex, next(i for i, r in enumerate(ex.actions) if r.phase == "recovery"))

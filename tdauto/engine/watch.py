@@ -105,8 +105,9 @@ class _Watcher:
     def add(self, watch: _Watch) -> None:
         with self.lock:
             if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
-                self._active = set()
-                self._io = queue.SimpleQueue()
+                if self._pid != os.getpid():  # a forked child: the parent's watches are not ours
+                    self._active = set()
+                    self._io = queue.SimpleQueue()
                 self._pid = os.getpid()
                 self._thread = threading.Thread(
                     target=self._loop, name="tdauto-watch", daemon=True
@@ -129,18 +130,27 @@ class _Watcher:
         while True:
             time.sleep(POLL_S)
             with self.lock:
-                watches = [w for w in self._active if w.reason is None]
+                watches = list(self._active)
             for watch in watches:
-                self._check(watch)
+                try:
+                    self._check(watch)
+                except Exception:  # one watch's trouble must not end the watch of all
+                    log.warning("watching %s failed", watch.member, exc_info=True)
 
     def _check(self, watch: _Watch) -> None:
         """Timeout and lease age, decided here without I/O; the rest is queued for the store
-        thread (one request per attempt at a time)."""
+        thread (one request per attempt at a time). A stopped attempt whose handler has not
+        returned yet keeps its lease renewed, so its action is not handed to another host
+        while it still runs."""
         now = time.monotonic()
         if now - watch.started < POLL_S:
             return
         settings = watch.rt.settings
-        if watch.timeout_s is not None and now - watch.started >= watch.timeout_s:
+        if watch.reason is not None:
+            if watch.reason is not Outcome.LOST and not watch.io_pending:
+                watch.io_pending = True
+                self._io.put(watch)
+        elif watch.timeout_s is not None and now - watch.started >= watch.timeout_s:
             self._stop_for(watch, Outcome.TIMEOUT)
         elif now - watch.last_renew >= settings.lease_ttl_s - settings.lease_renew_s:
             age_s = now - watch.last_renew
@@ -162,7 +172,7 @@ class _Watcher:
 
     def _look(self, watch: _Watch) -> None:
         """Flush the log, renew the lease when due, and look whether the run ended."""
-        if watch.done or watch.reason is not None:
+        if watch.done or watch.reason is Outcome.LOST:
             return
         for handler in watch.ctx.logger.handlers:
             handler.flush()  # a quiet action's lines still reach the log within a second
@@ -176,6 +186,8 @@ class _Watcher:
                 self._stop_for(watch, Outcome.LOST)
                 return
             watch.last_renew = asked  # counted from the request: the lease may be older
+        if watch.reason is not None:
+            return  # stopping already: only the lease is kept
         current = store.get_execution(watch.ctx.execution_id)
         if current is None or current.status.terminal:
             self._stop_for(watch, Outcome.CANCELLED)
@@ -188,8 +200,10 @@ class _Watcher:
         threading.Thread(target=self._stop, args=(watch,), daemon=True).start()
 
     def _stop(self, watch: _Watch) -> None:
-        """Cancel event, process groups, then (after the grace) the handler's own thread."""
-        grace_s = watch.rt.settings.kill_grace_s
+        """Cancel event, process groups, then (after the grace) the handler's own thread. A
+        LOST attempt gets no grace: its lease is about to end, and another host may start the
+        action then."""
+        grace_s = 0.0 if watch.reason is Outcome.LOST else watch.rt.settings.kill_grace_s
         watch.ctx.cancel_event.set()
         watch.ctx.processes.stop_all(grace_s)
         deadline = time.monotonic() + grace_s

@@ -153,6 +153,10 @@ class Keys:
         """A rollup bucket's hash; ``bucket_id`` is ``"<tier>:<start_ts>"`` or ``"all"``."""
         return self.join("rollup", bucket_id)
 
+    def rollup_applied(self, record_sha1: str) -> str:
+        """Marks (for 10 minutes) that the run end written as this record was counted."""
+        return self.join("rollup", "applied", record_sha1)
+
     def rollup_index(self, tier: str) -> str:
         return self.join("rollups", tier)
 

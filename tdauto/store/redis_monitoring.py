@@ -76,7 +76,7 @@ class RedisMonitoring:
         keys += [k.rollup_index(b.tier) for b in delta.buckets]
         if guard is None:
             return keys, [body]
-        return [*keys, guard[0]], [body, guard[1]]
+        return [*keys, guard[0], k.rollup_applied(guard[1])], [body, guard[1]]
 
     def read_rollups(self, bucket_ids: list[str]) -> list[dict[str, float]]:
         if not bucket_ids:

@@ -1,7 +1,9 @@
--- rollup(keys=[latest, bucket_1..bucket_n, index_1..index_n, guard?] args=[delta_json, guard_sha1?])
+-- rollup(keys=[latest, bucket_1..bucket_n, index_1..index_n, guard?, guard_done?] args=[delta_json, guard_sha1?])
 -- With a guard (an execution key and the SHA-1 of the record just written to it, sent in the
 -- same MULTI as its compare-and-set), the delta is applied only if that record is what the
--- key holds: an update that lost its compare-and-set counts nothing (returns -1).
+-- key holds, and only once for that record (guard_done, kept 10 minutes, marks it applied):
+-- an update that lost its compare-and-set, or a MULTI the client sent again after a lost
+-- reply, counts nothing (returns -1).
 -- Applies one monitoring delta to n rollup buckets at once (one round trip per execution end).
 -- delta_json: {"b": [{"end": ts|-1, "exp": ts|-1}, ...] (one per bucket, in KEYS order),
 --   "i": {field: add}, "mx": {field: value}, "mn": {field: value}, "l": {field: [ts, value]}}
@@ -13,6 +15,9 @@ local n = #d.b
 if ARGV[2] and ARGV[2] ~= '' then
   local record = redis.call('GET', KEYS[2 + 2 * n])
   if not record or redis.sha1hex(record) ~= ARGV[2] then
+    return -1
+  end
+  if not redis.call('SET', KEYS[3 + 2 * n], '1', 'NX', 'EX', 600) then
     return -1
   end
 end

@@ -1,0 +1,115 @@
+"""Races of the engine's hot path (found in review): two triggers admitted at once, a stale
+cached record deciding a duplicate delivery, a stopped handler that has not returned yet."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tdauto.actions.registry import REGISTRY, load_plugins
+from tdauto.engine.executions import new_execution
+from tdauto.engine.runner import run_action, start_execution, start_new
+from tdauto.engine.runtime import Runtime
+from tdauto.engine.watch import LEASES, Outcome, lease_member, run_watched
+from tdauto.models import Execution, ExecutionStatus, Task, Trigger
+from tdauto.resources.ledger import reservation_key
+from tdauto.scheduler import compute_next_ts, dispatch_due
+from tdauto.settings import Settings
+from tdauto.store.redis import RedisStore
+from tests.unit.test_dispatch import Recorder, add_daily, rt, ts  # noqa: F401
+from tests.unit.test_watch import _context, _define, _runtime
+
+S = ExecutionStatus
+
+
+def test_two_triggers_at_once_never_both_run_a_skip_task(rt: Runtime) -> None:  # noqa: F811
+    # Given a task with the default overlap policy (skip) and two triggers at once, the first
+    # one's record landing a moment after the second trigger started
+    task = add_daily(rt, "2026-11-26T10:00:00")
+    a = new_execution(task, rt.registry, Trigger.MANUAL)
+    b = new_execution(task, rt.registry, Trigger.MANUAL)
+    store = rt.store
+    a_writing, b_done = threading.Event(), threading.Event()
+    real_create = store.create_execution
+
+    def create(ex: Execution) -> bool:
+        if ex.id == a.id:
+            a_writing.set()
+            b_done.wait(10)
+        return real_create(ex)
+
+    store.create_execution = create  # type: ignore[method-assign]
+    first = threading.Thread(target=lambda: start_new(rt, a, task))
+    first.start()
+    a_writing.wait(10)
+    start_new(rt, b, task)
+    b_done.set()
+    first.join()
+
+    # Then exactly one of them runs and the other is skipped
+    statuses = sorted(store.get_execution(e.id).status.value for e in (a, b))  # type: ignore[union-attr]
+    assert statuses == ["QUEUED", "SKIPPED"]
+
+
+def test_a_duplicate_decided_on_a_stale_record_keeps_the_runners_reservation(
+    tmp_path: Path, redis_url: str
+) -> None:
+    load_plugins([])
+    settings = Settings(data_dir=tmp_path / "data", host="hostA")
+    a = Runtime(settings, RedisStore(redis_url, prefix="races"), REGISTRY, Recorder())
+    b_store = RedisStore(redis_url, prefix="races")  # the worker process that runs it
+    task = Task.model_validate(
+        {
+            "name": "heavy",
+            "type": "maintenance",
+            "schedule": "daily",
+            "schedule_config": {"hour": 2, "minute": 0},
+            "resources": {"cpu": 60},
+            "actions": [{"type": "cleanup", "params": {"older_than": "30days", "dry_run": True}}],
+            "created_at": datetime(2026, 11, 26, 10, tzinfo=UTC),
+        },
+        context=a.validation_context(),
+    )
+    a.store.create_task(task, compute_next_ts(task, ts("2026-11-26T10:00:00"), "UTC"))
+    dispatch_due(a, ts("2026-11-27T02:00:00"))
+    (ex,) = a.store.list_executions(task.id)
+    start_execution(a, ex.id)  # process A queued action 0: its cached record shows it QUEUED
+    key = reservation_key(ex.id, 0)
+    # Given worker B reserved room on hostB, claimed the action and runs it under a lease
+    assert b_store.reserve("hostB", key, {"cpu": 60, "memory": 0, "storage": 0})
+
+    def begin(e: Execution) -> None:
+        r = e.actions[0]
+        r.status, r.attempts, r.host = S.RUNNING, 1, "hostB"
+        e.status = S.RUNNING
+
+    b_store.update_execution(ex.id, begin)
+    b_store.timer_set(LEASES, lease_member(ex.id, 0, 1), time.time() + 20)
+
+    # When a redelivery of the same message reaches process A
+    assert run_action(a, ex.id, 0) is None
+
+    # Then it is dropped, and B's attempt keeps its state and its reservation
+    assert b_store.get_execution(ex.id).actions[0].status is S.RUNNING  # type: ignore[union-attr]
+    assert key in b_store.reservations()
+
+
+def _sleeper(ctx: Any) -> dict[str, Any]:
+    time.sleep(6)  # one C call: a stop reaches it only when the call returns
+    return {}
+
+
+def test_a_stopped_handler_keeps_its_lease_until_it_returns(tmp_path: Path) -> None:
+    runtime = _runtime(tmp_path, lease_ttl_s=4.0, lease_renew_s=1.0, kill_grace_s=0.5)
+    runtime.store.timer_set(LEASES, "ex1:0:1", time.time() + 4.0)  # as the attempt's start does
+
+    result = run_watched(runtime, _define(_sleeper), _context(runtime), {}, timeout_s=1.0)
+    returned = time.time()
+
+    # the lease never fell due while the handler ran (the reaper could not re-queue it)
+    due = runtime.store.timer_get(LEASES, "ex1:0:1")
+    assert result.outcome is Outcome.TIMEOUT
+    assert due is not None and due > returned
