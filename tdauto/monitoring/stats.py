@@ -161,15 +161,21 @@ def _iso(ts: float | None) -> str | None:
     return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()
 
 
-def _by_task(store: Store, b: dict[str, float]) -> dict[str, dict[str, Any]]:
-    latest = store.rollup_latest()
+def _counts_by_name(b: dict[str, float], prefix: str) -> dict[str, dict[str, Any]]:
+    """``{name: {"total", "by_status"}}`` from the ``<prefix>|<status>|<name>`` counters."""
     result: dict[str, dict[str, Any]] = {}
-    for (status, name), count in sorted(fields(b, "tk", 2).items()):
+    for (status, name), count in sorted(fields(b, prefix, 2).items()):
         if not count:
             continue
         row = result.setdefault(name, {"total": 0, "by_status": {}})
         row["total"] += int(count)
         row["by_status"][status] = int(count)
+    return result
+
+
+def _by_task(store: Store, b: dict[str, float]) -> dict[str, dict[str, Any]]:
+    latest = store.rollup_latest()
+    result = _counts_by_name(b, "tk")
     for name, row in result.items():
         last = latest.get(f"task|{name}")
         row["last_status"] = last[1] if last else None
@@ -178,13 +184,7 @@ def _by_task(store: Store, b: dict[str, float]) -> dict[str, dict[str, Any]]:
 
 
 def _by_action(b: dict[str, float]) -> dict[str, dict[str, Any]]:
-    result: dict[str, dict[str, Any]] = {}
-    for (status, name), count in sorted(fields(b, "ac", 2).items()):
-        if not count:
-            continue
-        row = result.setdefault(name, {"total": 0, "by_status": {}})
-        row["total"] += int(count)
-        row["by_status"][status] = int(count)
+    result = _counts_by_name(b, "ac")
     for name, row in result.items():
         row["duration_seconds"] = _hist(b, "ad", name)
     return result

@@ -158,10 +158,8 @@ def test_sixty_percent_never_runs_twice_on_one_host_and_the_extra_one_waits(
     wait_for(lambda: system.store.reservations() == {}, 30, "reservations released")
 
 
-def test_a_busy_host_loses_weight_within_two_ticks_and_regains_it_when_idle(
-    system: AutomationSystems, cluster: Cluster
-) -> None:
-    task_id = make_task(system, "busy", seconds=6, cpu=80)
+def run_until_running(system: AutomationSystems, task_id: str) -> Execution | None:
+    """Trigger the task and return its execution once its action runs."""
     run = system.trigger_sync(task_id)
     wait_for(
         lambda: (
@@ -171,7 +169,14 @@ def test_a_busy_host_loses_weight_within_two_ticks_and_regains_it_when_idle(
         60,
         "the action running",
     )
-    running = system.get_execution_sync(run.id)
+    return system.get_execution_sync(run.id)
+
+
+def test_a_busy_host_loses_weight_within_two_ticks_and_regains_it_when_idle(
+    system: AutomationSystems, cluster: Cluster
+) -> None:
+    task_id = make_task(system, "busy", seconds=6, cpu=80)
+    running = run_until_running(system, task_id)
     assert running is not None
     host, started = running.actions[0].host, start_ts(running)
     assert host in HOSTS
@@ -252,16 +257,7 @@ def test_a_vanished_group_gets_weight_zero_and_its_reservations_are_released(
     system: AutomationSystems, cluster: Cluster
 ) -> None:
     task_id = make_task(system, "held", seconds=8, cpu=50)
-    run = system.trigger_sync(task_id)
-    wait_for(
-        lambda: (
-            (e := system.get_execution_sync(run.id)) is not None
-            and e.actions[0].status is S.RUNNING
-        ),
-        60,
-        "the action running",
-    )
-    running = system.get_execution_sync(run.id)
+    running = run_until_running(system, task_id)
     assert running is not None and running.actions[0].host in HOSTS
     gone = running.actions[0].host
     assert any(r["host"] == gone for r in system.store.reservations().values())

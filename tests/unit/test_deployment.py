@@ -39,24 +39,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
+def settings(tmp_path: Path, work: Path) -> Settings:
     load_plugins([])
-    return Settings(data_dir=tmp_path / "data", allowed_paths=[tmp_path / "data", tmp_path / "w"])
-
-
-@pytest.fixture
-def work(tmp_path: Path) -> Path:
-    """Inside the allowed paths: artifacts and apps live here."""
-    path = tmp_path / "w"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
-def outside(tmp_path: Path) -> Path:
-    path = tmp_path / "outside"
-    path.mkdir()
-    return path
+    return Settings(data_dir=tmp_path / "data", allowed_paths=[tmp_path / "data", work])
 
 
 @pytest.fixture

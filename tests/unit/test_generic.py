@@ -39,13 +39,6 @@ TOKEN = "s3cr3t-t0ken-value"
 
 
 @pytest.fixture
-def work(tmp_path: Path) -> Path:
-    path = tmp_path / "work"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
 def settings(tmp_path: Path, work: Path) -> Settings:
     data = tmp_path / "data"
     data.mkdir()

@@ -35,22 +35,6 @@ DAY_S = 86400
 
 
 @pytest.fixture
-def work(tmp_path: Path) -> Path:
-    """A directory inside the allowed paths, beside the data dir."""
-    path = tmp_path / "work"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
-def outside(tmp_path: Path) -> Path:
-    """A directory outside the allowed paths."""
-    path = tmp_path / "outside"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
 def settings(tmp_path: Path, work: Path) -> Settings:
     data = tmp_path / "data"
     data.mkdir()

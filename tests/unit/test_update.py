@@ -21,13 +21,6 @@ from tests.support.actions import call, context, make_ctx
 
 
 @pytest.fixture
-def work(tmp_path: Path) -> Path:
-    path = tmp_path / "work"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
 def script(work: Path) -> Path:
     """An allowed absolute-path program: prints its args, a secret-looking line, 5000 numbered
     lines (~24 kB) and "done"."""
