@@ -189,7 +189,7 @@ class AutomationSystems:
         self, id_or_name: str, params: dict[str, Any] | None = None, event: bool = False
     ) -> Execution:
         """Run a task now; ``params`` override action params by action type or index."""
-        task = self._find(id_or_name)
+        task = self._rt.store.task_definition(id_or_name) or self._find(id_or_name)
         execution = new_execution(
             task, self._rt.registry, Trigger.EVENT if event else Trigger.MANUAL, params=params
         )

@@ -36,9 +36,8 @@ class _StoreHandler(logging.Handler):
         self._buffer: list[str] = []
         self._last_flush = time.monotonic()
         self._file: Path | None = None
-        if not rt.settings.local_mode:
+        if not rt.settings.local_mode:  # its folder is made by the first write
             self._file = rt.settings.data_path / "logs" / f"{execution_id}.log"
-            self._file.parent.mkdir(parents=True, exist_ok=True)
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -66,6 +65,7 @@ class _StoreHandler(logging.Handler):
             if to_store:
                 self._rt.store.append_log(self._execution_id, text)
             if self._file is not None:
+                self._file.parent.mkdir(parents=True, exist_ok=True)
                 with self._file.open("a", encoding="utf-8") as fh:
                     fh.write(text)
         except Exception:  # a log write must never fail the action
@@ -82,7 +82,11 @@ def action_logger(
     run = ex.actions[index]
     label = f"{index}:{run.type}"
     logger = logging.getLogger(f"tdauto.run.{ex.id}.{index}")
-    logger.setLevel(logging.INFO)
+    parent = logging.getLogger("tdauto.run")
+    if parent.level != logging.INFO:
+        # set once on the parent: a level set on every run's own logger clears the logging
+        # module's level cache of every logger in the process, each time (~0.2 ms a run)
+        parent.setLevel(logging.INFO)
     logger.propagate = True
     handler = _StoreHandler(rt, ex.id, label)
     logger.addHandler(handler)

@@ -103,12 +103,29 @@ def start_new(rt: Runtime, ex: Execution, task: Task) -> Execution:
     """Record, admit and send a run the caller has just made (a manual or event trigger),
     from the caller's process: no ``tdauto.run`` hop.
 
-    The record is written (PENDING) before admission, so an admitted id always has a record:
-    a concurrent admission that finds a blocker without one may release it as stale. The
-    claim to QUEUED then needs no read (the store remembers what it wrote)."""
-    rt.store.create_execution(ex)
-    start_execution(rt, ex.id, ex, task)
-    return rt.store.peek_execution(ex.id) or ex
+    The record and its admission are one store step (``Store.create_admitted``): an admitted
+    run is written QUEUED, its first action marked sent, and the action is published. A run
+    that is not admitted at once is written PENDING and goes the way of a scheduled one
+    (``start_execution``: stale blockers released, then the task's overlap policy)."""
+    if not ex.actions:
+        rt.store.create_execution(ex)
+        start_execution(rt, ex.id, ex, task)
+        return rt.store.peek_execution(ex.id) or ex
+
+    def admitted(e: Execution) -> None:
+        e.status = S.QUEUED
+        mark_sent(e, 0)
+        if task.deadline is not None:
+            e.deadline_at = utcnow() + timedelta(seconds=task.deadline)
+
+    written, blockers = rt.store.create_admitted(ex, task.concurrency_limit, task.lock, admitted)
+    if blockers is None or blockers:  # None: the id exists, so read what is stored
+        start_execution(rt, written.id, written if blockers else None, task)
+        return rt.store.peek_execution(written.id) or written
+    if written.deadline_at is not None:
+        rt.store.timer_set(DEADLINES, written.id, written.deadline_at.timestamp())
+    send_action(rt, written, 0)
+    return written
 
 
 def _jsonable(output: Any) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -89,6 +90,12 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def get_task(self, task_id: str) -> Task | None:
         """The task with its run state (``next_run_at``, ``last_run_at``) filled in."""
+
+    def task_definition(self, task_id: str) -> Task | None:
+        """The task as defined, without its run state (None in ``next_run_at`` and
+        ``last_run_at``): what a trigger needs. The object may be shared with other callers
+        of this method (a backend may keep the parsed definition): read it, never edit it."""
+        return self.get_task(task_id)
 
     def get_tasks(self, task_ids: list[str]) -> dict[str, Task]:
         """The tasks of ``task_ids`` that exist, by id; a backend may read them in one round
@@ -195,6 +202,32 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def release(self, execution_id: str, task_id: str, lock: str | None) -> None:
         """Forget the execution as active (idempotent)."""
+
+    def create_admitted(
+        self,
+        execution: Execution,
+        max_concurrent: int | None,
+        lock: str | None,
+        on_admit: Callable[[Execution], None],
+    ) -> tuple[Execution, list[str] | None]:
+        """Record a new (PENDING) run and admit it (``admit``) in one step: when admitted it
+        is written as ``on_admit`` leaves it (queued, its first action sent) and ``[]`` is
+        returned with it; else it is written PENDING, nothing is registered, and the
+        blockers are returned. ``(execution, None)`` when the id exists (nothing written).
+
+        This default does it in three steps, the record first (an admitted id always has a
+        record); the Redis store does it in one script."""
+        if not self.create_execution(execution):
+            return execution, None
+        blockers = self.admit(execution.id, execution.task_id, max_concurrent, lock)
+        if blockers:
+            return execution, blockers
+
+        def admit(e: Execution) -> None:
+            if e.status is ExecutionStatus.PENDING:
+                on_admit(e)
+
+        return self.update_execution(execution.id, admit), []
 
     # --- timers (action leases, delayed retries) -------------------------------------------
 

@@ -1,13 +1,16 @@
--- cas_execution(keys=[execution, old_status_index, new_status_index, waiting_index, dependents, active_task, active_lock, timer...] args=[expected_sha1, new_json, execution_id, created_ts, want_waiting, want_dependents, release, n_timers, (op, member, due_ts)...])
+-- cas_execution(keys=[execution, old_status_index, new_status_index, waiting_index, dependents, active_task, active_lock, rollup_journal, timer...] args=[expected_sha1, new_json, execution_id, created_ts, want_waiting, want_dependents, release, rollup_entry, n_timers, (op, member, due_ts)...])
 -- Compare-and-set of an execution record with its bookkeeping (tdauto.store.effects): writes
 -- new_json only if the stored record is still the one whose SHA-1 is expected_sha1 (the
 -- caller hashes what it last read, rather than sending it back), moves the id between status
 -- indexes when the status changed (the two index keys differ), then, in the same step:
 -- release = '1' removes the id from active_task, '2' from active_task and active_lock; each of
--- the n_timers ops ('set' or 'take', on KEYS[7 + i]) sets or removes a timer member.
+-- the n_timers ops ('set' or 'take', on KEYS[8 + i]) sets or removes a timer member; a
+-- rollup_entry (a run's end, for the statistics) is queued on the rollup journal, which
+-- rollup.lua folds into the buckets a few hundred at a time: counted once, as the record is
+-- written once (a resent call finds its own record and conflicts).
 -- Read-backs: the number of WAITING executions (want_waiting = '1') and the members of the
 -- dependents set (want_dependents = '1').
--- Returns {'ok', waiting_count or -1, dependent...}, {'missing'}, or {'conflict', current_json}.
+-- Returns {'ok', waiting_count or -1, journal_length or -1, dependent...}, {'missing'}, or {'conflict', current_json}.
 local current = redis.call('GET', KEYS[1])
 if not current then
   return {'missing'}
@@ -26,18 +29,21 @@ if ARGV[7] ~= '0' then
     redis.call('SREM', KEYS[7], ARGV[3])
   end
 end
-local n = tonumber(ARGV[8])
+local n = tonumber(ARGV[9])
 for i = 1, n do
-  local base = 8 + (i - 1) * 3
+  local base = 9 + (i - 1) * 3
   if ARGV[base + 1] == 'set' then
-    redis.call('ZADD', KEYS[7 + i], ARGV[base + 3], ARGV[base + 2])
+    redis.call('ZADD', KEYS[8 + i], ARGV[base + 3], ARGV[base + 2])
   else
-    redis.call('ZREM', KEYS[7 + i], ARGV[base + 2])
+    redis.call('ZREM', KEYS[8 + i], ARGV[base + 2])
   end
 end
-local reply = {'ok', -1}
+local reply = {'ok', -1, -1}
 if ARGV[5] == '1' then
   reply[2] = redis.call('ZCARD', KEYS[4])
+end
+if ARGV[8] ~= '' then
+  reply[3] = redis.call('RPUSH', KEYS[8], ARGV[8])
 end
 if ARGV[6] == '1' then
   for _, member in ipairs(redis.call('SMEMBERS', KEYS[5])) do

@@ -30,6 +30,7 @@ Store layout (``p`` is the prefix)::
     p:rollup:all                 hash   the same counters since the beginning
     p:rollups:<tier>             zset   bucket keys of a tier scored by bucket end (to purge)
     p:rollups:latest             hash   field -> "<ts>|<value>" (e.g. a task's last status)
+    p:rollups:journal            list   run ends (JSON deltas) not yet folded into the buckets
     p:cooldown:<key>             string held while an alert is in its cooldown (TTL)
     p:history:<kind>             list   JSON records, newest first (alerts, samples, decisions)
     p:weights                    string the resource manager's last routing weights (JSON)
@@ -153,16 +154,16 @@ class Keys:
         """A rollup bucket's hash; ``bucket_id`` is ``"<tier>:<start_ts>"`` or ``"all"``."""
         return self.join("rollup", bucket_id)
 
-    def rollup_applied(self, record_sha1: str) -> str:
-        """Marks (for 10 minutes) that the run end written as this record was counted."""
-        return self.join("rollup", "applied", record_sha1)
-
     def rollup_index(self, tier: str) -> str:
         return self.join("rollups", tier)
 
     @property
     def rollup_latest(self) -> str:
         return self.join("rollups", "latest")
+
+    @property
+    def rollup_journal(self) -> str:
+        return self.join("rollups", "journal")
 
     def cooldown(self, key: str) -> str:
         return self.join("cooldown", key)

@@ -16,7 +16,8 @@ import json
 import logging
 import threading
 import time
-from functools import cache
+from collections.abc import Callable
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 
@@ -35,7 +36,7 @@ from tdauto.store.keys import DEFAULT_PREFIX, Keys
 from tdauto.store.records import RunState
 from tdauto.store.redis_async import LoopClients, client_factory
 from tdauto.store.redis_errors import driver_errors
-from tdauto.store.redis_monitoring import RedisMonitoring
+from tdauto.store.redis_monitoring import FOLD_AT, RedisMonitoring, journal_entry
 
 MAX_WATCH_RETRIES = 1000
 _log = logging.getLogger(__name__)
@@ -46,6 +47,11 @@ _PAGE = 200
 @cache
 def _lua(name: str) -> str:
     return resources.files("tdauto.store").joinpath(f"{name}.lua").read_text(encoding="utf-8")
+
+
+@lru_cache(maxsize=256)
+def _parsed_definition(raw: str) -> Task:
+    return records.load_task(raw, None)
 
 
 def _strs(reply: Any) -> list[str]:
@@ -92,6 +98,7 @@ class RedisStore(RedisMonitoring, Store):
         self._create_execution = self._script("create_execution")
         self._append_log = self._script("append_log")
         self._admit = self._script("admit")
+        self._create_admitted = self._script("create_admitted")
         self._cas_execution = self._script("cas_execution")
         self._reserve = self._script("reserve")
         self._release_reservation = self._script("release_reservation")
@@ -174,6 +181,13 @@ class RedisStore(RedisMonitoring, Store):
             pipe.hget(self.keys.task_state, task_id)
             raw, state = pipe.execute()
         return None if raw is None else records.load_task(raw, records.parse_state(state))
+
+    def task_definition(self, task_id: str) -> Task | None:
+        """One HGET; the parse is kept per stored JSON, so a task triggered again and again
+        is validated once (an edit stores new JSON, which is parsed afresh)."""
+        with driver_errors(f"reading task {task_id}"):
+            raw: Any = self._r.hget(self.keys.tasks, task_id)
+        return None if raw is None else _parsed_definition(str(raw))
 
     def get_tasks(self, task_ids: list[str]) -> dict[str, Task]:
         if not task_ids:
@@ -322,14 +336,16 @@ class RedisStore(RedisMonitoring, Store):
                 new_raw = records.execution_json(execution)
                 keys, args = self._cas_call(str(raw), new_raw, before_status, execution, effects)
                 log = effects.log if not logged else ""
-                reply = self._write(execution_id, keys, args, new_raw, log, effects)
+                reply = self._write(execution_id, keys, args, log)
                 logged = True
                 if reply[0] == "ok":
                     self._remember(execution_id, new_raw)
                     if effects.count_waiting:
                         effects.waiting = int(reply[1])
                     if effects.dependents_of is not None:
-                        effects.dependents = sorted(reply[2:])
+                        effects.dependents = sorted(reply[3:])
+                    if int(reply[2]) >= FOLD_AT:
+                        self._fold_quietly()
                     return execution
                 raw = reply[1] if reply[0] == "conflict" else None
         raise StoreError(
@@ -337,62 +353,40 @@ class RedisStore(RedisMonitoring, Store):
             "to update it in a row; too many concurrent writers"
         )
 
-    def _write(
-        self,
-        execution_id: str,
-        keys: list[str],
-        args: list[Any],
-        new_raw: str,
-        log: str,
-        effects: Effects,
-    ) -> list[str]:
+    def _write(self, execution_id: str, keys: list[str], args: list[Any], log: str) -> list[str]:
         """One round trip: the compare-and-set alone, or in one MULTI with the log append
-        before it and the rollup after it (guarded: counted only if the record written is
-        ``new_raw``). Scripts go by SHA; a server that lost them (a restart) gets them again
+        before it. Scripts go by SHA; a server that lost them (a restart) gets them again
         and the parts that failed are redone, so nothing is written twice."""
-        if not log and effects.rollup is None:
+        if not log:
             return _strs(self._cas_execution(keys=keys, args=args))
-        rollup = None
-        if effects.rollup is not None and effects.rollup.buckets:
-            guard = (self.keys.execution(execution_id), hashlib.sha1(new_raw.encode()).hexdigest())
-            rollup = self._rollup_call(effects.rollup, guard)
-        log_call = (
-            ([self.keys.log(execution_id)], [log, self.log_max_bytes, records.LOG_TRUNCATED_NOTE])
-            if log
-            else None
-        )
-        calls: list[tuple[Script, tuple[list[str], list[Any]]]] = []
-        if log_call is not None:
-            calls.append((self._append_log, log_call))
-        calls.append((self._cas_execution, (keys, args)))
-        if rollup is not None:
-            calls.append((self._rollup_script(), rollup))
+        log_args: list[Any] = [log, self.log_max_bytes, records.LOG_TRUNCATED_NOTE]
         pipe = self._r.pipeline(transaction=True)
-        for script, (call_keys, call_args) in calls:
-            pipe.evalsha(script.sha, len(call_keys), *call_keys, *call_args)
-        replies = pipe.execute(raise_on_error=False)
-        by_script = {id(script): reply for (script, _), reply in zip(calls, replies, strict=True)}
-        cas_reply = by_script[id(self._cas_execution)]
-        for script, _ in calls:
-            if isinstance(by_script[id(script)], NoScriptError):
+        pipe.evalsha(self._append_log.sha, 1, self.keys.log(execution_id), *log_args)
+        pipe.evalsha(self._cas_execution.sha, len(keys), *keys, *args)
+        log_reply, cas_reply = pipe.execute(raise_on_error=False)
+        for script, reply in ((self._append_log, log_reply), (self._cas_execution, cas_reply)):
+            if isinstance(reply, NoScriptError):
                 self._r.script_load(script.script)
         if isinstance(cas_reply, NoScriptError):  # nothing of the record was written: redo
-            log_done = log_call is not None and not isinstance(
-                by_script[id(self._append_log)], Exception
+            return self._write(
+                execution_id, keys, args, log if isinstance(log_reply, Exception) else ""
             )
-            return self._write(execution_id, keys, args, new_raw, "" if log_done else log, effects)
         if isinstance(cas_reply, Exception):
             raise cas_reply
-        for script, (call_keys, call_args) in calls:
-            reply = by_script[id(script)]
-            if script is self._cas_execution or not isinstance(reply, Exception):
-                continue
-            try:  # the log or the rollup failed beside a written record: redo it alone
-                script(keys=call_keys, args=call_args)
-            except RedisError as exc:  # a log line or a count must never fail the run
-                what = "log" if script is self._append_log else "rollup"
-                _log.warning("the %s of %s failed: %s", what, execution_id, exc)
+        if isinstance(log_reply, Exception):
+            try:  # the log failed beside a written record: redo it alone
+                self._append_log(keys=[self.keys.log(execution_id)], args=log_args)
+            except RedisError as exc:  # a log line must never fail the run
+                _log.warning("the log of %s failed: %s", execution_id, exc)
         return _strs(cas_reply)
+
+    def _fold_quietly(self) -> None:
+        """The journal's fold after a write: the run's end is written, so a failure here is
+        logged (the next fold, or any read, takes the entries up)."""
+        try:
+            self.fold_rollups()
+        except StoreError as exc:
+            _log.warning("could not fold the rollup journal: %s", exc)
 
     def _cas_call(
         self,
@@ -413,6 +407,7 @@ class RedisStore(RedisMonitoring, Store):
             k.dependents(effects.dependents_of or execution.task_name),
             k.active_task(task_id),
             k.active_lock(lock) if lock else k.active_task(task_id),
+            k.rollup_journal,
         ]
         release = "0" if effects.release is None else ("2" if lock else "1")
         ops: list[Any] = []
@@ -430,6 +425,9 @@ class RedisStore(RedisMonitoring, Store):
             "1" if effects.count_waiting else "0",
             "1" if effects.dependents_of is not None else "0",
             release,
+            journal_entry(effects.rollup, execution.id)
+            if effects.rollup and effects.rollup.buckets
+            else "",
             len(effects.set_timers) + len(effects.take_timers),
             *ops,
         ]
@@ -485,6 +483,48 @@ class RedisStore(RedisMonitoring, Store):
                 args=[execution_id, max_concurrent or 0, "1" if lock else "0"],
             )
         return sorted(set(_strs(reply)))
+
+    def create_admitted(
+        self,
+        execution: Execution,
+        max_concurrent: int | None,
+        lock: str | None,
+        on_admit: Callable[[Execution], None],
+    ) -> tuple[Execution, list[str] | None]:
+        """One script (``create_admitted.lua``): 1 round trip where the default takes 3."""
+        k = self.keys
+        pending = records.execution_json(execution)
+        on_admit(execution)
+        admitted = records.execution_json(execution)
+        with driver_errors(f"creating execution {execution.id}"):
+            reply = _strs(
+                self._create_admitted(
+                    keys=[
+                        k.execution(execution.id),
+                        k.executions,
+                        k.task_executions(execution.task_id),
+                        k.status_executions(ExecutionStatus.PENDING.value),
+                        k.status_executions(execution.status.value),
+                        k.active_task(execution.task_id),
+                        k.active_lock(lock) if lock else k.active_task(execution.task_id),
+                    ],
+                    args=[
+                        pending,
+                        admitted,
+                        repr(records.dt_to_ts(execution.created_at)),
+                        execution.id,
+                        max_concurrent or 0,
+                        "1" if lock else "0",
+                    ],
+                )
+            )
+        if reply[0] == "admitted":
+            self._remember(execution.id, admitted)
+            return execution, []
+        if reply[0] == "exists":
+            return records.load_execution(pending), None
+        self._remember(execution.id, pending)
+        return records.load_execution(pending), sorted(set(reply[1:]))
 
     def release(self, execution_id: str, task_id: str, lock: str | None) -> None:
         with driver_errors(f"releasing execution {execution_id}"):

@@ -3,6 +3,12 @@
 Kept apart from ``redis.py`` so each module holds one concern; ``RedisStore`` mixes it in.
 Every write here is one round trip: a rollup is one Lua call (``rollup.lua``) over all of its
 buckets, a history append one pipeline. Keys come from ``keys.py``.
+
+Run ends, the most frequent rollup, are not applied one by one: the record's compare-and-set
+queues each on the rollup journal (one ``RPUSH`` in the same script), and ``fold_rollups``
+adds a few hundred up in Python and applies the sums in one call, when the journal reaches
+``FOLD_AT`` and before any read. One end then costs about 1 command instead of ~100 (16
+fields in 4 buckets), and the numbers read are never behind.
 """
 
 from __future__ import annotations
@@ -10,10 +16,10 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from tdauto.models import TERMINAL_STATUSES, ExecutionStatus
-from tdauto.store.backend import RollupDelta
+from tdauto.store.backend import RollupBucket, RollupDelta
 from tdauto.store.redis_errors import driver_errors
 
 if TYPE_CHECKING:
@@ -23,11 +29,43 @@ if TYPE_CHECKING:
     from tdauto.store.keys import Keys
 
 _PAGE = 500
+FOLD_CHUNK = 500
+"""Journal entries folded per ``rollup.lua`` call."""
+FOLD_AT = 200
+"""A run end that leaves this many entries on the journal folds it (the writer's cost,
+shared by the runs that ended since the last fold)."""
 _TERMINAL = frozenset(s.value for s in TERMINAL_STATUSES)
 
 
 def _float(value: Any) -> float:
     return float(value)
+
+
+def journal_entry(delta: RollupDelta, execution_id: str) -> str:
+    """A run end as queued on the rollup journal (by ``cas_execution.lua``); the execution
+    id makes every entry unique, which the fold's guard relies on."""
+    return json.dumps(
+        {
+            "x": execution_id,
+            "b": [[b.id, b.tier, b.end_ts, b.expire_ts] for b in delta.buckets],
+            "i": delta.incr,
+            "mx": delta.maxima,
+            "mn": delta.minima,
+            "l": delta.latest,
+        },
+        separators=(",", ":"),
+    )
+
+
+def delta_of_entry(raw: str) -> RollupDelta:
+    data = json.loads(raw)
+    return RollupDelta(
+        buckets=[RollupBucket(b[0], b[1], b[2], b[3]) for b in data["b"]],
+        incr=data["i"],
+        maxima=data["mx"],
+        minima=data["mn"],
+        latest={f: (float(p[0]), str(p[1])) for f, p in data["l"].items()},
+    )
 
 
 class RedisMonitoring:
@@ -48,39 +86,88 @@ class RedisMonitoring:
     def add_rollup(self, delta: RollupDelta) -> None:
         if not delta.buckets:
             return
-        keys, args = self._rollup_call(delta)
+        keys, args = self._rollup_call([delta])
         with driver_errors("recording a rollup"):
             self._rollup_script()(keys=keys, args=args)
 
     def _rollup_call(
-        self, delta: RollupDelta, guard: tuple[str, str] | None = None
+        self, deltas: list[RollupDelta], journal_head: tuple[str, int] | None = None
     ) -> tuple[list[str], list[str]]:
-        """KEYS and ARGV of ``rollup.lua``; ``guard`` = (execution key, SHA-1 of its record)."""
+        """KEYS and ARGV of ``rollup.lua`` applying ``deltas`` (the fields of deltas that
+        share their buckets added up first); ``journal_head`` = (first entry, count) when
+        they are the journal's first ``count`` entries, removed in the same call."""
         k = self.keys
+        buckets: dict[str, RollupBucket] = {}
+        position: dict[str, int] = {}
+        groups: dict[tuple[int, ...], dict[str, Any]] = {}
+        latest: dict[str, tuple[float, str]] = {}
+        for delta in deltas:
+            numbers = []
+            for b in delta.buckets:
+                seen = buckets.get(b.id)
+                if seen is None:
+                    position[b.id] = len(position) + 1
+                    buckets[b.id] = b
+                elif b.expire_ts is not None and (seen.expire_ts or 0) < b.expire_ts:
+                    buckets[b.id] = b
+                numbers.append(position[b.id])
+            group = groups.get(tuple(numbers))
+            if group is None:
+                group = groups[tuple(numbers)] = {"k": numbers, "i": {}, "mx": {}, "mn": {}}
+            adds, highs, lows = group["i"], group["mx"], group["mn"]
+            for name, value in delta.incr.items():
+                adds[name] = adds.get(name, 0.0) + value
+            for name, value in delta.maxima.items():
+                highs[name] = max(highs.get(name, value), value)
+            for name, value in delta.minima.items():
+                lows[name] = min(lows.get(name, value), value)
+            for name, (ts, text) in delta.latest.items():
+                if name not in latest or latest[name][0] <= ts:
+                    latest[name] = (ts, text)
         payload = {
             "b": [
                 {
                     "end": -1 if b.end_ts is None else b.end_ts,
                     "exp": -1 if b.expire_ts is None else b.expire_ts,
                 }
-                for b in delta.buckets
+                for b in buckets.values()
             ],
-            "i": delta.incr,
-            "mx": delta.maxima,
-            "mn": delta.minima,
-            "l": {f: [ts, v] for f, (ts, v) in delta.latest.items()},
+            "g": list(groups.values()),
+            "l": {f: [ts, v] for f, (ts, v) in latest.items()},
         }
-        body = json.dumps(payload)
         keys = [k.rollup_latest]
-        keys += [k.rollup(b.id) for b in delta.buckets]
-        keys += [k.rollup_index(b.tier) for b in delta.buckets]
-        if guard is None:
-            return keys, [body]
-        return [*keys, guard[0], k.rollup_applied(guard[1])], [body, guard[1]]
+        keys += [k.rollup(b.id) for b in buckets.values()]
+        keys += [k.rollup_index(b.tier) for b in buckets.values()]
+        if journal_head is None:
+            return keys, [json.dumps(payload)]
+        head, count = journal_head
+        return [*keys, k.rollup_journal], [json.dumps(payload), head, str(count)]
+
+    def fold_rollups(self) -> int:
+        """Fold the run ends queued on the rollup journal into the buckets, ``FOLD_CHUNK``
+        at a time, each chunk in one ``rollup.lua`` call that also removes it; returns how
+        many were folded. Bounded by the journal's length when called, so a reader under a
+        steady stream of run ends still returns."""
+        journal = self.keys.rollup_journal
+        folded = 0
+        with driver_errors("folding the rollup journal"):
+            pending = int(cast(int, self._r.llen(journal)))
+            rounds = pending // FOLD_CHUNK + 4
+            while folded < pending and rounds > 0:
+                rounds -= 1
+                raws: Any = self._r.lrange(journal, 0, FOLD_CHUNK - 1)
+                if not raws:
+                    break
+                deltas = [delta_of_entry(raw) for raw in raws]
+                keys, args = self._rollup_call(deltas, (raws[0], len(raws)))
+                if self._rollup_script()(keys=keys, args=args) != -1:
+                    folded += len(raws)  # else another process folded them first: read again
+        return folded
 
     def read_rollups(self, bucket_ids: list[str]) -> list[dict[str, float]]:
         if not bucket_ids:
             return []
+        self.fold_rollups()
         with driver_errors("reading rollups"):
             pipe = self._r.pipeline(transaction=False)
             for bucket_id in bucket_ids:
@@ -89,6 +176,7 @@ class RedisMonitoring:
         return [{str(f): _float(v) for f, v in reply.items()} for reply in replies]
 
     def rollup_latest(self) -> dict[str, tuple[float, str]]:
+        self.fold_rollups()
         with driver_errors("reading rollups"):
             raw: Any = self._r.hgetall(self.keys.rollup_latest)
         result: dict[str, tuple[float, str]] = {}
@@ -98,6 +186,7 @@ class RedisMonitoring:
         return result
 
     def purge_rollups(self, cutoffs: dict[str, float]) -> int:
+        self.fold_rollups()
         removed = 0
         with driver_errors("purging rollups"):
             for tier, before in cutoffs.items():

@@ -2,20 +2,32 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tdauto.models import ExecutionStatus
-from tdauto.monitoring.rollups import buckets_at, record_final, window_ids
+import tdauto.store.redis as redis_store_module
+from tdauto.models import Execution, ExecutionStatus
+from tdauto.monitoring.rollups import buckets_at, execution_delta, record_final, window_ids
 from tdauto.monitoring.scan import scan_execution_stats
 from tdauto.monitoring.stats import execution_stats
 from tdauto.store import Store
 from tdauto.store.backend import RollupDelta
+from tdauto.store.effects import Effects
+from tdauto.store.redis import RedisStore
 from tests.support.history import write_history
-from tests.unit.test_store import make_execution, make_task, store, store_factory  # noqa: F401
+from tests.support.redis_server import RedisServer
+from tests.unit.test_store import (  # noqa: F401
+    BASE,
+    make_execution,
+    make_task,
+    store,
+    store_factory,
+)
 
 S = ExecutionStatus
 T = 1_718_000_000.0
@@ -215,3 +227,75 @@ def test_beat_fires_and_missed_slots_reach_the_rollups(tmp_path: Path) -> None:
     assert stats["scheduler"]["lag_seconds"]["max"] == 30.0
     assert stats["scheduler"]["missed"] == 2
     assert stats["by_task"]["nightly"]["by_status"] == {"MISSED": 2}
+
+
+# --- run ends through the record's write (the rollup journal in Redis) ------------------------
+
+
+def _end_runs(target: Store, count: int) -> list[Execution]:
+    """``count`` runs ended the way the engine ends them: the rollup rides on the update."""
+    task = make_task()
+    ended = []
+    for n in range(count):
+        ex = make_execution(task, n, status=S.RUNNING, started_at=BASE + timedelta(seconds=n))
+        target.create_execution(ex)
+
+        def end(e: Execution) -> Effects:
+            e.status = S.SUCCEEDED if e.created_at.second % 4 else S.FAILED
+            e.finished_at = e.created_at + timedelta(seconds=2)
+            return Effects(rollup=execution_delta(e))
+
+        ended.append(target.update_execution(ex.id, end))
+    return ended
+
+
+def test_run_ends_written_with_their_record_are_in_the_statistics(store: Store) -> None:  # noqa: F811
+    ended = _end_runs(store, 450)  # over FOLD_AT: the writers fold on their way, readers the rest
+
+    stats = execution_stats(store, now_ts=BASE.timestamp() + 3600)
+
+    failed = sum(e.status is S.FAILED for e in ended)
+    assert stats["total"] == 450
+    assert stats["by_status"] == {"SUCCEEDED": 450 - failed, "FAILED": failed}
+    assert stats["duration_seconds"]["max"] == 2.0
+    assert store.rollup_latest()["task|t1"][1] == ended[-1].status.value
+
+
+def test_concurrent_folds_count_every_run_end_once(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given 1,300 run ends left on the journal (no writer folded them)
+    monkeypatch.setattr(redis_store_module, "FOLD_AT", 10**9)
+    stores = [RedisStore(redis_server.url, prefix="fold") for _ in range(4)]
+    _end_runs(stores[0], 1300)
+    assert stores[0]._r.llen(stores[0].keys.rollup_journal) == 1300
+
+    # When four processes' readers fold at once
+    threads = [threading.Thread(target=s.fold_rollups) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    # Then every end is counted once, and the journal is empty
+    [total] = stores[1].read_rollups(["all"])
+    assert total["n"] == 1300
+    assert stores[2]._r.llen(stores[2].keys.rollup_journal) == 0
+
+
+def test_a_resent_run_end_is_not_counted_twice(redis_server: RedisServer) -> None:
+    rs = RedisStore(redis_server.url, prefix="resend")
+    sent: list[tuple[list[str], list[Any]]] = []
+    real = rs._cas_execution
+
+    def record_call(keys: list[str], args: list[Any]) -> Any:
+        sent.append((keys, args))
+        return real(keys=keys, args=args)
+
+    rs._cas_execution = record_call  # type: ignore[assignment]
+    _end_runs(rs, 1)
+
+    # the client sends the same script call again (its first reply was lost)
+    keys, args = sent[-1]
+    assert real(keys=keys, args=args)[0] == "conflict"
+    assert rs.read_rollups(["all"])[0]["n"] == 1

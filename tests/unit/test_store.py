@@ -598,6 +598,27 @@ def test_admit_from_many_threads_admits_exactly_the_limit(store: Store) -> None:
     assert sorted(store.admit("late", "t", 3, None)) == sorted(admitted)
 
 
+def test_create_admitted_writes_a_free_run_queued_and_a_blocked_one_pending(store: Store) -> None:
+    S = ExecutionStatus
+    task = make_task()
+
+    def queue(e: Execution) -> None:
+        e.status = S.QUEUED
+
+    first, blockers = store.create_admitted(make_execution(task, 0), 1, "db", queue)
+    assert blockers == [] and first.status is S.QUEUED
+    second, blockers = store.create_admitted(make_execution(task, 1), 1, "db", queue)
+    assert blockers == [first.id] and second.status is S.PENDING
+
+    assert [e.id for e in store.list_executions(status=S.QUEUED)] == [first.id]
+    assert [e.id for e in store.list_executions(status=S.PENDING)] == [second.id]
+    assert store.admit("other", "another-task", None, "db") == [first.id]  # the lock is held
+    assert store.admit(second.id, task.id, 2, None) == []  # the blocked one was not registered
+    _, blockers = store.create_admitted(make_execution(task, 5, id=first.id), 9, None, queue)
+    assert blockers is None  # the id exists: nothing written
+    assert store.get_execution(first.id).status is S.QUEUED  # type: ignore[union-attr]
+
+
 # --- resources --------------------------------------------------------------------------------
 
 
