@@ -30,6 +30,11 @@ CONTROL_QUEUE = "tdauto.control"
 QUEUE_TIMEOUTS = "queue_timeouts"
 DEADLINES = "deadlines"
 RUN_TASK = "tdauto.run"
+RECORD_HEADER = "tdauto_record"
+"""The message header carrying the execution's JSON as its sender wrote it (``Sender``)."""
+RECORD_HINT_MAX = 16 * 1024
+"""Larger records are not carried (a long run's record would make every message big): the
+worker reads them."""
 
 
 def queue_for(resource_class: ResourceClass) -> str:
@@ -158,13 +163,12 @@ def send_action(rt: Runtime, ex: Execution, index: int, queue: str | None = None
     # (a host queue), and a retry or a re-queue must be routed afresh (the router picks a host)
     shared = queue_for(run.resource_class) if run.resource_class else run.queue
     target = queue or shared or "tdauto.cpu"
-    rt.send(
-        f"tdauto.action.{run.type}",
-        [ex.id, index],
-        target,
-        ex.priority,
-        shadow=display_name(ex.task_name, run.type),
-    )
+    name, shadow = f"tdauto.action.{run.type}", display_name(ex.task_name, run.type)
+    record = rt.store.written_record(ex.id)
+    if record is not None and len(record) <= RECORD_HINT_MAX:
+        rt.send(name, [ex.id, index], target, ex.priority, shadow=shadow, record=record)
+    else:
+        rt.send(name, [ex.id, index], target, ex.priority, shadow=shadow)
 
 
 def mark_sent(ex: Execution, index: int) -> None:

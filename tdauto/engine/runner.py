@@ -172,7 +172,12 @@ def _skip_reason(rt: Runtime, ex: Execution, run: ActionRun) -> str | None:
 
 
 def run_action(
-    rt: Runtime, execution_id: str, index: int, queue: str | None = None, fresh: bool = False
+    rt: Runtime,
+    execution_id: str,
+    index: int,
+    queue: str | None = None,
+    fresh: bool = False,
+    hint: str | None = None,
 ) -> ExecutionStatus | None:
     """Run action ``index`` of an execution, record it, and move the execution on.
 
@@ -180,11 +185,15 @@ def run_action(
     execution, a duplicate delivery, an action that had already succeeded).
 
     A first look uses the record as this process last wrote it (often it queued this very
-    action itself: no read needed). Only a record that shows the action queued, as a fresh
-    delivery expects, is trusted that way, and a claim that fails on it is tried once more on
-    the stored record (``fresh``), so a stale copy can cost a read but never a delivery.
+    action itself: no read needed), or as the sender wrote it (``hint``, carried by the
+    message). Only a record that shows the action queued, as a fresh delivery expects, is
+    trusted that way, and a claim that fails on it is tried once more on the stored record
+    (``fresh``), so a stale copy can cost a read but never a delivery.
     """
-    ex = rt.store.get_execution(execution_id) if fresh else rt.store.peek_execution(execution_id)
+    if fresh:
+        ex = rt.store.get_execution(execution_id)
+    else:
+        ex = rt.store.peek_execution(execution_id, hint)
     if not fresh and not _trusted_peek(ex, index):
         return run_action(rt, execution_id, index, queue, fresh=True)
     if ex is None or not 0 <= index < len(ex.actions):

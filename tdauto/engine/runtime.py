@@ -15,9 +15,12 @@ from tdauto.store.backend import Store
 
 
 class Sender(Protocol):
-    """``send(task_name, args, queue, priority, shadow=None)``: publish one Celery task
-    message; ``priority`` is tdauto's (0 to 9, 9 most urgent); ``shadow`` is the name the
-    message shows in Flower and worker logs (an action's carries its task's name)."""
+    """``send(task_name, args, queue, priority, shadow=None, record=None)``: publish one
+    Celery task message; ``priority`` is tdauto's (0 to 9, 9 most urgent); ``shadow`` is the
+    name the message shows in Flower and worker logs (an action's carries its task's name);
+    ``record`` is the execution's JSON as the sender just wrote it, carried in a message
+    header so the worker can claim the action without reading it first (a hint only: the
+    claim's compare-and-set checks it is still the stored record)."""
 
     def __call__(
         self,
@@ -27,6 +30,7 @@ class Sender(Protocol):
         priority: int = 5,
         *,
         shadow: str | None = None,
+        record: str | None = None,
     ) -> None: ...
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from celery import Celery, Task
 
 from tdauto.actions.registry import ActionDef
-from tdauto.engine.executions import RUN_TASK
+from tdauto.engine.executions import RECORD_HEADER, RUN_TASK
 from tdauto.engine.runner import run_action, start_execution
 from tdauto.engine.runtime import Runtime
 from tdauto.engine.system import requeue_pending
@@ -22,7 +22,10 @@ from tdauto.monitoring.retention import run_retention
 def _register_action(app: Celery, rt: Runtime, definition: ActionDef) -> None:
     def action_task(self: Task, execution_id: str, index: int) -> str | None:
         queue = (self.request.delivery_info or {}).get("routing_key")
-        status = run_action(rt, execution_id, index, queue=queue)
+        hint = (self.request.headers or {}).get(RECORD_HEADER)
+        status = run_action(
+            rt, execution_id, index, queue=queue, hint=hint if isinstance(hint, str) else None
+        )
         return status.value if status is not None else None
 
     action_task.__name__ = f"action_{definition.name}"
@@ -61,7 +64,13 @@ def sender(app: Celery) -> Any:
     """A ``Runtime.send`` that publishes through ``app`` (JSON, to the given queue)."""
 
     def send(
-        name: str, args: list[Any], queue: str, priority: int = 5, *, shadow: str | None = None
+        name: str,
+        args: list[Any],
+        queue: str,
+        priority: int = 5,
+        *,
+        shadow: str | None = None,
+        record: str | None = None,
     ) -> None:
         # the Redis transport serves priority 0 first; tdauto's 9 is the most urgent
         app.send_task(
@@ -71,6 +80,7 @@ def sender(app: Celery) -> Any:
             routing_key=queue,
             priority=9 - priority,
             shadow=shadow,
+            headers={RECORD_HEADER: record} if record is not None else None,
         )
 
     return send

@@ -149,11 +149,20 @@ def routed_sender(send: Sender, router: Router) -> Sender:
     a queue the engine chose itself (a host queue, passing work to a host with room) stays."""
 
     def routed(
-        name: str, args: list[Any], queue: str, priority: int = 5, *, shadow: str | None = None
+        name: str,
+        args: list[Any],
+        queue: str,
+        priority: int = 5,
+        *,
+        shadow: str | None = None,
+        record: str | None = None,
     ) -> None:
         klass = SHARED.get(queue)
         if klass is not None and name.startswith(ACTION_PREFIX):
             queue = router.queue(klass)
-        send(name, args, queue, priority, shadow=shadow)
+        if record is None:
+            send(name, args, queue, priority, shadow=shadow)
+        else:
+            send(name, args, queue, priority, shadow=shadow, record=record)
 
     return routed

@@ -158,11 +158,17 @@ class Store(abc.ABC):
         exactly once, even when a conflict makes ``mutate`` run again) and their read-backs
         filled in."""
 
-    def peek_execution(self, execution_id: str) -> Execution | None:
-        """The record as this process last wrote or read it, else as stored: possibly stale,
-        so only for a decision that ``update_execution`` checks again (a worker about to
-        claim an action it may itself have queued)."""
+    def peek_execution(self, execution_id: str, hint: str | None = None) -> Execution | None:
+        """The record as this process last wrote or read it (or ``hint``, the JSON another
+        process wrote, carried by a message), else as stored: possibly stale, so only for a
+        decision that ``update_execution`` checks again (a worker about to claim an action
+        it may itself have queued)."""
         return self.get_execution(execution_id)
+
+    def written_record(self, execution_id: str) -> str | None:
+        """The JSON this process last wrote (or read) for the execution, when the backend keeps it
+        (the ``hint`` a message can carry to ``peek_execution`` elsewhere)."""
+        return None
 
     def _apply_effects(self, execution_id: str, effects: Effects) -> None:
         """Effects one call at a time, for a backend with no cheaper way (the file store)."""

@@ -310,7 +310,12 @@ class RedisStore(RedisMonitoring, Store):
             if len(self._recent) > _RECENT_MAX:
                 self._recent.pop(next(iter(self._recent)))
 
-    def peek_execution(self, execution_id: str) -> Execution | None:
+    def written_record(self, execution_id: str) -> str | None:
+        return self._recent.get(execution_id)
+
+    def peek_execution(self, execution_id: str, hint: str | None = None) -> Execution | None:
+        if hint is not None:
+            self._remember(execution_id, hint)  # a stale hint only costs the claim a retry
         raw = self._recent.get(execution_id)
         return records.load_execution(raw) if raw is not None else self.get_execution(execution_id)
 

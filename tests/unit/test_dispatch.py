@@ -23,6 +23,7 @@ class Recorder:
         self.sent: list[tuple[str, list[Any], str]] = []
         self.priorities: list[int] = []
         self.shadows: list[str | None] = []
+        self.records: list[str | None] = []
         self.lock = threading.Lock()
 
     def __call__(
@@ -33,11 +34,13 @@ class Recorder:
         priority: int = 5,
         *,
         shadow: str | None = None,
+        record: str | None = None,
     ) -> None:
         with self.lock:
             self.sent.append((name, args, queue))
             self.priorities.append(priority)
             self.shadows.append(shadow)
+            self.records.append(record)
 
 
 @pytest.fixture

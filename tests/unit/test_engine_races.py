@@ -113,3 +113,56 @@ def test_a_stopped_handler_keeps_its_lease_until_it_returns(tmp_path: Path) -> N
     due = runtime.store.timer_get(LEASES, "ex1:0:1")
     assert result.outcome is Outcome.TIMEOUT
     assert due is not None and due > returned
+
+
+def test_the_record_a_message_carries_saves_the_read_and_a_stale_one_runs_nothing(
+    tmp_path: Path, redis_url: str
+) -> None:
+    load_plugins([])
+    settings = Settings(data_dir=tmp_path / "data", host="hostA")
+    app = Runtime(settings, RedisStore(redis_url, prefix="hint"), REGISTRY, Recorder())
+    task = Task.model_validate(
+        {
+            "name": "sweep",
+            "type": "maintenance",
+            "schedule": "daily",
+            "schedule_config": {"hour": 2, "minute": 0},
+            "overlap": "allow",
+            "actions": [{"type": "cleanup", "params": {"older_than": "30days", "dry_run": True}}],
+        },
+        context=app.validation_context(),
+    )
+    app.store.create_task(task, None)
+
+    def worker() -> tuple[Runtime, list[str]]:
+        """Another process's runtime (it never saw the run) and the ids it reads."""
+        store = RedisStore(redis_url, prefix="hint")
+        reads: list[str] = []
+        real_get = store.get_execution
+        store.get_execution = lambda i: reads.append(i) or real_get(i)  # type: ignore[method-assign]
+        return Runtime(settings, store, REGISTRY, Recorder()), reads
+
+    # Given a triggered run whose message carries the record as the trigger wrote it
+    fresh = start_new(app, new_execution(task, app.registry, Trigger.MANUAL), task)
+    record = app.store.written_record(fresh.id)
+    assert record is not None and '"QUEUED"' in record
+
+    # When a worker runs the action with that record
+    runner, reads = worker()
+    assert run_action(runner, fresh.id, 0, hint=record) is S.SUCCEEDED
+
+    # Then it never read the record first, and the run succeeded
+    assert reads == []
+    assert app.store.get_execution(fresh.id).status is S.SUCCEEDED  # type: ignore[union-attr]
+
+    # Given a run cancelled after its message left (the message's record shows it QUEUED)
+    late = start_new(app, new_execution(task, app.registry, Trigger.MANUAL), task)
+    stale = app.store.written_record(late.id)
+    app.store.update_execution(late.id, lambda e: setattr(e, "status", S.CANCELLED))
+
+    # Then the worker that gets it runs nothing and the run stays CANCELLED
+    runner, reads = worker()
+    assert run_action(runner, late.id, 0, hint=stale) is None
+    after = app.store.get_execution(late.id)
+    assert after is not None and after.status is S.CANCELLED
+    assert after.actions[0].attempts == 0
