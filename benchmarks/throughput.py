@@ -85,6 +85,12 @@ COUNTER = "bench:done"
 POLL_S = 0.02
 STOP_TOKEN = "bench-monitor-stop"
 OWN_COMMANDS = ("info",)  # the benchmark's own snapshots, never counted
+CPU_ROLES = {
+    "app": "app (trigger / send loop, poller)",
+    "worker": "worker main process",
+    "pool": "pool children (task bodies)",
+    "redis": "redis-server",
+}
 
 
 # --- processes ---------------------------------------------------------------------------
@@ -202,12 +208,42 @@ class Progress(threading.Thread):
         return (hi - lo) / (t_hi - t_lo)
 
 
+def cpu_seconds(worker_pid: int, redis_pid: int) -> dict[str, float]:
+    """CPU time (user + system) used so far by this process (``app``: the sending side),
+    the worker's main process, its pool children together and ``redis-server``."""
+
+    def used(proc: psutil.Process) -> float:
+        try:
+            times = proc.cpu_times()
+        except psutil.Error:  # a pool child that just exited
+            return 0.0
+        return float(times.user + times.system)
+
+    worker = psutil.Process(worker_pid)
+    try:
+        children = worker.children()
+    except psutil.Error:
+        children = []
+    return {
+        "app": used(psutil.Process()),
+        "worker": used(worker),
+        "pool": sum(used(c) for c in children),
+        "redis": used(psutil.Process(redis_pid)),
+    }
+
+
 def measure(
-    send: Callable[[], None], read: Callable[[], int], count: int, timeout_s: float
+    send: Callable[[], None],
+    read: Callable[[], int],
+    count: int,
+    timeout_s: float,
+    cpu: Callable[[], dict[str, float]] | None = None,
 ) -> dict[str, Any]:
-    """Send, then wait until ``read()`` grew by ``count``: timings and the poller's count."""
+    """Send, then wait until ``read()`` grew by ``count``: timings, the poller's count and
+    (``cpu``) the CPU seconds each process used meanwhile."""
     base = read()
     progress = Progress(read, base + count, timeout_s)
+    cpu_before = cpu() if cpu else {}
     start = time.monotonic()
     progress.start()
     send()
@@ -215,7 +251,9 @@ def measure(
     progress.join()
     elapsed = time.monotonic() - start
     wall = None if progress.done_at is None else progress.done_at - start
+    cpu_after = cpu() if cpu else {}
     return {
+        "cpu_s": {k: cpu_after[k] - v for k, v in cpu_before.items()},
         "count": count,
         "completed": progress.last - base,
         "finished": progress.done_at is not None,
@@ -301,7 +339,9 @@ def run_baseline(url: str, work: Path, args: argparse.Namespace) -> dict[str, An
                 send()
 
         before = snapshot(r)
-        out["run"] = measure(send_all, done, args.n, args.timeout)
+        out["run"] = measure(
+            send_all, done, args.n, args.timeout, lambda: cpu_seconds(proc.pid, args.redis_pid)
+        )
         after = snapshot(r)
         own = {"get": out["run"]["polls"], "incrby": out["run"]["completed"]}
         out["run"]["redis"] = delta(after, before, own)
@@ -403,7 +443,11 @@ def run_tdauto(url: str, work: Path, args: argparse.Namespace) -> dict[str, Any]
 
         before = snapshot(r)
         out["run"] = measure(
-            lambda: trigger_many(system, task.id, args.n, args), done, args.n, args.timeout
+            lambda: trigger_many(system, task.id, args.n, args),
+            done,
+            args.n,
+            args.timeout,
+            lambda: cpu_seconds(proc.pid, args.redis_pid),
         )
         after = snapshot(r)
         out["run"]["redis"] = delta(after, before, {"zcard": out["run"]["polls"]})
@@ -715,6 +759,14 @@ def print_report(report: dict[str, Any], top: int) -> None:
                     f"  !! {side} {phase} did not finish: {data[phase]['completed']:,} of "
                     f"{data[phase]['count']:,} done (rate shown is the partial rate)"
                 )
+    cpu_t, cpu_b = t["run"].get("cpu_s", {}), b["run"].get("cpu_s", {})
+    if cpu_t and cpu_b:
+        print(f"CPU ms per execution / task (user + system) during the {n:,} runs:")
+        for key, label in CPU_ROLES.items():
+            tv, bv = cpu_t[key] * 1000 / n, cpu_b[key] * 1000 / n
+            print(f"  {label:<36}{tv:>12.3f}{bv:>12.3f}{fmt(ratio(tv, bv), 3):>10}")
+        tv, bv = sum(cpu_t.values()) * 1000 / n, sum(cpu_b.values()) * 1000 / n
+        print(f"  {'total':<36}{tv:>12.3f}{bv:>12.3f}{fmt(ratio(tv, bv), 3):>10}")
     print()
     print(
         "Redis commands (INFO commandstats; commands run by Lua scripts included; the "
@@ -803,6 +855,7 @@ def main() -> int:
     server = RedisServer(work / "redis")
     try:
         server.start()
+        args.redis_pid = server.pid
         admin = redis.Redis.from_url(server.url)
         server_info: Any = admin.info("server")
         version = str(server_info["redis_version"])

@@ -25,7 +25,7 @@ from tdauto.app import make_app, runtime_of
 from tdauto.engine.executions import new_execution
 from tdauto.engine.lifecycle import complete
 from tdauto.engine.runner import start_new
-from tdauto.errors import ExecutionTimeout, InvalidInput, NotFound
+from tdauto.errors import ExecutionTimeout, InvalidInput, NotFound, StoreError
 from tdauto.models import (
     Execution,
     ExecutionStatus,
@@ -41,6 +41,7 @@ from tdauto.processes import POOLS, embedded_beat, spawn_worker, stop_processes
 from tdauto.scheduler import compute_next_ts
 from tdauto.schedules import preview
 from tdauto.settings import Settings
+from tdauto.store.backend import StaleDefinition
 
 _RUN_STATE = {"id", "created_at", "updated_at", "next_run_at", "last_run_at"}
 
@@ -189,19 +190,24 @@ class AutomationSystems:
         self, id_or_name: str, params: dict[str, Any] | None = None, event: bool = False
     ) -> Execution:
         """Run a task now; ``params`` override action params by action type or index."""
-        task = self._rt.store.task_definition(id_or_name) or self._find(id_or_name)
-        execution = new_execution(
-            task, self._rt.registry, Trigger.EVENT if event else Trigger.MANUAL, params=params
-        )
-        context = self._rt.validation_context()
-        for run in execution.actions:
+        for fresh in (False, True):
+            task = self._rt.store.task_definition(id_or_name, fresh) or self._find(id_or_name)
+            execution = new_execution(
+                task, self._rt.registry, Trigger.EVENT if event else Trigger.MANUAL, params=params
+            )
+            context = self._rt.validation_context()
+            for run in execution.actions:
+                try:
+                    self._rt.registry.parse_params(run.type, run.params, context)
+                except ValueError as exc:
+                    raise InvalidInput(f"params.{run.index}", str(exc)) from exc
+            # admitted, recorded and its first action sent from here: no tdauto.run hop for a
+            # run the caller asked for (the beat still sends tdauto.run, to keep ticks short)
             try:
-                self._rt.registry.parse_params(run.type, run.params, context)
-            except ValueError as exc:
-                raise InvalidInput(f"params.{run.index}", str(exc)) from exc
-        # admitted, recorded and its first action sent from here: no tdauto.run hop for a run
-        # the caller asked for (the beat still sends tdauto.run, to keep its ticks short)
-        return start_new(self._rt, execution, task)
+                return start_new(self._rt, execution, task)
+            except StaleDefinition:
+                continue  # edited since this process read it: once more, from the new one
+        raise StoreError(f"task {id_or_name} changed twice while it was being triggered")
 
     async def trigger(self, id: str, params: dict[str, Any] | None = None) -> Execution:
         return await asyncio.to_thread(self.trigger_sync, id, params)

@@ -24,6 +24,11 @@ from tdauto.store.effects import Effects, Mutation
 
 SNAPSHOT_FORMAT = "tdauto-store-snapshot/1"
 
+
+class StaleDefinition(Exception):
+    """``create_admitted``: the task's definition changed after the run was made from it."""
+
+
 TimerMode = Literal["any", "new", "existing"]
 
 ROLLUP_TIERS: dict[str, int] = {"m": 60, "h": 3600, "d": 86400}
@@ -91,10 +96,11 @@ class Store(abc.ABC):
     def get_task(self, task_id: str) -> Task | None:
         """The task with its run state (``next_run_at``, ``last_run_at``) filled in."""
 
-    def task_definition(self, task_id: str) -> Task | None:
+    def task_definition(self, task_id: str, fresh: bool = False) -> Task | None:
         """The task as defined, without its run state (None in ``next_run_at`` and
-        ``last_run_at``): what a trigger needs. The object may be shared with other callers
-        of this method (a backend may keep the parsed definition): read it, never edit it."""
+        ``last_run_at``): what a trigger needs. A backend may answer from what it read
+        before (``fresh`` reads again), and ``create_admitted`` then checks the definition
+        is still the stored one. The object may be shared: read it, never edit it."""
         return self.get_task(task_id)
 
     def get_tasks(self, task_ids: list[str]) -> dict[str, Task]:
@@ -220,6 +226,9 @@ class Store(abc.ABC):
         is written as ``on_admit`` leaves it (queued, its first action sent) and ``[]`` is
         returned with it; else it is written PENDING, nothing is registered, and the
         blockers are returned. ``(execution, None)`` when the id exists (nothing written).
+
+        Raises ``StaleDefinition`` when the run was made from a ``task_definition`` that is
+        no longer the stored one (nothing written: make it again from a fresh one).
 
         This default does it in three steps, the record first (an admitted id always has a
         record); the Redis store does it in one script."""

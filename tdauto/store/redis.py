@@ -30,7 +30,7 @@ from redis.retry import Retry
 from tdauto.errors import InvalidInput, NameTaken, NotFound, StoreError
 from tdauto.models import Execution, ExecutionStatus, Task
 from tdauto.store import records
-from tdauto.store.backend import Store, TimerMode
+from tdauto.store.backend import StaleDefinition, Store, TimerMode
 from tdauto.store.effects import Effects, Mutation
 from tdauto.store.keys import DEFAULT_PREFIX, Keys
 from tdauto.store.records import RunState
@@ -41,6 +41,7 @@ from tdauto.store.redis_monitoring import FOLD_AT, RedisMonitoring, journal_entr
 MAX_WATCH_RETRIES = 1000
 _log = logging.getLogger(__name__)
 _RECENT_MAX = 1024  # execution records remembered per store for compare-and-set
+_DEFINITIONS_MAX = 256  # task definitions remembered per store for triggers
 _PAGE = 200
 
 
@@ -104,6 +105,7 @@ class RedisStore(RedisMonitoring, Store):
         self._release_reservation = self._script("release_reservation")
         self._recent: dict[str, str] = {}
         self._recent_lock = threading.Lock()
+        self._definitions: dict[str, tuple[str, Task]] = {}  # task id -> (SHA-1 of JSON, task)
         # awaitable calls on the caller's loop; an injected client has no URL to copy, so
         # its store's async calls take a worker thread instead
         self._async = (
@@ -182,12 +184,22 @@ class RedisStore(RedisMonitoring, Store):
             raw, state = pipe.execute()
         return None if raw is None else records.load_task(raw, records.parse_state(state))
 
-    def task_definition(self, task_id: str) -> Task | None:
-        """One HGET; the parse is kept per stored JSON, so a task triggered again and again
-        is validated once (an edit stores new JSON, which is parsed afresh)."""
+    def task_definition(self, task_id: str, fresh: bool = False) -> Task | None:
+        """The definition this store last read for the task, else one HGET (parsed once per
+        stored JSON). No read at all for a task triggered again: ``create_admitted`` checks
+        the SHA-1 of what was read against the stored definition in the same script."""
+        if not fresh and (known := self._definitions.get(task_id)) is not None:
+            return known[1]
         with driver_errors(f"reading task {task_id}"):
             raw: Any = self._r.hget(self.keys.tasks, task_id)
-        return None if raw is None else _parsed_definition(str(raw))
+        if raw is None:
+            self._definitions.pop(task_id, None)
+            return None
+        task = _parsed_definition(str(raw))
+        if len(self._definitions) >= _DEFINITIONS_MAX:
+            self._definitions.pop(next(iter(self._definitions)))
+        self._definitions[task_id] = (hashlib.sha1(str(raw).encode()).hexdigest(), task)
+        return task
 
     def get_tasks(self, task_ids: list[str]) -> dict[str, Task]:
         if not task_ids:
@@ -496,11 +508,14 @@ class RedisStore(RedisMonitoring, Store):
         lock: str | None,
         on_admit: Callable[[Execution], None],
     ) -> tuple[Execution, list[str] | None]:
-        """One script (``create_admitted.lua``): 1 round trip where the default takes 3."""
+        """One script (``create_admitted.lua``), which also checks the definition the run
+        was made from (when it came from this store's ``task_definition``): 1 round trip
+        where the default takes 3. A run that is not admitted is then written PENDING."""
         k = self.keys
         pending = records.execution_json(execution)
         on_admit(execution)
         admitted = records.execution_json(execution)
+        known = self._definitions.get(execution.task_id)
         with driver_errors(f"creating execution {execution.id}"):
             reply = _strs(
                 self._create_admitted(
@@ -508,28 +523,32 @@ class RedisStore(RedisMonitoring, Store):
                         k.execution(execution.id),
                         k.executions,
                         k.task_executions(execution.task_id),
-                        k.status_executions(ExecutionStatus.PENDING.value),
                         k.status_executions(execution.status.value),
                         k.active_task(execution.task_id),
                         k.active_lock(lock) if lock else k.active_task(execution.task_id),
+                        k.tasks,
                     ],
                     args=[
-                        pending,
                         admitted,
                         repr(records.dt_to_ts(execution.created_at)),
                         execution.id,
                         max_concurrent or 0,
                         "1" if lock else "0",
+                        execution.task_id,
+                        known[0] if known else "",
                     ],
                 )
             )
         if reply[0] == "admitted":
             self._remember(execution.id, admitted)
             return execution, []
-        if reply[0] == "exists":
-            return records.load_execution(pending), None
-        self._remember(execution.id, pending)
-        return records.load_execution(pending), sorted(set(reply[1:]))
+        if reply[0] == "stale":
+            self._definitions.pop(execution.task_id, None)
+            raise StaleDefinition(execution.task_id)
+        before = records.load_execution(pending)
+        if reply[0] == "exists" or not self.create_execution(before):
+            return before, None
+        return before, sorted(set(reply[1:]))
 
     def release(self, execution_id: str, task_id: str, lock: str | None) -> None:
         with driver_errors(f"releasing execution {execution_id}"):

@@ -3,12 +3,14 @@ cached record deciding a duplicate delivery, a stopped handler that has not retu
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tdauto import AutomationSystems
 from tdauto.actions.registry import REGISTRY, load_plugins
 from tdauto.engine.executions import new_execution
 from tdauto.engine.runner import run_action, start_execution, start_new
@@ -166,3 +168,41 @@ def test_the_record_a_message_carries_saves_the_read_and_a_stale_one_runs_nothin
     after = app.store.get_execution(late.id)
     assert after is not None and after.status is S.CANCELLED
     assert after.actions[0].attempts == 0
+
+
+def test_a_trigger_after_an_edit_elsewhere_runs_the_new_definition(
+    tmp_path: Path, redis_url: str
+) -> None:
+    # Given two processes on one Redis; the first triggered the task (and keeps its definition)
+    here = AutomationSystems(broker_url=redis_url, data_dir=tmp_path / "a", host="a")
+    there = AutomationSystems(broker_url=redis_url, data_dir=tmp_path / "b", host="b")
+    try:
+        task = asyncio.run(
+            here.create_task(
+                name="sweep",
+                type="maintenance",
+                schedule="interval",
+                schedule_config={"every": "1d"},
+                overlap="allow",
+                actions=[{"type": "cleanup", "params": {"older_than": "30days", "dry_run": True}}],
+            )
+        )
+        first = here.trigger_sync(task.id)
+        assert first.actions[0].params["older_than"] == "30days"
+
+        # When the other process edits it, and the first triggers it again
+        asyncio.run(
+            there.update_task(
+                task.id,
+                actions=[{"type": "cleanup", "params": {"older_than": "7days", "dry_run": True}}],
+            )
+        )
+        second = here.trigger_sync(task.id)
+
+        # Then the new run is made from the new definition, as stored
+        assert second.actions[0].params["older_than"] == "7days"
+        stored = here.get_execution_sync(second.id)
+        assert stored.actions[0].params["older_than"] == "7days"
+    finally:
+        here.app.close()
+        there.app.close()
