@@ -22,8 +22,10 @@ process group killed at the end), the baseline first, then tdauto, Redis flushed
   first trigger until ``ZCARD`` of the store's SUCCEEDED status index reaches n. Then one
   execution of a task with ``--chain`` ``noop`` actions, timed from the trigger to SUCCEEDED.
 
-Both sides get ``--warmup`` runs first (not timed). ``INFO commandstats`` and the network
-byte counters are read just before and after each timed run; the benchmark's own polling
+Both sides get ``--warmup`` runs first (not timed). The CPU time each process uses during the
+n runs (this process, the worker's main process, its pool children, ``redis-server``) is read
+with ``psutil`` before and after and printed per execution. ``INFO commandstats`` and the
+network byte counters are read just before and after each timed run; the benchmark's own polling
 (``ZCARD`` / ``GET``, counted) and the baseline's ``INCR`` are removed from the counts, so
 the baseline's numbers are Celery's broker traffic and tdauto's minus the baseline's are what
 tdauto adds. Then (unless ``--no-trace``) one more execution runs alone under ``MONITOR`` and

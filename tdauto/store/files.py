@@ -350,7 +350,7 @@ class FileStore(FileMonitoring, Store):
                 data = json.loads(raw)
                 if task_id is not None and data.get("task_id") != task_id:
                     continue
-                if wanted_status is not None and data.get("status") != wanted_status:
+                if wanted_status is not None and records.raw_status(data) != wanted_status:
                     continue
                 found.append(records.load_execution(data))
         ordered = records.newest_first(found)

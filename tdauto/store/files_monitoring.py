@@ -28,6 +28,7 @@ from urllib.parse import quote
 
 from tdauto.models import TERMINAL_STATUSES, ExecutionStatus
 from tdauto.store import files as _files
+from tdauto.store import records
 from tdauto.store.backend import ROLLUP_TIERS, RollupDelta
 
 _TERMINAL = frozenset(s.value for s in TERMINAL_STATUSES)
@@ -132,7 +133,7 @@ class FileMonitoring:
                     raw = _files._read_text(Path(entry.path))
                     if raw is None:
                         continue
-                    status = str(json.loads(raw).get("status"))
+                    status = records.raw_status(json.loads(raw))
                 fresh[entry.name] = (st.st_mtime_ns, st.st_size, status)
                 if status in counts:
                     counts[status] += 1
@@ -204,7 +205,7 @@ class FileMonitoring:
                 if raw is None:
                     continue
                 data = json.loads(raw)
-                if data.get("status") not in _TERMINAL:
+                if records.raw_status(data) not in _TERMINAL:
                     continue
                 created = data.get("created_at")
                 if created is None or datetime.fromisoformat(created).timestamp() >= before_ts:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, TypedDict
 
 from tdauto.errors import InvalidInput
-from tdauto.models import Execution, Task
+from tdauto.models import Execution, ExecutionStatus, Task
 from tdauto.store.backend import SNAPSHOT_FORMAT
 
 RUN_STATE_FIELDS = frozenset({"next_run_at", "last_run_at"})
@@ -95,8 +95,18 @@ def parse_state(raw: str | bytes | None) -> RunState:
 
 
 def execution_json(execution: Execution) -> str:
-    # None fields left out (they read back as their default): records are ~40% smaller
-    return execution.model_dump_json(exclude_none=True)
+    """The stored form of an execution: fields at their default left out (they read back as
+    their default), which makes a record about 40% smaller, and a long run's, one entry per
+    action, about half (each write of a run rewrites its record). The defaults of the
+    execution models are thus part of the record format: changing one changes what old
+    records read as. Code reading a record's JSON without the model gets its status with
+    :func:`raw_status`."""
+    return execution.model_dump_json(exclude_defaults=True)
+
+
+def raw_status(data: dict[str, Any]) -> str:
+    """The status of a stored execution's decoded JSON (PENDING, the default, is left out)."""
+    return str(data.get("status", ExecutionStatus.PENDING.value))
 
 
 def load_execution(raw: str | bytes | dict[str, Any]) -> Execution:

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from tdauto.models import TERMINAL_STATUSES, ExecutionStatus
+from tdauto.store import records
 from tdauto.store.backend import RollupBucket, RollupDelta
 from tdauto.store.redis_errors import driver_errors
 
@@ -277,7 +278,7 @@ class RedisMonitoring:
                         page_removed += 1
                         continue
                     data = json.loads(raw)
-                    if data.get("status") not in _TERMINAL:
+                    if records.raw_status(data) not in _TERMINAL:
                         continue
                     pipe.delete(k.execution(execution_id), k.log(execution_id))
                     pipe.zrem(k.executions, execution_id)

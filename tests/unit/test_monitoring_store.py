@@ -92,8 +92,9 @@ def test_purge_executions_removes_old_finished_runs_with_their_logs_only(store: 
     task = make_task()
     old_done = make_execution(task, 0, status=S.SUCCEEDED)
     old_running = make_execution(task, 1, status=S.RUNNING)
+    old_pending = make_execution(task, 2)  # its record leaves the default status out
     new_done = make_execution(task, 100, status=S.FAILED)
-    for ex in (old_done, old_running, new_done):
+    for ex in (old_done, old_running, old_pending, new_done):
         store.create_execution(ex)
         store.append_log(ex.id, "hello\n")
     cutoff = (old_running.created_at + timedelta(seconds=10)).timestamp()
@@ -103,9 +104,12 @@ def test_purge_executions_removes_old_finished_runs_with_their_logs_only(store: 
     assert removed == [old_done.id]
     assert store.get_execution(old_done.id) is None and store.read_log(old_done.id) == ""
     assert store.get_execution(old_running.id) is not None
-    assert {e.id for e in store.list_executions(limit=None)} == {old_running.id, new_done.id}
+    kept = {old_running.id, old_pending.id, new_done.id}
+    assert {e.id for e in store.list_executions(limit=None)} == kept
     assert store.list_executions(status=S.SUCCEEDED) == []
-    assert store.count_by_status([S.RUNNING, S.FAILED]) == {"RUNNING": 1, "FAILED": 1}
+    assert [e.id for e in store.list_executions(status=S.PENDING)] == [old_pending.id]
+    counts = store.count_by_status([S.RUNNING, S.PENDING, S.FAILED])
+    assert counts == {"RUNNING": 1, "PENDING": 1, "FAILED": 1}
 
 
 def test_window_ids_cover_the_window_with_few_buckets() -> None:
