@@ -58,13 +58,15 @@ def complete(
     also: Callable[[Execution], None] | None = None,
     effects: Effects | None = None,
     only_if: Callable[[Execution], bool] | None = None,
+    base: Execution | None = None,
 ) -> Execution:
     """Put the execution in ``status`` (no-op if it already ended), then free its place.
 
     ``also`` edits the record in the same write, ``effects`` are written with it; the release
     of the execution's place rides on that write too, and tells whether anything waits (so
     a run that ends with nothing waiting reads nothing more). With ``only_if``, nothing
-    changes unless it holds for the current record (only ``effects`` are written)."""
+    changes unless it holds for the current record (only ``effects`` are written). ``base``
+    is passed on to ``Store.update_execution`` (the caller's last copy, not read again)."""
     ended_now = False
     applied = Effects()
 
@@ -86,7 +88,7 @@ def complete(
             applied.rollup = execution_delta(ex)  # stats: counted once, by the end that won
         return applied
 
-    ex = rt.store.update_execution(execution_id, mutate)
+    ex = rt.store.update_execution(execution_id, mutate, base)
     if ended_now:
         if applied.waiting is None or applied.waiting > 0:
             promote_waiting(rt)

@@ -255,7 +255,7 @@ def run_action(
         return effects
 
     lease_ttl_s = rt.settings.lease_ttl_s
-    ex = rt.store.update_execution(execution_id, begin)
+    ex = rt.store.update_execution(execution_id, begin, base=ex)  # ex is not read again
     if not claimed:
         if reserved:
             release(rt, execution_id, index)
@@ -363,7 +363,7 @@ def _succeed(
     if _next_index(ex, index) is None:
         outcome = ex.outcome or S.SUCCEEDED
         error = ex.error if ex.outcome else None
-        complete(rt, ex.id, outcome, error, succeeded, effects, only_if=owns)
+        complete(rt, ex.id, outcome, error, succeeded, effects, only_if=owns, base=ex)
         return
 
     def succeeded_with(e: Execution) -> Effects:
@@ -373,7 +373,7 @@ def _succeed(
             succeeded(e)
         return effects
 
-    done = rt.store.update_execution(ex.id, succeeded_with)
+    done = rt.store.update_execution(ex.id, succeeded_with, base=ex)
     if wrote:
         _advance(rt, done, index)
     else:

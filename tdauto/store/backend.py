@@ -156,13 +156,20 @@ class Store(abc.ABC):
     def get_execution(self, execution_id: str) -> Execution | None: ...
 
     @abc.abstractmethod
-    def update_execution(self, execution_id: str, mutate: Mutation) -> Execution:
+    def update_execution(
+        self, execution_id: str, mutate: Mutation, base: Execution | None = None
+    ) -> Execution:
         """Apply ``mutate`` to the stored execution atomically (no lost update when two
         processes update it at once) and return the result. ``errors.NotFound`` if absent.
 
         The ``Effects`` that ``mutate`` returns are written with the record (the log append
         exactly once, even when a conflict makes ``mutate`` run again) and their read-backs
-        filled in."""
+        filled in.
+
+        ``base``: the object the caller got from this store's last ``update_execution`` or
+        ``peek_execution`` of this execution, which it will not read again. A backend may
+        then mutate it in place rather than parse the record once more (a long run's record
+        is large); it must still be the record the store last saw, else it is ignored."""
 
     def peek_execution(self, execution_id: str, hint: str | None = None) -> Execution | None:
         """The record as this process last wrote or read it (or ``hint``, the JSON another

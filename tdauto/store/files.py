@@ -310,7 +310,9 @@ class FileStore(FileMonitoring, Store):
             raw = _read_text(self._execution_path(execution_id))
             return None if raw is None else records.load_execution(raw)
 
-    def update_execution(self, execution_id: str, mutate: Mutation) -> Execution:
+    def update_execution(
+        self, execution_id: str, mutate: Mutation, base: Execution | None = None
+    ) -> Execution:
         """``mutate``'s own exceptions pass through unwrapped, and then nothing is written.
         Effects are applied right after the write (the store lock is always taken before a
         stripe lock, never after); ``waiting`` is left unknown (None):

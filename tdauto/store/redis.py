@@ -105,6 +105,7 @@ class RedisStore(RedisMonitoring, Store):
         self._release_reservation = self._script("release_reservation")
         self._recent: dict[str, str] = {}
         self._recent_lock = threading.Lock()
+        self._parsed: dict[str, tuple[str, Execution]] = {}  # id -> (record, its object)
         self._definitions: dict[str, tuple[str, Task]] = {}  # task id -> (SHA-1 of JSON, task)
         # awaitable calls on the caller's loop; an injected client has no URL to copy, so
         # its store's async calls take a worker thread instead
@@ -315,23 +316,46 @@ class RedisStore(RedisMonitoring, Store):
         self._remember(execution_id, raw)
         return records.load_execution(raw)
 
-    def _remember(self, execution_id: str, raw: str) -> None:
-        """Keep the last record read or written, so the next update needs no read first."""
+    def _remember(self, execution_id: str, raw: str, parsed: Execution | None = None) -> None:
+        """Keep the last record read or written, so the next update needs no read first,
+        and the object it was parsed into or written from, for an update given it as
+        ``base`` (no parse then)."""
         with self._recent_lock:
             self._recent[execution_id] = raw
+            if parsed is None:
+                self._parsed.pop(execution_id, None)
+            else:
+                self._parsed[execution_id] = (raw, parsed)
             if len(self._recent) > _RECENT_MAX:
-                self._recent.pop(next(iter(self._recent)))
+                oldest = next(iter(self._recent))
+                self._recent.pop(oldest)
+                self._parsed.pop(oldest, None)
+
+    def _parsed_for(self, execution_id: str, raw: str, base: Execution | None) -> Execution:
+        """``base`` if it is the object remembered for exactly ``raw`` (taken: used once),
+        else ``raw`` parsed."""
+        if base is not None:
+            with self._recent_lock:
+                known = self._parsed.get(execution_id)
+                if known is not None and known[0] is raw and known[1] is base:
+                    del self._parsed[execution_id]
+                    return base
+        return records.load_execution(raw)
 
     def written_record(self, execution_id: str) -> str | None:
         return self._recent.get(execution_id)
 
     def peek_execution(self, execution_id: str, hint: str | None = None) -> Execution | None:
-        if hint is not None:
-            self._remember(execution_id, hint)  # a stale hint only costs the claim a retry
+        if hint is not None:  # a stale hint only costs the claim a retry
+            parsed = records.load_execution(hint)
+            self._remember(execution_id, hint, parsed)
+            return parsed
         raw = self._recent.get(execution_id)
         return records.load_execution(raw) if raw is not None else self.get_execution(execution_id)
 
-    def update_execution(self, execution_id: str, mutate: Mutation) -> Execution:
+    def update_execution(
+        self, execution_id: str, mutate: Mutation, base: Execution | None = None
+    ) -> Execution:
         """Optimistic compare-and-set (``cas_execution.lua``) against the record this process
         last saw, with the mutation's ``Effects`` in the same script (its log appended in the
         same pipeline, once); on a conflict ``mutate`` runs again on the current record, so it
@@ -346,7 +370,8 @@ class RedisStore(RedisMonitoring, Store):
                 if raw is None:
                     self._recent.pop(execution_id, None)
                     raise NotFound("execution", execution_id)
-                execution = records.load_execution(raw)
+                execution = self._parsed_for(execution_id, raw, base)
+                base = None  # a retry after a conflict starts from the current record
                 before, before_status = records.identity(execution), execution.status
                 effects = mutate(execution) or Effects()
                 records.check_immutable(before, execution)
@@ -356,7 +381,7 @@ class RedisStore(RedisMonitoring, Store):
                 reply = self._write(execution_id, keys, args, log)
                 logged = True
                 if reply[0] == "ok":
-                    self._remember(execution_id, new_raw)
+                    self._remember(execution_id, new_raw, execution)
                     if effects.count_waiting:
                         effects.waiting = int(reply[1])
                     if effects.dependents_of is not None:

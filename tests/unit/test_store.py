@@ -315,6 +315,27 @@ def test_concurrent_updates_lose_nothing(store: Store) -> None:
     assert store.get_execution(execution.id).actions[0].attempts == 160  # type: ignore[union-attr]
 
 
+def test_an_update_from_a_kept_copy_applies_to_the_current_record(
+    store_factory: StoreFactory,
+) -> None:
+    here, there = store_factory("shared"), store_factory("shared")  # two processes
+    task, _ = here.create_task(make_task(), T0)
+    execution = make_execution(task, 1)
+    here.create_execution(execution)
+    mine = here.update_execution(execution.id, lambda e: setattr(e, "error", "mine"))
+
+    def bump(e: Execution) -> None:
+        e.actions[0].attempts += 1
+
+    there.update_execution(execution.id, bump)  # the record changes elsewhere meanwhile
+    done = here.update_execution(execution.id, lambda e: setattr(e, "lock", "db"), base=mine)
+
+    assert (done.error, done.lock, done.actions[0].attempts) == ("mine", "db", 1)
+    assert there.get_execution(execution.id) == done
+    again = here.update_execution(execution.id, bump, base=mine)  # a used copy: parsed anew
+    assert again.actions[0].attempts == 2 and again.lock == "db"
+
+
 def test_update_execution_errors_write_nothing(store: Store) -> None:
     task, _ = store.create_task(make_task(), T0)
     execution = make_execution(task, 1)
