@@ -13,6 +13,7 @@ import asyncio
 import atexit
 import contextlib
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -41,9 +42,10 @@ from tdauto.processes import POOLS, embedded_beat, spawn_worker, stop_processes
 from tdauto.scheduler import compute_next_ts
 from tdauto.schedules import preview
 from tdauto.settings import Settings
-from tdauto.store.backend import StaleDefinition
+from tdauto.store.backend import Definition, StaleDefinition
 
 _RUN_STATE = {"id", "created_at", "updated_at", "next_run_at", "last_run_at"}
+_NAMES_KEPT = 1024
 
 
 class AutomationSystems:
@@ -59,6 +61,10 @@ class AutomationSystems:
         self.settings = Settings(**settings)
         self.app = make_app(self.settings)
         self._rt = runtime_of(self.app)
+        # names triggers were given, and the ids they were found under: a stale one costs a
+        # fresh look-up (the store checks the definition), never a wrong run
+        self._ids_by_name: dict[str, str] = {}
+        self._names_lock = threading.Lock()
         self._beat: Service | None = None
         self._workers: list[subprocess.Popen[bytes]] = []
 
@@ -127,6 +133,12 @@ class AutomationSystems:
         stored, _ = await self._rt.store.acreate_task(task, next_ts)
         return stored
 
+    def _remember_name(self, name: str, task_id: str) -> None:
+        with self._names_lock:
+            if len(self._ids_by_name) >= _NAMES_KEPT:
+                self._ids_by_name.pop(next(iter(self._ids_by_name)), None)
+            self._ids_by_name[name] = task_id
+
     def _find(self, id_or_name: str) -> Task:
         store = self._rt.store
         task = store.get_task(id_or_name) or store.get_task_by_name(id_or_name)
@@ -191,7 +203,13 @@ class AutomationSystems:
     ) -> Execution:
         """Run a task now; ``params`` override action params by action type or index."""
         for fresh in (False, True):
-            task = self._rt.store.task_definition(id_or_name, fresh) or self._find(id_or_name)
+            task_id = self._ids_by_name.get(id_or_name, id_or_name)
+            found = self._rt.store.task_definition(task_id, fresh)
+            if found is None:  # a name (or no such task): resolved, and read, afresh
+                found = Definition(self._find(id_or_name))
+                if found.task.id != id_or_name:
+                    self._remember_name(id_or_name, found.task.id)
+            task, version = found.task, found.version
             execution = new_execution(
                 task, self._rt.registry, Trigger.EVENT if event else Trigger.MANUAL, params=params
             )
@@ -204,7 +222,7 @@ class AutomationSystems:
             # admitted, recorded and its first action sent from here: no tdauto.run hop for a
             # run the caller asked for (the beat still sends tdauto.run, to keep ticks short)
             try:
-                return start_new(self._rt, execution, task)
+                return start_new(self._rt, execution, task, version)
             except StaleDefinition:
                 continue  # edited since this process read it: once more, from the new one
         raise StoreError(f"task {id_or_name} changed twice while it was being triggered")

@@ -99,14 +99,16 @@ def start_execution(
     return True
 
 
-def start_new(rt: Runtime, ex: Execution, task: Task) -> Execution:
+def start_new(rt: Runtime, ex: Execution, task: Task, version: str | None = None) -> Execution:
     """Record, admit and send a run the caller has just made (a manual or event trigger),
     from the caller's process: no ``tdauto.run`` hop.
 
     The record and its admission are one store step (``Store.create_admitted``): an admitted
     run is written QUEUED, its first action marked sent, and the action is published. A run
     that is not admitted at once is written PENDING and goes the way of a scheduled one
-    (``start_execution``: stale blockers released, then the task's overlap policy)."""
+    (``start_execution``: stale blockers released, then the task's overlap policy).
+    ``version``: that of the ``Store.task_definition`` the run was made from, checked by the
+    store (``StaleDefinition`` when the task changed since)."""
     if not ex.actions:
         rt.store.create_execution(ex)
         start_execution(rt, ex.id, ex, task)
@@ -118,7 +120,9 @@ def start_new(rt: Runtime, ex: Execution, task: Task) -> Execution:
         if task.deadline is not None:
             e.deadline_at = utcnow() + timedelta(seconds=task.deadline)
 
-    written, blockers = rt.store.create_admitted(ex, task.concurrency_limit, task.lock, admitted)
+    written, blockers = rt.store.create_admitted(
+        ex, task.concurrency_limit, task.lock, admitted, version
+    )
     if blockers is None or blockers:  # None: the id exists, so read what is stored
         start_execution(rt, written.id, written if blockers else None, task)
         return rt.store.peek_execution(written.id) or written

@@ -29,6 +29,15 @@ class StaleDefinition(Exception):
     """``create_admitted``: the task's definition changed after the run was made from it."""
 
 
+@dataclass(frozen=True)
+class Definition:
+    """A task definition as ``Store.task_definition`` gives it, with the ``version`` a run
+    made from it passes to ``Store.create_admitted`` (None: read just now, nothing to check)."""
+
+    task: Task
+    version: str | None = None
+
+
 TimerMode = Literal["any", "new", "existing"]
 
 ROLLUP_TIERS: dict[str, int] = {"m": 60, "h": 3600, "d": 86400}
@@ -96,12 +105,14 @@ class Store(abc.ABC):
     def get_task(self, task_id: str) -> Task | None:
         """The task with its run state (``next_run_at``, ``last_run_at``) filled in."""
 
-    def task_definition(self, task_id: str, fresh: bool = False) -> Task | None:
+    def task_definition(self, task_id: str, fresh: bool = False) -> Definition | None:
         """The task as defined, without its run state (None in ``next_run_at`` and
         ``last_run_at``): what a trigger needs. A backend may answer from what it read
-        before (``fresh`` reads again), and ``create_admitted`` then checks the definition
-        is still the stored one. The object may be shared: read it, never edit it."""
-        return self.get_task(task_id)
+        before (``fresh`` reads again) and give the definition a ``version``: a run made
+        from it passes that to ``create_admitted``, which checks it is still the stored
+        one. The task may be shared: read it, never edit it."""
+        task = self.get_task(task_id)
+        return None if task is None else Definition(task)
 
     def get_tasks(self, task_ids: list[str]) -> dict[str, Task]:
         """The tasks of ``task_ids`` that exist, by id; a backend may read them in one round
@@ -169,7 +180,8 @@ class Store(abc.ABC):
         ``base``: the object the caller got from this store's last ``update_execution`` or
         ``peek_execution`` of this execution, which it will not read again. A backend may
         then mutate it in place rather than parse the record once more (a long run's record
-        is large); it must still be the record the store last saw, else it is ignored."""
+        is large), and leave it half-changed after a conflict or an error; it must still be
+        the record the store last saw, else it is ignored."""
 
     def peek_execution(self, execution_id: str, hint: str | None = None) -> Execution | None:
         """The record as this process last wrote or read it (or ``hint``, the JSON another
@@ -228,14 +240,16 @@ class Store(abc.ABC):
         max_concurrent: int | None,
         lock: str | None,
         on_admit: Callable[[Execution], None],
+        version: str | None = None,
     ) -> tuple[Execution, list[str] | None]:
         """Record a new (PENDING) run and admit it (``admit``) in one step: when admitted it
         is written as ``on_admit`` leaves it (queued, its first action sent) and ``[]`` is
         returned with it; else it is written PENDING, nothing is registered, and the
         blockers are returned. ``(execution, None)`` when the id exists (nothing written).
 
-        Raises ``StaleDefinition`` when the run was made from a ``task_definition`` that is
-        no longer the stored one (nothing written: make it again from a fresh one).
+        Raises ``StaleDefinition`` when ``version``, that of the ``task_definition`` the run
+        was made from, is no longer the stored one's (nothing written: make it again from a
+        fresh one). This default reads afresh every time and gives no versions.
 
         This default does it in three steps, the record first (an admitted id always has a
         record); the Redis store does it in one script."""

@@ -30,7 +30,7 @@ from redis.retry import Retry
 from tdauto.errors import InvalidInput, NameTaken, NotFound, StoreError
 from tdauto.models import Execution, ExecutionStatus, Task
 from tdauto.store import records
-from tdauto.store.backend import StaleDefinition, Store, TimerMode
+from tdauto.store.backend import Definition, StaleDefinition, Store, TimerMode
 from tdauto.store.effects import Effects, Mutation
 from tdauto.store.keys import DEFAULT_PREFIX, Keys
 from tdauto.store.records import RunState
@@ -42,12 +42,17 @@ MAX_WATCH_RETRIES = 1000
 _log = logging.getLogger(__name__)
 _RECENT_MAX = 1024  # execution records remembered per store for compare-and-set
 _DEFINITIONS_MAX = 256  # task definitions remembered per store for triggers
+_PARSED_MAX = 64  # parsed records kept for update_execution(base=...)
 _PAGE = 200
 
 
 @cache
 def _lua(name: str) -> str:
     return resources.files("tdauto.store").joinpath(f"{name}.lua").read_text(encoding="utf-8")
+
+
+def _sha1(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()
 
 
 @lru_cache(maxsize=256)
@@ -106,7 +111,7 @@ class RedisStore(RedisMonitoring, Store):
         self._recent: dict[str, str] = {}
         self._recent_lock = threading.Lock()
         self._parsed: dict[str, tuple[str, Execution]] = {}  # id -> (record, its object)
-        self._definitions: dict[str, tuple[str, Task]] = {}  # task id -> (SHA-1 of JSON, task)
+        self._definitions: dict[str, Definition] = {}  # task id -> its last definition read
         # awaitable calls on the caller's loop; an injected client has no URL to copy, so
         # its store's async calls take a worker thread instead
         self._async = (
@@ -185,22 +190,26 @@ class RedisStore(RedisMonitoring, Store):
             raw, state = pipe.execute()
         return None if raw is None else records.load_task(raw, records.parse_state(state))
 
-    def task_definition(self, task_id: str, fresh: bool = False) -> Task | None:
+    def task_definition(self, task_id: str, fresh: bool = False) -> Definition | None:
         """The definition this store last read for the task, else one HGET (parsed once per
-        stored JSON). No read at all for a task triggered again: ``create_admitted`` checks
-        the SHA-1 of what was read against the stored definition in the same script."""
-        if not fresh and (known := self._definitions.get(task_id)) is not None:
-            return known[1]
+        stored JSON), versioned by the SHA-1 of its JSON: no read at all for a task triggered
+        again, as ``create_admitted.lua`` compares that SHA-1 with the stored definition's."""
+        if not fresh:
+            with self._recent_lock:
+                known = self._definitions.get(task_id)
+            if known is not None:
+                return known
         with driver_errors(f"reading task {task_id}"):
             raw: Any = self._r.hget(self.keys.tasks, task_id)
-        if raw is None:
-            self._definitions.pop(task_id, None)
-            return None
-        task = _parsed_definition(str(raw))
-        if len(self._definitions) >= _DEFINITIONS_MAX:
-            self._definitions.pop(next(iter(self._definitions)))
-        self._definitions[task_id] = (hashlib.sha1(str(raw).encode()).hexdigest(), task)
-        return task
+        with self._recent_lock:
+            if raw is None:
+                self._definitions.pop(task_id, None)
+                return None
+            found = Definition(_parsed_definition(str(raw)), _sha1(str(raw)))
+            self._definitions[task_id] = found
+            if len(self._definitions) > _DEFINITIONS_MAX:
+                self._definitions.pop(next(iter(self._definitions)), None)
+        return found
 
     def get_tasks(self, task_ids: list[str]) -> dict[str, Task]:
         if not task_ids:
@@ -322,10 +331,11 @@ class RedisStore(RedisMonitoring, Store):
         ``base`` (no parse then)."""
         with self._recent_lock:
             self._recent[execution_id] = raw
-            if parsed is None:
-                self._parsed.pop(execution_id, None)
-            else:
+            self._parsed.pop(execution_id, None)
+            if parsed is not None:
                 self._parsed[execution_id] = (raw, parsed)
+                if len(self._parsed) > _PARSED_MAX:  # objects weigh more than their JSON
+                    self._parsed.pop(next(iter(self._parsed)), None)
             if len(self._recent) > _RECENT_MAX:
                 oldest = next(iter(self._recent))
                 self._recent.pop(oldest)
@@ -387,7 +397,7 @@ class RedisStore(RedisMonitoring, Store):
                     if effects.dependents_of is not None:
                         effects.dependents = sorted(reply[3:])
                     if int(reply[2]) >= FOLD_AT:
-                        self._fold_quietly()
+                        self.fold_quietly()
                     return execution
                 raw = reply[1] if reply[0] == "conflict" else None
         raise StoreError(
@@ -422,14 +432,6 @@ class RedisStore(RedisMonitoring, Store):
                 _log.warning("the log of %s failed: %s", execution_id, exc)
         return _strs(cas_reply)
 
-    def _fold_quietly(self) -> None:
-        """The journal's fold after a write: the run's end is written, so a failure here is
-        logged (the next fold, or any read, takes the entries up)."""
-        try:
-            self.fold_rollups()
-        except StoreError as exc:
-            _log.warning("could not fold the rollup journal: %s", exc)
-
     def _cas_call(
         self,
         raw: str,
@@ -460,7 +462,7 @@ class RedisStore(RedisMonitoring, Store):
             keys.append(k.timer(name))
             ops += ["take", member, ""]
         args = [
-            hashlib.sha1(raw.encode()).hexdigest(),
+            _sha1(raw),
             new_raw,
             execution.id,
             repr(records.dt_to_ts(execution.created_at)),
@@ -532,15 +534,15 @@ class RedisStore(RedisMonitoring, Store):
         max_concurrent: int | None,
         lock: str | None,
         on_admit: Callable[[Execution], None],
+        version: str | None = None,
     ) -> tuple[Execution, list[str] | None]:
-        """One script (``create_admitted.lua``), which also checks the definition the run
-        was made from (when it came from this store's ``task_definition``): 1 round trip
-        where the default takes 3. A run that is not admitted is then written PENDING."""
+        """One script (``create_admitted.lua``), which also checks ``version`` (the SHA-1 of
+        the definition the run was made from): 1 round trip where the default takes 3. A run
+        that is not admitted is then written PENDING."""
         k = self.keys
         pending = records.execution_json(execution)
         on_admit(execution)
         admitted = records.execution_json(execution)
-        known = self._definitions.get(execution.task_id)
         with driver_errors(f"creating execution {execution.id}"):
             reply = _strs(
                 self._create_admitted(
@@ -560,7 +562,7 @@ class RedisStore(RedisMonitoring, Store):
                         max_concurrent or 0,
                         "1" if lock else "0",
                         execution.task_id,
-                        known[0] if known else "",
+                        version or "",
                     ],
                 )
             )
@@ -568,7 +570,8 @@ class RedisStore(RedisMonitoring, Store):
             self._remember(execution.id, admitted)
             return execution, []
         if reply[0] == "stale":
-            self._definitions.pop(execution.task_id, None)
+            with self._recent_lock:
+                self._definitions.pop(execution.task_id, None)
             raise StaleDefinition(execution.task_id)
         before = records.load_execution(pending)
         if reply[0] == "exists" or not self.create_execution(before):

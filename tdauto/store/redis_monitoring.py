@@ -14,6 +14,7 @@ fields in 4 buckets), and the numbers read are never behind.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 
     from tdauto.store.keys import Keys
 
+log = logging.getLogger(__name__)
 _PAGE = 500
 FOLD_CHUNK = 500
 """Journal entries folded per ``rollup.lua`` call."""
@@ -56,6 +58,21 @@ def journal_entry(delta: RollupDelta, execution_id: str) -> str:
         },
         separators=(",", ":"),
     )
+
+
+def _readable(raw: str) -> RollupDelta | None:
+    """An entry's delta, or None (logged) for one that cannot be counted: not JSON of the
+    entry's shape, or a number that is not finite. Such an entry is dropped with the chunk
+    it came in, so it cannot block the journal."""
+    try:
+        delta = delta_of_entry(raw)
+        numbers = [*delta.incr.values(), *delta.maxima.values(), *delta.minima.values()]
+        if all(math.isfinite(float(v)) for v in numbers):
+            return delta
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+        pass
+    log.warning("dropping a rollup journal entry that cannot be counted: %.200s", raw)
+    return None
 
 
 def delta_of_entry(raw: str) -> RollupDelta:
@@ -159,16 +176,25 @@ class RedisMonitoring:
                 raws: Any = self._r.lrange(journal, 0, FOLD_CHUNK - 1)
                 if not raws:
                     break
-                deltas = [delta_of_entry(raw) for raw in raws]
+                deltas = [d for d in map(_readable, raws) if d is not None]
                 keys, args = self._rollup_call(deltas, (raws[0], len(raws)))
                 if self._rollup_script()(keys=keys, args=args) != -1:
                     folded += len(raws)  # else another process folded them first: read again
         return folded
 
+    def fold_quietly(self) -> None:
+        """``fold_rollups`` where its failure must not fail the caller: after a run's end
+        is written (the end stands; the next fold or read takes its entry up), and before a
+        read (which then shows the buckets as they are). Logged."""
+        try:
+            self.fold_rollups()
+        except Exception:
+            log.warning("could not fold the rollup journal", exc_info=True)
+
     def read_rollups(self, bucket_ids: list[str]) -> list[dict[str, float]]:
         if not bucket_ids:
             return []
-        self.fold_rollups()
+        self.fold_quietly()
         with driver_errors("reading rollups"):
             pipe = self._r.pipeline(transaction=False)
             for bucket_id in bucket_ids:
@@ -177,7 +203,7 @@ class RedisMonitoring:
         return [{str(f): _float(v) for f, v in reply.items()} for reply in replies]
 
     def rollup_latest(self) -> dict[str, tuple[float, str]]:
-        self.fold_rollups()
+        self.fold_quietly()
         with driver_errors("reading rollups"):
             raw: Any = self._r.hgetall(self.keys.rollup_latest)
         result: dict[str, tuple[float, str]] = {}
@@ -187,7 +213,7 @@ class RedisMonitoring:
         return result
 
     def purge_rollups(self, cutoffs: dict[str, float]) -> int:
-        self.fold_rollups()
+        self.fold_quietly()
         removed = 0
         with driver_errors("purging rollups"):
             for tier, before in cutoffs.items():

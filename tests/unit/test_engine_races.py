@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tdauto import AutomationSystems
 from tdauto.actions.registry import REGISTRY, load_plugins
 from tdauto.engine.executions import new_execution
@@ -20,6 +22,7 @@ from tdauto.models import Execution, ExecutionStatus, Task, Trigger
 from tdauto.resources.ledger import reservation_key
 from tdauto.scheduler import compute_next_ts, dispatch_due
 from tdauto.settings import Settings
+from tdauto.store.backend import StaleDefinition
 from tdauto.store.redis import RedisStore
 from tests.unit.test_dispatch import Recorder, add_daily, rt, ts  # noqa: F401
 from tests.unit.test_watch import _context, _define, _runtime
@@ -206,3 +209,33 @@ def test_a_trigger_after_an_edit_elsewhere_runs_the_new_definition(
     finally:
         here.app.close()
         there.app.close()
+
+
+def test_a_run_made_from_an_old_definition_is_refused_after_another_thread_read_the_new(
+    tmp_path: Path, redis_url: str
+) -> None:
+    load_plugins([])
+    store, elsewhere = RedisStore(redis_url, prefix="defs"), RedisStore(redis_url, prefix="defs")
+    settings = Settings(data_dir=tmp_path / "data")
+    context = {"registry": REGISTRY, "settings": settings}
+    spec = {
+        "name": "sweep",
+        "type": "maintenance",
+        "schedule": "daily",
+        "schedule_config": {"hour": 2, "minute": 0},
+        "actions": [{"type": "cleanup", "params": {"older_than": "30days", "dry_run": True}}],
+    }
+    task, _ = store.create_task(Task.model_validate(spec, context=context), None)
+    # Given one thread's run made from the definition as it was
+    old = store.task_definition(task.id)
+    assert old is not None
+    run = new_execution(old.task, REGISTRY, Trigger.MANUAL)
+    # and, meanwhile, an edit elsewhere that another thread of this process has read
+    edited = task.model_copy(update={"priority": 9})
+    elsewhere.save_task(edited)
+    assert store.task_definition(task.id, fresh=True).task.priority == 9  # type: ignore[union-attr]
+
+    # When the first thread records its run, Then it is refused and nothing is written
+    with pytest.raises(StaleDefinition):
+        store.create_admitted(run, None, None, lambda e: None, old.version)
+    assert store.get_execution(run.id) is None

@@ -303,3 +303,24 @@ def test_a_resent_run_end_is_not_counted_twice(redis_server: RedisServer) -> Non
     keys, args = sent[-1]
     assert real(keys=keys, args=args)[0] == "conflict"
     assert rs.read_rollups(["all"])[0]["n"] == 1
+
+
+def test_an_entry_that_cannot_be_counted_never_blocks_the_journal_or_a_run_end(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rs = RedisStore(redis_server.url, prefix="bad")
+    rs._r.rpush(rs.keys.rollup_journal, "not json", '{"x": "e", "i": {"n": NaN}}')
+    _end_runs(rs, 3)
+
+    # a read folds past them: the three run ends are counted, the journal is empty
+    assert rs.read_rollups(["all"])[0]["n"] == 3
+    assert rs._r.llen(rs.keys.rollup_journal) == 0
+
+    # and a fold that fails after a run end is written leaves the end written
+    def broken() -> int:
+        raise RuntimeError("fold bug")
+
+    monkeypatch.setattr(redis_store_module, "FOLD_AT", 1)
+    monkeypatch.setattr(rs, "fold_rollups", broken)
+    (ended,) = _end_runs(rs, 1)
+    assert rs.get_execution(ended.id).status is ended.status  # type: ignore[union-attr]
