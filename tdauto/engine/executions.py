@@ -165,10 +165,9 @@ def send_action(rt: Runtime, ex: Execution, index: int, queue: str | None = None
     target = queue or shared or "tdauto.cpu"
     name, shadow = f"tdauto.action.{run.type}", display_name(ex.task_name, run.type)
     record = rt.store.written_record(ex.id)
-    if record is not None and len(record) <= RECORD_HINT_MAX:
-        rt.send(name, [ex.id, index], target, ex.priority, shadow=shadow, record=record)
-    else:
-        rt.send(name, [ex.id, index], target, ex.priority, shadow=shadow)
+    if record is not None and len(record) > RECORD_HINT_MAX:
+        record = None
+    rt.send(name, [ex.id, index], target, ex.priority, shadow=shadow, record=record)
 
 
 def mark_sent(ex: Execution, index: int) -> None:

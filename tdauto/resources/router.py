@@ -160,9 +160,6 @@ def routed_sender(send: Sender, router: Router) -> Sender:
         klass = SHARED.get(queue)
         if klass is not None and name.startswith(ACTION_PREFIX):
             queue = router.queue(klass)
-        if record is None:
-            send(name, args, queue, priority, shadow=shadow)
-        else:
-            send(name, args, queue, priority, shadow=shadow, record=record)
+        send(name, args, queue, priority, shadow=shadow, record=record)
 
     return routed

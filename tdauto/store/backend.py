@@ -69,6 +69,18 @@ class RollupDelta:
     minima: dict[str, float] = field(default_factory=dict)
     latest: dict[str, tuple[float, str]] = field(default_factory=dict)
 
+    def add_to(
+        self, adds: dict[str, float], highs: dict[str, float], lows: dict[str, float]
+    ) -> None:
+        """Add this delta's fields to running totals (one dict may serve all three: field
+        names say which kind they are)."""
+        for name, value in self.incr.items():
+            adds[name] = adds.get(name, 0.0) + value
+        for name, value in self.maxima.items():
+            highs[name] = max(highs.get(name, value), value)
+        for name, value in self.minima.items():
+            lows[name] = min(lows.get(name, value), value)
+
 
 class Store(abc.ABC):
     """Persistence of tasks, run state, executions and logs."""

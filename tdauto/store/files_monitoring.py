@@ -70,12 +70,7 @@ class FileMonitoring:
             for bucket in delta.buckets:
                 path = _bucket_file(folder, bucket.id)
                 data: dict[str, float] = self._json(path, {})
-                for name, add in delta.incr.items():
-                    data[name] = data.get(name, 0.0) + add
-                for name, value in delta.maxima.items():
-                    data[name] = max(data.get(name, value), value)
-                for name, value in delta.minima.items():
-                    data[name] = min(data.get(name, value), value)
+                delta.add_to(data, data, data)
                 _files._write_atomic(path, json.dumps(data))
             if delta.latest:
                 path = folder / "latest.json"

@@ -17,7 +17,7 @@ import json
 import logging
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from tdauto.models import TERMINAL_STATUSES, ExecutionStatus
 from tdauto.store import records
@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 _PAGE = 500
 FOLD_CHUNK = 500
 """Journal entries folded per ``rollup.lua`` call."""
+FOLD_ROUNDS = 20
+"""Chunks folded at most by one ``fold_rollups`` call."""
 FOLD_AT = 200
 """A run end that leaves this many entries on the journal folds it (the writer's cost,
 shared by the runs that ended since the last fold)."""
@@ -132,13 +134,7 @@ class RedisMonitoring:
             group = groups.get(tuple(numbers))
             if group is None:
                 group = groups[tuple(numbers)] = {"k": numbers, "i": {}, "mx": {}, "mn": {}}
-            adds, highs, lows = group["i"], group["mx"], group["mn"]
-            for name, value in delta.incr.items():
-                adds[name] = adds.get(name, 0.0) + value
-            for name, value in delta.maxima.items():
-                highs[name] = max(highs.get(name, value), value)
-            for name, value in delta.minima.items():
-                lows[name] = min(lows.get(name, value), value)
+            delta.add_to(group["i"], group["mx"], group["mn"])
             for name, (ts, text) in delta.latest.items():
                 if name not in latest or latest[name][0] <= ts:
                     latest[name] = (ts, text)
@@ -164,22 +160,22 @@ class RedisMonitoring:
     def fold_rollups(self) -> int:
         """Fold the run ends queued on the rollup journal into the buckets, ``FOLD_CHUNK``
         at a time, each chunk in one ``rollup.lua`` call that also removes it; returns how
-        many were folded. Bounded by the journal's length when called, so a reader under a
-        steady stream of run ends still returns."""
+        many were folded. At most ``FOLD_ROUNDS`` chunks a call, so a reader under a steady
+        stream of run ends still returns (an empty journal costs one LRANGE)."""
         journal = self.keys.rollup_journal
         folded = 0
         with driver_errors("folding the rollup journal"):
-            pending = int(cast(int, self._r.llen(journal)))
-            rounds = pending // FOLD_CHUNK + 4
-            while folded < pending and rounds > 0:
-                rounds -= 1
+            for _ in range(FOLD_ROUNDS):
                 raws: Any = self._r.lrange(journal, 0, FOLD_CHUNK - 1)
                 if not raws:
                     break
                 deltas = [d for d in map(_readable, raws) if d is not None]
                 keys, args = self._rollup_call(deltas, (raws[0], len(raws)))
-                if self._rollup_script()(keys=keys, args=args) != -1:
-                    folded += len(raws)  # else another process folded them first: read again
+                if self._rollup_script()(keys=keys, args=args) == -1:
+                    continue  # another process folded them first: read again
+                folded += len(raws)
+                if len(raws) < FOLD_CHUNK:
+                    break  # that was the whole journal
         return folded
 
     def fold_quietly(self) -> None:

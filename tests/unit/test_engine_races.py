@@ -30,6 +30,19 @@ from tests.unit.test_watch import _context, _define, _runtime
 S = ExecutionStatus
 
 
+def _cleanup_task(runtime: Runtime, **changes: Any) -> Task:
+    """A daily task "sweep" with one dry-run cleanup action, ``changes`` applied."""
+    spec = {
+        "name": "sweep",
+        "type": "maintenance",
+        "schedule": "daily",
+        "schedule_config": {"hour": 2, "minute": 0},
+        "actions": [{"type": "cleanup", "params": {"older_than": "30days", "dry_run": True}}],
+        **changes,
+    }
+    return Task.model_validate(spec, context=runtime.validation_context())
+
+
 def test_two_triggers_at_once_never_both_run_a_skip_task(rt: Runtime) -> None:  # noqa: F811
     # Given a task with the default overlap policy (skip) and two triggers at once, the first
     # one's record landing a moment after the second trigger started
@@ -66,17 +79,8 @@ def test_a_duplicate_decided_on_a_stale_record_keeps_the_runners_reservation(
     settings = Settings(data_dir=tmp_path / "data", host="hostA")
     a = Runtime(settings, RedisStore(redis_url, prefix="races"), REGISTRY, Recorder())
     b_store = RedisStore(redis_url, prefix="races")  # the worker process that runs it
-    task = Task.model_validate(
-        {
-            "name": "heavy",
-            "type": "maintenance",
-            "schedule": "daily",
-            "schedule_config": {"hour": 2, "minute": 0},
-            "resources": {"cpu": 60},
-            "actions": [{"type": "cleanup", "params": {"older_than": "30days", "dry_run": True}}],
-            "created_at": datetime(2026, 11, 26, 10, tzinfo=UTC),
-        },
-        context=a.validation_context(),
+    task = _cleanup_task(
+        a, name="heavy", resources={"cpu": 60}, created_at=datetime(2026, 11, 26, 10, tzinfo=UTC)
     )
     a.store.create_task(task, compute_next_ts(task, ts("2026-11-26T10:00:00"), "UTC"))
     dispatch_due(a, ts("2026-11-27T02:00:00"))
@@ -126,17 +130,7 @@ def test_the_record_a_message_carries_saves_the_read_and_a_stale_one_runs_nothin
     load_plugins([])
     settings = Settings(data_dir=tmp_path / "data", host="hostA")
     app = Runtime(settings, RedisStore(redis_url, prefix="hint"), REGISTRY, Recorder())
-    task = Task.model_validate(
-        {
-            "name": "sweep",
-            "type": "maintenance",
-            "schedule": "daily",
-            "schedule_config": {"hour": 2, "minute": 0},
-            "overlap": "allow",
-            "actions": [{"type": "cleanup", "params": {"older_than": "30days", "dry_run": True}}],
-        },
-        context=app.validation_context(),
-    )
+    task = _cleanup_task(app, overlap="allow")
     app.store.create_task(task, None)
 
     def worker() -> tuple[Runtime, list[str]]:
@@ -216,16 +210,8 @@ def test_a_run_made_from_an_old_definition_is_refused_after_another_thread_read_
 ) -> None:
     load_plugins([])
     store, elsewhere = RedisStore(redis_url, prefix="defs"), RedisStore(redis_url, prefix="defs")
-    settings = Settings(data_dir=tmp_path / "data")
-    context = {"registry": REGISTRY, "settings": settings}
-    spec = {
-        "name": "sweep",
-        "type": "maintenance",
-        "schedule": "daily",
-        "schedule_config": {"hour": 2, "minute": 0},
-        "actions": [{"type": "cleanup", "params": {"older_than": "30days", "dry_run": True}}],
-    }
-    task, _ = store.create_task(Task.model_validate(spec, context=context), None)
+    app = Runtime(Settings(data_dir=tmp_path / "data"), store, REGISTRY, Recorder())
+    task, _ = store.create_task(_cleanup_task(app), None)
     # Given one thread's run made from the definition as it was
     old = store.task_definition(task.id)
     assert old is not None
