@@ -22,6 +22,12 @@ process group killed at the end), the baseline first, then tdauto, Redis flushed
   first trigger until ``ZCARD`` of the store's SUCCEEDED status index reaches n. Then one
   execution of a task with ``--chain`` ``noop`` actions, timed from the trigger to SUCCEEDED.
 
+The ``--n`` runs are repeated in ``--rounds`` rounds (default 3), baseline and tdauto
+alternating, each round with fresh workers and a flushed Redis; the executions/s ratio of
+each round and their median are printed (a shared machine drifts by more than the effects
+measured here; the median of alternating rounds is the figure to quote). The long run, the
+CPU and command counts and the trace are from round 1.
+
 Both sides get ``--warmup`` runs first (not timed). The CPU time each process uses during the
 n runs (this process, the worker's main process, its pool children, ``redis-server``) is read
 with ``psutil`` before and after and printed per execution. ``INFO commandstats`` and the
@@ -38,7 +44,7 @@ execution ended other than SUCCEEDED.
 
     .venv/bin/python benchmarks/throughput.py [--n 5000] [--chain 1000] [--json]
 
-The default run takes about 3 minutes on 2 CPUs, most of it the 1,000-action execution.
+The default run takes about 4 minutes on 2 CPUs, most of it the 1,000-action execution.
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ import os
 import platform
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -300,7 +307,10 @@ def baseline_conf(url: str, data: Path) -> dict[str, Any]:
     return conf
 
 
-def run_baseline(url: str, work: Path, args: argparse.Namespace) -> dict[str, Any]:
+def run_baseline(
+    url: str, work: Path, args: argparse.Namespace, full: bool = True
+) -> dict[str, Any]:
+    """``full``: also the chain (else only the ``--n`` runs: a later round)."""
     data = work / "baseline"
     data.mkdir()
     conf = baseline_conf(url, data)
@@ -348,6 +358,8 @@ def run_baseline(url: str, work: Path, args: argparse.Namespace) -> dict[str, An
         own = {"get": out["run"]["polls"], "incrby": out["run"]["completed"]}
         out["run"]["redis"] = delta(after, before, own)
 
+        if not full:
+            return out
         options = {"queue": QUEUE, "routing_key": QUEUE}
         links = chain(
             *[client.signature(NOOP, options=options, immutable=True) for _ in range(args.chain)]
@@ -395,7 +407,8 @@ def trigger_many(
     asyncio.run(all_batches())
 
 
-def run_tdauto(url: str, work: Path, args: argparse.Namespace) -> dict[str, Any]:
+def run_tdauto(url: str, work: Path, args: argparse.Namespace, full: bool = True) -> dict[str, Any]:
+    """``full``: also the trace and the long run (else only the ``--n`` runs)."""
     data = work / "tdauto"
     data.mkdir()
     system = AutomationSystems(
@@ -454,6 +467,8 @@ def run_tdauto(url: str, work: Path, args: argparse.Namespace) -> dict[str, Any]
         after = snapshot(r)
         out["run"]["redis"] = delta(after, before, {"zcard": out["run"]["polls"]})
 
+        if not full:
+            return out
         if args.trace:
             out["trace"] = trace_one(system, r, task.id, proc.pid, done)
 
@@ -754,6 +769,14 @@ def print_report(report: dict[str, Any], top: int) -> None:
     print(f"{head[0]:<38}{head[1]:>12}{head[2]:>12}{head[3]:>10}")
     for label, tv, bv, rv in rows:
         print(f"{label:<38}{fmt(tv):>12}{fmt(bv):>12}{fmt(rv, 3):>10}")
+    rounds = report["rounds"]
+    if len(rounds) > 1:
+        ratios = ", ".join(f"{r['ratio']:.3f}" for r in rounds)
+        print(
+            f"executions/s ratio in each of {len(rounds)} rounds (baseline, then tdauto, "
+            f"alternating; the rows above are round 1): {ratios}; "
+            f"median {report['ratio']['executions_per_s_median']:.3f}"
+        )
     for side, data in (("tdauto", t), ("baseline", b)):
         for phase in ("run", "chain"):
             if not data[phase]["finished"]:
@@ -834,6 +857,9 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=5000, help="Executions / tasks per system.")
     parser.add_argument("--chain", type=int, default=1000, help="Actions in the long run.")
     parser.add_argument("--warmup", type=int, default=50, help="Untimed runs first.")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="Rounds of --n runs (the chain is in round 1)."
+    )
     parser.add_argument("--concurrency", type=int, default=Settings().concurrency_cpu)
     parser.add_argument("--trigger", choices=("sync", "async"), default="sync")
     parser.add_argument("--batch", type=int, default=16, help="async: triggers per gather.")
@@ -844,8 +870,8 @@ def main() -> int:
     parser.add_argument("--no-trace", dest="trace", action="store_false")
     parser.add_argument("--json", action="store_true", help="Print the report as JSON.")
     args = parser.parse_args()
-    if min(args.n, args.chain, args.concurrency, args.batch) < 1 or args.warmup < 0:
-        parser.error("--n, --chain, --concurrency and --batch must be at least 1")
+    if min(args.n, args.chain, args.concurrency, args.batch, args.rounds) < 1 or args.warmup < 0:
+        parser.error("--n, --chain, --concurrency, --batch and --rounds must be at least 1")
     for key in [k for k in os.environ if k.startswith("TDAUTO_")]:
         del os.environ[key]
     if shutil.which("redis-server") is None:
@@ -861,22 +887,37 @@ def main() -> int:
         admin = redis.Redis.from_url(server.url)
         server_info: Any = admin.info("server")
         version = str(server_info["redis_version"])
-        print("baseline (bare Celery) ...", file=sys.stderr, flush=True)
-        base = run_baseline(server.url, work, args)
-        admin.flushall()
-        print("tdauto ...", file=sys.stderr, flush=True)
-        tda = run_tdauto(server.url, work, args)
+        rounds: list[tuple[float, float, bool]] = []
+        for number in range(args.rounds):  # alternating, so a drift of the machine hits both
+            here = work / f"round-{number}"
+            here.mkdir()
+            print(f"round {number + 1}: baseline (bare Celery) ...", file=sys.stderr, flush=True)
+            b = run_baseline(server.url, here, args, full=number == 0)
+            admin.flushall()
+            print(f"round {number + 1}: tdauto ...", file=sys.stderr, flush=True)
+            t = run_tdauto(server.url, here, args, full=number == 0)
+            admin.flushall()
+            if number == 0:
+                base, tda = b, t
+            finished = t["run"]["finished"] and b["run"]["finished"]
+            rounds.append((t["run"]["per_s"], b["run"]["per_s"], finished))
         admin.close()
     finally:
         Spawned.kill_all(exited_too=True)
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
     report = build_report(args, base, tda, version, load_before)
+    report["rounds"] = [
+        {"tdauto_per_s": t, "baseline_per_s": b, "ratio": t / b, "finished": done}
+        for t, b, done in rounds
+    ]
+    report["ratio"]["executions_per_s_median"] = statistics.median(t / b for t, b, _ in rounds)
     if args.json:
         print(json.dumps(report, indent=2, default=str))
     else:
         print_report(report, args.top)
     ok = all(s[p]["finished"] for s in (base, tda) for p in ("run", "chain"))
+    ok = ok and all(r["finished"] for r in report["rounds"])
     ok = ok and set(tda.get("statuses", {})) <= {"SUCCEEDED"}
     return 0 if ok else 1
 

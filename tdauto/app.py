@@ -16,6 +16,7 @@ from celery import Celery
 
 from beat_schedule import beat_schedule
 from tdauto.actions.registry import REGISTRY, load_plugins
+from tdauto.engine import outbox
 from tdauto.engine.executions import CONTROL_QUEUE
 from tdauto.engine.runtime import Runtime
 from tdauto.engine.tasks import register_tasks, sender
@@ -75,6 +76,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         }
     else:
         conf["broker_url"] = settings.broker_url
+        if outbox.applies(settings.broker_url):  # kombu's Redis transport, pushes holdable
+            conf["broker_transport"] = outbox.TRANSPORT
         conf["broker_transport_options"] = {
             "visibility_timeout": settings.visibility_timeout_s,
             # ten priority lists per queue (the engine sends 9 - task priority, since Redis
@@ -102,11 +105,19 @@ def make_app(settings: Settings | None = None, store: Store | None = None) -> Ce
         store=store,
         registry=REGISTRY,
         send=routed_sender(sender(app), router),
+        hold=outbox.held if _holds(settings, store) else None,
     )
     app.conf[RUNTIME_KEY] = runtime
     register_tasks(app, runtime)
     _register_manager(app, runtime)
     return app
+
+
+def _holds(settings: Settings, store: Store) -> bool:
+    """Whether a trigger's first message can be pushed with its record (``engine.outbox``):
+    the broker uses the outbox transport and the store is on that same Redis."""
+    url = settings.broker_url
+    return not settings.local_mode and outbox.applies(url) and store.pushes_messages(url)
 
 
 def _default_class(action_type: str) -> str | None:

@@ -151,10 +151,13 @@ def display_name(task_name: str, action_type: str) -> str:
     return f"tdauto.action[{task_name}/{action_type}]"
 
 
-def send_action(rt: Runtime, ex: Execution, index: int, queue: str | None = None) -> None:
+def send_action(
+    rt: Runtime, ex: Execution, index: int, queue: str | None = None, record: str | None = None
+) -> None:
     """Publish action ``index`` of ``ex`` to its resource-class queue (and start its
     queue-timeout timer when the task has one). Its arguments are ``[execution id, index]``,
-    so Flower shows which run each action belongs to."""
+    so Flower shows which run each action belongs to. The message carries ``record``, else
+    the record as this process last wrote it (``Sender``)."""
     run = ex.actions[index]
     if ex.queue_timeout_s is not None:
         due = time.time() + ex.queue_timeout_s
@@ -164,7 +167,7 @@ def send_action(rt: Runtime, ex: Execution, index: int, queue: str | None = None
     shared = queue_for(run.resource_class) if run.resource_class else run.queue
     target = queue or shared or "tdauto.cpu"
     name, shadow = f"tdauto.action.{run.type}", display_name(ex.task_name, run.type)
-    record = rt.store.written_record(ex.id)
+    record = record or rt.store.written_record(ex.id)
     if record is not None and len(record) > RECORD_HINT_MAX:
         record = None
     rt.send(name, [ex.id, index], target, ex.priority, shadow=shadow, record=record)

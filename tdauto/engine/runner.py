@@ -38,6 +38,7 @@ from tdauto.engine.watch import LEASES, Outcome, lease_member, run_watched
 from tdauto.errors import ActionError
 from tdauto.models import ActionRun, Execution, ExecutionStatus, Task, utcnow
 from tdauto.resources.ledger import Admission, admit_action, release
+from tdauto.store.backend import Outbox
 from tdauto.store.effects import Effects
 
 log = logging.getLogger(__name__)
@@ -120,16 +121,38 @@ def start_new(rt: Runtime, ex: Execution, task: Task, version: str | None = None
         if task.deadline is not None:
             e.deadline_at = utcnow() + timedelta(seconds=task.deadline)
 
+    outbox = _outbox(rt)
     written, blockers = rt.store.create_admitted(
-        ex, task.concurrency_limit, task.lock, admitted, version
+        ex, task.concurrency_limit, task.lock, admitted, version, outbox
     )
     if blockers is None or blockers:  # None: the id exists, so read what is stored
         start_execution(rt, written.id, written if blockers else None, task)
         return rt.store.peek_execution(written.id) or written
     if written.deadline_at is not None:
         rt.store.timer_set(DEADLINES, written.id, written.deadline_at.timestamp())
-    send_action(rt, written, 0)
+    if outbox is None:
+        send_action(rt, written, 0)
     return written
+
+
+def _outbox(rt: Runtime) -> Outbox | None:
+    """The first action's message, held back for ``create_admitted`` to push with the
+    record (``tdauto.engine.outbox``), when the store can; None: send it after the write."""
+    hold = rt.hold
+    if hold is None:
+        return None
+
+    def outbox(e: Execution, record: str) -> list[tuple[str, str]]:
+        with hold() as pushes:
+            send_action(rt, e, 0, record=record)
+        if not pushes:  # published already: the record would trail its message
+            raise RuntimeError(
+                "the broker published a message tdauto meant to hold back: the app's "
+                "broker_transport must be tdauto.engine.outbox:Transport"
+            )
+        return pushes
+
+    return outbox
 
 
 def _jsonable(output: Any) -> dict[str, Any]:

@@ -6,6 +6,8 @@ process and closes its tasks over it, and tests build one with a fake sender.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -40,6 +42,9 @@ class Runtime:
     store: Store
     registry: Registry
     send: Sender
+    hold: Callable[[], AbstractContextManager[list[tuple[str, str]]]] | None = None
+    """Set when the store can push this broker's messages (``tdauto.engine.outbox``): a
+    context in which ``send`` holds its messages back as (Redis list, payload) pairs."""
 
     def validation_context(self) -> dict[str, Any]:
         """The pydantic context that lets models check action types, params and paths."""

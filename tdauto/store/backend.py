@@ -40,6 +40,11 @@ class Definition:
 
 TimerMode = Literal["any", "new", "existing"]
 
+Outbox = Callable[[Execution, str], list[tuple[str, str]]]
+"""``outbox(execution, record_json)``: the messages (Redis list, payload) that announce an
+admitted run, made just before it is written (``record_json`` is the record as it will be
+stored), for ``create_admitted`` to push in the same step (``tdauto.engine.outbox``)."""
+
 ROLLUP_TIERS: dict[str, int] = {"m": 60, "h": 3600, "d": 86400}
 """Rollup bucket tiers and their widths in seconds (plus the tier ``all``, unbounded)."""
 
@@ -84,6 +89,11 @@ class RollupDelta:
 
 class Store(abc.ABC):
     """Persistence of tasks, run state, executions and logs."""
+
+    def pushes_messages(self, broker_url: str | None) -> bool:
+        """Whether ``create_admitted`` can push messages for a broker at ``broker_url``
+        (``outbox``): only a Redis store on that very Redis can."""
+        return False
 
     # --- tasks -------------------------------------------------------------------------------
 
@@ -253,11 +263,16 @@ class Store(abc.ABC):
         lock: str | None,
         on_admit: Callable[[Execution], None],
         version: str | None = None,
+        outbox: Outbox | None = None,
     ) -> tuple[Execution, list[str] | None]:
         """Record a new (PENDING) run and admit it (``admit``) in one step: when admitted it
         is written as ``on_admit`` leaves it (queued, its first action sent) and ``[]`` is
         returned with it; else it is written PENDING, nothing is registered, and the
         blockers are returned. ``(execution, None)`` when the id exists (nothing written).
+
+        ``outbox``: only for a store whose ``pushes_messages`` is True (the Redis store on
+        the broker's own Redis); the messages it returns are pushed with the admitted record,
+        and only then.
 
         Raises ``StaleDefinition`` when ``version``, that of the ``task_definition`` the run
         was made from, is no longer the stored one's (nothing written: make it again from a
@@ -265,6 +280,8 @@ class Store(abc.ABC):
 
         This default does it in three steps, the record first (an admitted id always has a
         record); the Redis store does it in one script."""
+        if outbox is not None:
+            raise ValueError(f"{type(self).__name__} cannot push messages (pushes_messages)")
         if not self.create_execution(execution):
             return execution, None
         blockers = self.admit(execution.id, execution.task_id, max_concurrent, lock)

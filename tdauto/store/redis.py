@@ -30,7 +30,7 @@ from redis.retry import Retry
 from tdauto.errors import InvalidInput, NameTaken, NotFound, StoreError
 from tdauto.models import Execution, ExecutionStatus, Task
 from tdauto.store import records
-from tdauto.store.backend import Definition, StaleDefinition, Store, TimerMode
+from tdauto.store.backend import Definition, Outbox, StaleDefinition, Store, TimerMode
 from tdauto.store.effects import Effects, Mutation
 from tdauto.store.keys import DEFAULT_PREFIX, Keys
 from tdauto.store.records import RunState
@@ -87,6 +87,7 @@ class RedisStore(RedisMonitoring, Store):
         self.keys = Keys(prefix)
         self.log_max_bytes = log_max_bytes
         self._owns_client = client is None
+        self._url = url if client is None else None
         self._r: redis.Redis = client or redis.Redis.from_url(
             url,
             decode_responses=True,
@@ -528,6 +529,10 @@ class RedisStore(RedisMonitoring, Store):
             )
         return sorted(set(_strs(reply)))
 
+    def pushes_messages(self, broker_url: str | None) -> bool:
+        """True for the broker this store was opened on (the same URL: server and db)."""
+        return self._url is not None and self._url == broker_url
+
     def create_admitted(
         self,
         execution: Execution,
@@ -535,14 +540,17 @@ class RedisStore(RedisMonitoring, Store):
         lock: str | None,
         on_admit: Callable[[Execution], None],
         version: str | None = None,
+        outbox: Outbox | None = None,
     ) -> tuple[Execution, list[str] | None]:
         """One script (``create_admitted.lua``), which also checks ``version`` (the SHA-1 of
-        the definition the run was made from): 1 round trip where the default takes 3. A run
-        that is not admitted is then written PENDING."""
+        the definition the run was made from) and pushes ``outbox``'s messages: 1 round trip
+        where the default takes 3, and 4 with the publish. A run that is not admitted is
+        then written PENDING."""
         k = self.keys
         pending = records.execution_json(execution)
         on_admit(execution)
         admitted = records.execution_json(execution)
+        pushes = outbox(execution, admitted) if outbox is not None else []
         with driver_errors(f"creating execution {execution.id}"):
             reply = _strs(
                 self._create_admitted(
@@ -554,6 +562,7 @@ class RedisStore(RedisMonitoring, Store):
                         k.active_task(execution.task_id),
                         k.active_lock(lock) if lock else k.active_task(execution.task_id),
                         k.tasks,
+                        *(key for key, _ in pushes),
                     ],
                     args=[
                         admitted,
@@ -563,6 +572,7 @@ class RedisStore(RedisMonitoring, Store):
                         "1" if lock else "0",
                         execution.task_id,
                         version or "",
+                        *(payload for _, payload in pushes),
                     ],
                 )
             )

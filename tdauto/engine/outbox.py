@@ -1,0 +1,77 @@
+"""A run's first message written in the same Redis step as its record (the outbox).
+
+A trigger records the run QUEUED and publishes its first action. Done as two steps, a
+process that dies (or a broker call that fails) between them leaves a run that is QUEUED
+for good with no message on its way: nothing redelivers a message that was never sent.
+When the broker is the store's own Redis, tdauto closes that gap. The message is built by
+Celery and kombu as usual, but its push (kombu's ``LPUSH`` onto the queue's list) is held
+back and handed to the store, whose ``create_admitted.lua`` pushes it only if it writes the
+admitted record. A run that is refused (blocked, stale definition, existing id) therefore
+sends nothing, and an admitted one always has its message. It also saves a round trip and
+kombu's per-publish client.
+
+How: :class:`Transport` is kombu's Redis transport with one change. Inside :func:`held`,
+``Channel._put`` appends ``(list key, payload)`` to the held list instead of pushing. The
+key and payload are exactly what kombu would push: the priority list's name from
+``_q_for_pri`` and the envelope kombu serialized. Everything else (routing, envelope, the
+``before_task_publish`` and ``after_task_publish`` signals) is unchanged Celery. One
+consequence: ``after_task_publish`` fires even for a message the store then drops, because
+its run was refused. Outside :func:`held` the transport is kombu's, and workers consume
+with it unchanged.
+
+Only for ``redis://`` brokers (``applies``). TLS, sentinel and other transports publish the
+ordinary way, in two steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+from kombu.transport import redis as kombu_redis
+from kombu.utils.json import dumps
+
+Push = tuple[str, str]
+"""A held message: the Redis list to ``LPUSH`` it onto, and its payload."""
+
+TRANSPORT = "tdauto.engine.outbox:Transport"
+"""Celery's ``broker_transport`` for a broker whose pushes can be held."""
+
+_held: ContextVar[list[Push] | None] = ContextVar("tdauto_outbox_held", default=None)
+
+
+def applies(broker_url: str | None) -> bool:
+    """Whether a broker at ``broker_url`` uses :class:`Transport` (plain ``redis://``)."""
+    return broker_url is not None and broker_url.startswith("redis://")
+
+
+@contextmanager
+def held() -> Iterator[list[Push]]:
+    """Collect, instead of pushing, the messages this context publishes (see module doc)."""
+    pushes: list[Push] = []
+    token = _held.set(pushes)
+    try:
+        yield pushes
+    finally:
+        _held.reset(token)
+
+
+class Channel(kombu_redis.Channel):
+    """kombu's Redis channel whose pushes :func:`held` can take."""
+
+    def _put(self, queue: str, message: dict[str, Any], **kwargs: Any) -> None:
+        pushes = _held.get()
+        if pushes is None:
+            super()._put(queue, message, **kwargs)
+            return
+        priority = self._get_message_priority(message, reverse=False)
+        key = self.global_keyprefix + self._q_for_pri(queue, priority)
+        pushes.append((key, dumps(message)))
+
+
+class Transport(kombu_redis.Transport):
+    """kombu's Redis transport with :class:`Channel`."""
+
+    Channel = Channel

@@ -1,0 +1,182 @@
+"""The outbox: a trigger's first message is pushed by the script that writes its record, so
+an admitted run always has its message and a refused one never sends (tdauto.engine.outbox)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from tdauto import AutomationSystems
+from tdauto.actions.registry import REGISTRY
+from tdauto.engine import outbox
+from tdauto.engine.executions import RECORD_HEADER, new_execution
+from tdauto.models import Execution, ExecutionStatus, Trigger
+from tdauto.store import FileStore, RedisStore
+from tdauto.store.backend import StaleDefinition
+from tests.unit.test_engine_races import _cleanup_task
+
+
+def _queued(r: redis.Redis) -> list[dict[str, Any]]:
+    """Every message waiting on tdauto's queues (any priority list), decoded (the store's
+    keys are ``tdauto:...``)."""
+    messages = []
+    for key in r.scan_iter("tdauto.*"):
+        if r.type(key) == b"list":
+            messages += [json.loads(raw) for raw in r.lrange(key, 0, -1)]
+    return messages
+
+
+def _system(tmp_path: Path, redis_url: str) -> AutomationSystems:
+    return AutomationSystems(broker_url=redis_url, data_dir=tmp_path / "data", host="h1")
+
+
+def test_a_trigger_pushes_its_message_in_the_step_that_writes_its_record(
+    tmp_path: Path, redis_url: str
+) -> None:
+    system = _system(tmp_path, redis_url)
+    r = redis.Redis.from_url(redis_url)
+    try:
+        assert system._rt.hold is not None  # the outbox is in use on a redis:// broker
+        task = asyncio.run(system.create_task(**_spec()))
+        execution = system.trigger_sync(task.id)
+
+        [message] = _queued(r)
+        headers = message["headers"]
+        assert headers["task"] == "tdauto.action.cleanup"
+        assert json.loads(base64.b64decode(message["body"]))[0] == [execution.id, 0]
+        # the message carries the record exactly as stored (the worker claims from it)
+        stored = r.get(f"tdauto:execution:{execution.id}")
+        assert stored is not None and headers[RECORD_HEADER] == stored.decode()
+        assert system.get_execution_sync(execution.id).status is ExecutionStatus.QUEUED
+    finally:
+        r.close()
+        system.app.close()
+
+
+def test_a_run_refused_by_its_overlap_policy_sends_nothing(tmp_path: Path, redis_url: str) -> None:
+    system = _system(tmp_path, redis_url)
+    r = redis.Redis.from_url(redis_url)
+    try:
+        task = asyncio.run(system.create_task(**_spec(overlap="skip")))
+        first = system.trigger_sync(task.id)
+        second = system.trigger_sync(task.id)  # the first one is still queued: skipped
+
+        assert second.status is ExecutionStatus.SKIPPED
+        assert [m["headers"]["tdauto_record"] for m in _queued(r)] == [
+            r.get(f"tdauto:execution:{first.id}").decode()  # type: ignore[union-attr]
+        ]
+    finally:
+        r.close()
+        system.app.close()
+
+
+def test_the_store_pushes_only_with_an_admitted_record(redis_url: str) -> None:
+    store, other = RedisStore(redis_url), RedisStore(redis_url)
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    system_task = _cleanup_task(_runtime_stub())
+    task, _ = store.create_task(system_task, None)
+    definition = store.task_definition(task.id)
+    assert definition is not None
+
+    def queue(e: Execution) -> None:
+        e.status = ExecutionStatus.QUEUED
+
+    records: list[str] = []
+
+    def message(e: Execution, record: str) -> list[tuple[str, str]]:
+        records.append(record)
+        return [("q", f"message of {e.id}")]
+
+    # admitted: the record and its message, both; the message was made from the record
+    run = new_execution(task, REGISTRY, Trigger.MANUAL)
+    written, blockers = store.create_admitted(run, 1, None, queue, definition.version, message)
+    assert blockers == [] and r.lrange("q", 0, -1) == [f"message of {run.id}"]
+    assert records == [r.get(f"tdauto:execution:{run.id}")]
+    # blocked (max 1 active), an existing id, a stale definition: no message
+    late = new_execution(task, REGISTRY, Trigger.MANUAL)
+    _, blockers = store.create_admitted(late, 1, None, queue, definition.version, message)
+    assert blockers == [written.id]
+    _, blockers = store.create_admitted(run.model_copy(), 9, None, queue, None, message)
+    assert blockers is None
+    other.save_task(task.model_copy(update={"priority": 9}))
+    with pytest.raises(StaleDefinition):
+        store.create_admitted(
+            new_execution(task, REGISTRY, Trigger.MANUAL),
+            9,
+            None,
+            queue,
+            definition.version,
+            message,
+        )
+    assert r.llen("q") == 1
+    r.close()
+    store.close()
+    other.close()
+
+
+def test_only_a_redis_store_on_the_brokers_own_redis_pushes(tmp_path: Path, redis_url: str) -> None:
+    store = RedisStore(redis_url)
+    files = FileStore(tmp_path / "data")
+    try:
+        assert store.pushes_messages(redis_url)
+        assert not store.pushes_messages(redis_url.rsplit("/", 1)[0] + "/5")  # another db
+        assert not files.pushes_messages(redis_url)
+        with pytest.raises(ValueError, match="cannot push messages"):
+            files.create_admitted(
+                Execution(task_id="t", task_name="t"),
+                None,
+                None,
+                lambda e: None,
+                None,
+                lambda e, r: [],
+            )
+        assert outbox.applies("redis://localhost:6379/0")
+        assert not outbox.applies("rediss://localhost:6379/0") and not outbox.applies(None)
+    finally:
+        store.close()
+
+
+def test_outside_held_the_transport_publishes_as_kombu(tmp_path: Path, redis_url: str) -> None:
+    system = _system(tmp_path, redis_url)
+    r = redis.Redis.from_url(redis_url)
+    try:
+        with outbox.held() as pushes:
+            system.app.send_task("tdauto.action.cleanup", args=["x", 0], queue="tdauto.cpu")
+        assert len(pushes) == 1 and _queued(r) == []  # held: nothing reached the queue
+        key, payload = pushes[0]
+        assert key == "tdauto.cpu" and json.loads(payload)["headers"]["argsrepr"] == "['x', 0]"
+
+        system.app.send_task("tdauto.action.cleanup", args=["y", 0], queue="tdauto.cpu")
+        assert [m["headers"]["argsrepr"] for m in _queued(r)] == ["['y', 0]"]
+    finally:
+        r.close()
+        system.app.close()
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _spec(**changes: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "name": "sweep",
+        "type": "maintenance",
+        "schedule": "daily",
+        "schedule_config": {"hour": 2, "minute": 0},
+        "actions": [{"type": "cleanup", "params": {"older_than": "30days", "dry_run": True}}],
+    }
+    spec.update(changes)
+    return spec
+
+
+def _runtime_stub() -> Any:
+    class Stub:
+        def validation_context(self) -> dict[str, Any]:
+            return {"registry": REGISTRY}
+
+    return Stub()
