@@ -16,9 +16,12 @@ from tdauto import AutomationSystems
 from tdauto.actions.registry import REGISTRY
 from tdauto.engine import outbox
 from tdauto.engine.executions import RECORD_HEADER, new_execution
+from tdauto.engine.runtime import Runtime
 from tdauto.models import Execution, ExecutionStatus, Trigger
+from tdauto.settings import Settings
 from tdauto.store import FileStore, RedisStore
 from tdauto.store.backend import StaleDefinition
+from tests.unit.test_dispatch import Recorder
 from tests.unit.test_engine_races import _cleanup_task
 
 
@@ -76,11 +79,11 @@ def test_a_run_refused_by_its_overlap_policy_sends_nothing(tmp_path: Path, redis
         system.app.close()
 
 
-def test_the_store_pushes_only_with_an_admitted_record(redis_url: str) -> None:
+def test_the_store_pushes_only_with_an_admitted_record(tmp_path: Path, redis_url: str) -> None:
     store, other = RedisStore(redis_url), RedisStore(redis_url)
     r = redis.Redis.from_url(redis_url, decode_responses=True)
-    system_task = _cleanup_task(_runtime_stub())
-    task, _ = store.create_task(system_task, None)
+    runtime = Runtime(Settings(data_dir=tmp_path / "data"), store, REGISTRY, Recorder())
+    task, _ = store.create_task(_cleanup_task(runtime), None)
     definition = store.task_definition(task.id)
     assert definition is not None
 
@@ -172,11 +175,3 @@ def _spec(**changes: Any) -> dict[str, Any]:
     }
     spec.update(changes)
     return spec
-
-
-def _runtime_stub() -> Any:
-    class Stub:
-        def validation_context(self) -> dict[str, Any]:
-            return {"registry": REGISTRY}
-
-    return Stub()
