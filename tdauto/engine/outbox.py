@@ -1,4 +1,4 @@
-"""A run's first message written in the same Redis step as its record (the outbox).
+"""An action's message written in the same Redis step as the record that sends it (the outbox).
 
 A trigger records the run QUEUED and publishes its first action. Done as two steps, a
 process that dies (or a broker call that fails) between them leaves a run that is QUEUED
@@ -9,6 +9,11 @@ back and handed to the store, whose ``create_admitted.lua`` pushes it only if it
 admitted record. A run that is refused (blocked, stale definition, existing id) therefore
 sends nothing, and an admitted one always has its message. It also saves a round trip and
 kombu's per-publish client.
+
+An action that ends sends the next one the same way (``Effects.outbox``, pushed by
+``cas_execution.lua``). There the gap was narrower, since the ending action's own message
+is acked late and is redelivered to send it again, but only after the broker's visibility
+timeout when the whole worker died.
 
 How: :class:`Transport` is kombu's Redis transport with one change. Inside :func:`held`,
 ``Channel._put`` appends ``(list key, payload)`` to the held list instead of pushing. The

@@ -38,8 +38,7 @@ from tdauto.engine.watch import LEASES, Outcome, lease_member, run_watched
 from tdauto.errors import ActionError
 from tdauto.models import ActionRun, Execution, ExecutionStatus, Task, utcnow
 from tdauto.resources.ledger import Admission, admit_action, release
-from tdauto.store.backend import Outbox
-from tdauto.store.effects import Effects
+from tdauto.store.effects import Effects, Outbox
 
 log = logging.getLogger(__name__)
 RETRIES = "retries"
@@ -138,21 +137,24 @@ def start_new(rt: Runtime, ex: Execution, task: Task, version: str | None = None
 def _outbox(rt: Runtime) -> Outbox | None:
     """The first action's message, held back for ``create_admitted`` to push with the
     record (``tdauto.engine.outbox``), when the store can; None: send it after the write."""
-    hold = rt.hold
-    if hold is None:
+    if rt.hold is None:
         return None
+    return lambda e, record: _held(rt, e, 0, record)
 
-    def outbox(e: Execution, record: str) -> list[tuple[str, str]]:
-        with hold() as pushes:
-            send_action(rt, e, 0, record=record)
-        if not pushes:  # published already: the record would trail its message
-            raise RuntimeError(
-                "the broker published a message tdauto meant to hold back: the app's "
-                "broker_transport must be tdauto.engine.outbox:Transport"
-            )
-        return pushes
 
-    return outbox
+def _held(rt: Runtime, ex: Execution, index: int, record: str) -> list[tuple[str, str]]:
+    """Action ``index``'s message as ``send_action`` makes it, held back (``rt.hold``) for
+    the store to push with ``record``, the record it carries."""
+    if rt.hold is None:
+        raise RuntimeError("no outbox: this runtime's store cannot push messages")
+    with rt.hold() as pushes:
+        send_action(rt, ex, index, record=record)
+    if not pushes:  # published already: the record would trail its message
+        raise RuntimeError(
+            "the broker published a message tdauto meant to hold back: the app's "
+            "broker_transport must be tdauto.engine.outbox:Transport"
+        )
+    return pushes
 
 
 def _jsonable(output: Any) -> dict[str, Any]:
@@ -400,10 +402,22 @@ def _succeed(
             succeeded(e)
         return effects
 
+    pushed = False
+
+    def announce(e: Execution, record: str) -> list[tuple[str, str]]:
+        # the next action's message, pushed with the record that marks it sent
+        nonlocal pushed
+        nxt = _next_index(e, index) if wrote and not e.status.terminal else None
+        pushes = _held(rt, e, nxt, record) if nxt is not None else []
+        pushed = bool(pushes)
+        return pushes
+
+    if rt.hold is not None:
+        effects.outbox = announce
     done = rt.store.update_execution(ex.id, succeeded_with, base=ex)
-    if wrote:
+    if wrote and not pushed:
         _advance(rt, done, index)
-    else:
+    elif not wrote:
         log.warning("%s/%s: attempt %s ended after losing its lease", ex.id, index, attempt)
 
 

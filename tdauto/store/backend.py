@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from tdauto.models import Execution, ExecutionStatus, Task
-from tdauto.store.effects import Effects, Mutation
+from tdauto.store.effects import Effects, Mutation, Outbox
 
 SNAPSHOT_FORMAT = "tdauto-store-snapshot/1"
 
@@ -39,11 +39,6 @@ class Definition:
 
 
 TimerMode = Literal["any", "new", "existing"]
-
-Outbox = Callable[[Execution, str], list[tuple[str, str]]]
-"""``outbox(execution, record_json)``: the messages (Redis list, payload) that announce an
-admitted run, made just before it is written (``record_json`` is the record as it will be
-stored), for ``create_admitted`` to push in the same step (``tdauto.engine.outbox``)."""
 
 ROLLUP_TIERS: dict[str, int] = {"m": 60, "h": 3600, "d": 86400}
 """Rollup bucket tiers and their widths in seconds (plus the tier ``all``, unbounded)."""

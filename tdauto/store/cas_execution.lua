@@ -1,4 +1,4 @@
--- cas_execution(keys=[execution, old_status_index, new_status_index, waiting_index, dependents, active_task, active_lock, rollup_journal, timer...] args=[expected_sha1, new_json, execution_id, created_ts, want_waiting, want_dependents, release, rollup_entry, n_timers, (op, member, due_ts)...])
+-- cas_execution(keys=[execution, old_status_index, new_status_index, waiting_index, dependents, active_task, active_lock, rollup_journal, timer..., queue_list...] args=[expected_sha1, new_json, execution_id, created_ts, want_waiting, want_dependents, release, rollup_entry, n_timers, (op, member, due_ts)..., n_messages, message...])
 -- Compare-and-set of an execution record with its bookkeeping (tdauto.store.effects): writes
 -- new_json only if the stored record is still the one whose SHA-1 is expected_sha1 (the
 -- caller hashes what it last read, rather than sending it back), moves the id between status
@@ -7,7 +7,9 @@
 -- the n_timers ops ('set' or 'take', on KEYS[8 + i]) sets or removes a timer member; a
 -- rollup_entry (a run's end, for the statistics) is queued on the rollup journal, which
 -- rollup.lua folds into the buckets a few hundred at a time: counted once, as the record is
--- written once (a resent call finds its own record and conflicts).
+-- written once (a resent call finds its own record and conflicts). The n_messages messages
+-- (tdauto.engine.outbox: the next action this write sends) are pushed onto their queue lists
+-- (KEYS after the timers'), as kombu's publish would (LPUSH): only with the written record.
 -- Read-backs: the number of WAITING executions (want_waiting = '1') and the members of the
 -- dependents set (want_dependents = '1').
 -- Returns {'ok', waiting_count or -1, journal_length or -1, dependent...}, {'missing'}, or {'conflict', current_json}.
@@ -37,6 +39,10 @@ for i = 1, n do
   else
     redis.call('ZREM', KEYS[8 + i], ARGV[base + 2])
   end
+end
+local pushed = 9 + n * 3 + 1
+for i = 1, tonumber(ARGV[pushed] or '0') do
+  redis.call('LPUSH', KEYS[8 + n + i], ARGV[pushed + i])
 end
 local reply = {'ok', -1, -1}
 if ARGV[5] == '1' then

@@ -23,6 +23,12 @@ from tdauto.models import Execution
 if TYPE_CHECKING:
     from tdauto.store.backend import RollupDelta
 
+Outbox = Callable[[Execution, str], list[tuple[str, str]]]
+"""``outbox(execution, record_json)``: the messages (Redis list, payload) that announce what a
+write sends (a run's first action, the next action), made just before it is written
+(``record_json`` is the record as it will be stored), for the store to push in the same step
+(``tdauto.engine.outbox``). Only a store whose ``pushes_messages`` is True takes one."""
+
 
 @dataclass
 class Effects:
@@ -46,6 +52,9 @@ class Effects:
     """Filled by the store when ``count_waiting`` was asked; None when it cannot tell."""
     dependents: list[str] | None = None
     """Filled by the store when ``dependents_of`` was asked."""
+    outbox: Outbox | None = None
+    """Messages pushed with the record, and only if it is written (``Outbox``); asked anew
+    for each attempt of a compare-and-set, as the record it carries changes."""
 
     def merge(self, other: Effects | None) -> Effects:
         """Both sets of writes (this one's read-backs kept, ``other``'s added)."""

@@ -327,6 +327,8 @@ class FileStore(FileMonitoring, Store):
             execution = records.load_execution(raw)
             before = records.identity(execution)
             effects = mutate(execution)
+            if effects is not None and effects.outbox is not None:
+                raise ValueError("FileStore cannot push messages (pushes_messages)")
             records.check_immutable(before, execution)
             with _os_errors(what):
                 _write_atomic(path, records.execution_json(execution))

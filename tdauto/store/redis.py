@@ -30,8 +30,8 @@ from redis.retry import Retry
 from tdauto.errors import InvalidInput, NameTaken, NotFound, StoreError
 from tdauto.models import Execution, ExecutionStatus, Task
 from tdauto.store import records
-from tdauto.store.backend import Definition, Outbox, StaleDefinition, Store, TimerMode
-from tdauto.store.effects import Effects, Mutation
+from tdauto.store.backend import Definition, StaleDefinition, Store, TimerMode
+from tdauto.store.effects import Effects, Mutation, Outbox
 from tdauto.store.keys import DEFAULT_PREFIX, Keys
 from tdauto.store.records import RunState
 from tdauto.store.redis_async import LoopClients, client_factory
@@ -387,7 +387,10 @@ class RedisStore(RedisMonitoring, Store):
                 effects = mutate(execution) or Effects()
                 records.check_immutable(before, execution)
                 new_raw = records.execution_json(execution)
-                keys, args = self._cas_call(str(raw), new_raw, before_status, execution, effects)
+                pushes = effects.outbox(execution, new_raw) if effects.outbox is not None else []
+                keys, args = self._cas_call(
+                    str(raw), new_raw, before_status, execution, effects, pushes
+                )
                 log = effects.log if not logged else ""
                 reply = self._write(execution_id, keys, args, log)
                 logged = True
@@ -440,8 +443,10 @@ class RedisStore(RedisMonitoring, Store):
         before_status: ExecutionStatus,
         execution: Execution,
         effects: Effects,
+        pushes: list[tuple[str, str]],
     ) -> tuple[list[str], list[Any]]:
-        """KEYS and ARGV of ``cas_execution.lua`` for one update and its effects."""
+        """KEYS and ARGV of ``cas_execution.lua`` for one update, its effects and the
+        messages to push with it."""
         k = self.keys
         task_id, lock = effects.release or (execution.task_id, None)
         keys = [
@@ -475,7 +480,10 @@ class RedisStore(RedisMonitoring, Store):
             else "",
             len(effects.set_timers) + len(effects.take_timers),
             *ops,
+            len(pushes),
+            *(payload for _, payload in pushes),
         ]
+        keys += [key for key, _ in pushes]
         return keys, args
 
     def list_executions(

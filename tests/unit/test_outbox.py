@@ -11,11 +11,13 @@ from typing import Any
 
 import pytest
 import redis
+from kombu.transport import redis as kombu_redis
 
 from tdauto import AutomationSystems
 from tdauto.actions.registry import REGISTRY
 from tdauto.engine import outbox
 from tdauto.engine.executions import RECORD_HEADER, new_execution
+from tdauto.engine.runner import run_action
 from tdauto.engine.runtime import Runtime
 from tdauto.models import Execution, ExecutionStatus, Trigger
 from tdauto.settings import Settings
@@ -57,6 +59,42 @@ def test_a_trigger_pushes_its_message_in_the_step_that_writes_its_record(
         stored = r.get(f"tdauto:execution:{execution.id}")
         assert stored is not None and headers[RECORD_HEADER] == stored.decode()
         assert system.get_execution_sync(execution.id).status is ExecutionStatus.QUEUED
+    finally:
+        r.close()
+        system.app.close()
+
+
+def test_an_action_that_ends_pushes_the_next_one_with_the_record_that_marks_it_sent(
+    tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    system = _system(tmp_path, redis_url)
+    r = redis.Redis.from_url(redis_url)
+    try:
+        cleanup = {"type": "cleanup", "params": {"older_than": "30days", "dry_run": True}}
+        task = asyncio.run(system.create_task(**_spec(actions=[cleanup, cleanup])))
+        execution = system.trigger_sync(task.id)
+        [first] = _queued(r)
+        for key in r.scan_iter("tdauto.*"):  # taken off its queue, as a worker's BRPOP does
+            r.delete(key)
+
+        # When a worker runs the first action (here, in this process), where a publish that
+        # is not held back would fail
+        def unheld(*args: Any, **kwargs: Any) -> None:
+            raise AssertionError("published apart from its record")
+
+        monkeypatch.setattr(kombu_redis.Channel, "_put", unheld)
+        hint = first["headers"][RECORD_HEADER]
+        status = run_action(system._rt, execution.id, 0, queue="tdauto.storage", hint=hint)
+
+        # Then the second action's message went out with the record that marks it sent
+        assert status is ExecutionStatus.SUCCEEDED
+        [second] = _queued(r)
+        assert json.loads(base64.b64decode(second["body"]))[0] == [execution.id, 1]
+        stored = r.get(f"tdauto:execution:{execution.id}")
+        assert stored is not None and second["headers"][RECORD_HEADER] == stored.decode()
+        record = system.get_execution_sync(execution.id)
+        S = ExecutionStatus
+        assert [a.status for a in record.actions] == [S.SUCCEEDED, S.QUEUED]
     finally:
         r.close()
         system.app.close()
