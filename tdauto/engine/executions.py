@@ -7,6 +7,7 @@ edit of the task during a run cannot change a run half-way through.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -25,6 +26,7 @@ from tdauto.models import (
     slot_execution_id,
     utcnow,
 )
+from tdauto.store.effects import Effects
 
 CONTROL_QUEUE = "tdauto.control"
 QUEUE_TIMEOUTS = "queue_timeouts"
@@ -173,6 +175,50 @@ def send_action(
     rt.send(name, [ex.id, index], target, ex.priority, shadow=shadow, record=record)
 
 
+def held_send(rt: Runtime, ex: Execution, index: int, record: str) -> list[tuple[str, str]]:
+    """Action ``index``'s message as ``send_action`` makes it, held back (``rt.hold``) for
+    the store to push with ``record``, the record it carries (``tdauto.engine.outbox``)."""
+    if rt.hold is None:
+        raise RuntimeError("no outbox: this runtime's store cannot push messages")
+    with rt.hold() as pushes:
+        send_action(rt, ex, index, record=record)
+    if not pushes:  # published already: the record would trail its message
+        raise RuntimeError(
+            "the broker published a message tdauto meant to hold back: the app's "
+            "broker_transport must be tdauto.engine.outbox:Transport"
+        )
+    return pushes
+
+
+class Announce:
+    """The message of the action a write sends: pushed by the store with that very record
+    when it can (``Effects.outbox``), else published by :meth:`send` after the write.
+
+    ``pick(e)`` names, for the record as the mutation left it, the action the write sends
+    (None: none). A mutation returns :meth:`effects`; after the write, :meth:`send`."""
+
+    def __init__(self, rt: Runtime, pick: Callable[[Execution], int | None]) -> None:
+        self._rt = rt
+        self._pick = pick
+        self.pushed = False
+        """Whether the store pushed the message with the record last written."""
+
+    def __call__(self, ex: Execution, record: str) -> list[tuple[str, str]]:
+        index = self._pick(ex)
+        pushes = held_send(self._rt, ex, index, record) if index is not None else []
+        self.pushed = bool(pushes)
+        return pushes
+
+    def effects(self) -> Effects | None:
+        return Effects(outbox=self) if self._rt.hold is not None else None
+
+    def send(self, ex: Execution) -> None:
+        """After the write of ``ex``: publish its action unless the store pushed it."""
+        index = self._pick(ex)
+        if index is not None and not self.pushed:
+            send_action(self._rt, ex, index)
+
+
 def mark_sent(ex: Execution, index: int) -> None:
     """Mutator part: action ``index`` is about to be published."""
     run = ex.actions[index]
@@ -186,22 +232,24 @@ def requeue_action(
 ) -> bool:
     """Move action ``index`` from ``status`` back to QUEUED and send it; False if it moved on."""
     moved = False
+    announce = Announce(rt, lambda e: index if moved else None)
 
-    def requeue(e: Execution) -> None:
+    def requeue(e: Execution) -> Effects | None:
         nonlocal moved
         r = e.actions[index]
         moved = not e.status.terminal and r.status is status
-        if moved:
-            if lost:
-                r.lost += 1
-                r.error = f"worker on {r.host} lost (lease expired); re-queued"
-                r.error_kind = "lost"
-            mark_sent(e, index)
+        if not moved:
+            return None
+        if lost:
+            r.lost += 1
+            r.error = f"worker on {r.host} lost (lease expired); re-queued"
+            r.error_kind = "lost"
+        mark_sent(e, index)
+        return announce.effects()
 
     try:
         ex = rt.store.update_execution(execution_id, requeue)
     except LookupError:
         return False
-    if moved:
-        send_action(rt, ex, index)
+    announce.send(ex)
     return moved

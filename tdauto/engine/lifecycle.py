@@ -17,9 +17,9 @@ from tdauto.engine.executions import (
     CONTROL_QUEUE,
     DEADLINES,
     RUN_TASK,
+    Announce,
     finish,
     new_execution,
-    send_action,
 )
 from tdauto.engine.runtime import Runtime
 from tdauto.models import Execution, ExecutionStatus, Task, Trigger, utcnow
@@ -96,9 +96,7 @@ def complete(
     return ex
 
 
-def trigger_dependents(
-    rt: Runtime, upstream: Execution, task_ids: list[str] | None = None
-) -> int:
+def trigger_dependents(rt: Runtime, upstream: Execution, task_ids: list[str] | None = None) -> int:
     """Start the tasks whose ``run_after`` matches how ``upstream`` ended (``task_ids``: its
     dependents, when already read); the trigger is recorded on their execution. A dependent
     execution's id derives from the upstream one, so ending the upstream twice cannot start
@@ -147,17 +145,21 @@ def _leave_waiting(rt: Runtime, execution_id: str, deadline_s: float | None) -> 
     """An admitted WAITING execution starts like a fresh one: QUEUED, first action sent,
     its deadline counted from now."""
     moved = False
+    # the first action's message goes with the write that marks it sent
+    announce = Announce(rt, lambda e: 0 if moved else None)
 
-    def to_queued(e: Execution) -> None:
+    def to_queued(e: Execution) -> Effects | None:
         nonlocal moved
         moved = e.status is ExecutionStatus.WAITING
-        if moved:
-            e.status = ExecutionStatus.QUEUED
-            e.error = None
-            e.actions[0].status = ExecutionStatus.QUEUED
-            e.actions[0].sent_at = utcnow()
-            if deadline_s is not None:
-                e.deadline_at = utcnow() + timedelta(seconds=deadline_s)
+        if not moved:
+            return None
+        e.status = ExecutionStatus.QUEUED
+        e.error = None
+        e.actions[0].status = ExecutionStatus.QUEUED
+        e.actions[0].sent_at = utcnow()
+        if deadline_s is not None:
+            e.deadline_at = utcnow() + timedelta(seconds=deadline_s)
+        return announce.effects()
 
     ex = rt.store.update_execution(execution_id, to_queued)
     if not moved:
@@ -165,5 +167,5 @@ def _leave_waiting(rt: Runtime, execution_id: str, deadline_s: float | None) -> 
     log.info("execution %s of %s leaves WAITING", ex.id, ex.task_name)
     if ex.deadline_at is not None:
         rt.store.timer_set(DEADLINES, ex.id, ex.deadline_at.timestamp())
-    send_action(rt, ex, 0)
+    announce.send(ex)
     return True

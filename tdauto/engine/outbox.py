@@ -10,10 +10,13 @@ admitted record. A run that is refused (blocked, stale definition, existing id) 
 sends nothing, and an admitted one always has its message. It also saves a round trip and
 kombu's per-publish client.
 
-An action that ends sends the next one the same way (``Effects.outbox``, pushed by
-``cas_execution.lua``). There the gap was narrower, since the ending action's own message
-is acked late and is redelivered to send it again, but only after the broker's visibility
-timeout when the whole worker died.
+Every other write that marks an action sent does the same (``executions.Announce``, an
+``Effects.outbox`` pushed by ``cas_execution.lua``): the next action of a run, the first
+recovery step, a scheduled run's start (``tdauto.run``), a retry or re-queue, and a run
+that leaves WAITING. Before, a worker or beat that died between such a write and its
+publish left the action QUEUED with no message. A ``tdauto.run`` redelivered then found
+its run past PENDING and did nothing; the next action waited for the redelivery of the
+ending action's message, up to the broker's visibility timeout.
 
 How: :class:`Transport` is kombu's Redis transport with one change. Inside :func:`held`,
 ``Channel._put`` appends ``(list key, payload)`` to the held list instead of pushing. The

@@ -27,7 +27,9 @@ from tdauto.engine.admission import Decision, decide
 from tdauto.engine.executions import (
     DEADLINES,
     QUEUE_TIMEOUTS,
+    Announce,
     action_run,
+    held_send,
     mark_sent,
     send_action,
 )
@@ -71,18 +73,25 @@ def start_execution(
         return False
     target = S.QUEUED if decision is Decision.ADMITTED else S.WAITING
     claimed = False
+    # the first action's message goes with the write that marks it sent
+    announce = Announce(rt, lambda e: 0 if claimed and target is S.QUEUED and e.actions else None)
 
-    def claim(e: Execution) -> None:
+    def claim(e: Execution) -> Effects | None:
         # may run more than once (optimistic retry in the Redis store): decide afresh each time
         nonlocal claimed
         claimed = e.status is S.PENDING
-        if claimed:
-            e.status = target
-            e.error = reason
-            if target is S.QUEUED:
-                mark_sent(e, 0)
-                if task.deadline is not None:
-                    e.deadline_at = utcnow() + timedelta(seconds=task.deadline)
+        if not claimed:
+            return None
+        e.status = target
+        e.error = reason
+        if target is not S.QUEUED:
+            return None
+        if task.deadline is not None:
+            e.deadline_at = utcnow() + timedelta(seconds=task.deadline)
+        if not e.actions:
+            return None
+        mark_sent(e, 0)
+        return announce.effects()
 
     ex = rt.store.update_execution(execution_id, claim)
     if claimed and ex.deadline_at is not None:
@@ -95,7 +104,7 @@ def start_execution(
     if not ex.actions:
         complete(rt, execution_id, S.SUCCEEDED)
         return True
-    send_action(rt, ex, 0)
+    announce.send(ex)
     return True
 
 
@@ -139,22 +148,7 @@ def _outbox(rt: Runtime) -> Outbox | None:
     record (``tdauto.engine.outbox``), when the store can; None: send it after the write."""
     if rt.hold is None:
         return None
-    return lambda e, record: _held(rt, e, 0, record)
-
-
-def _held(rt: Runtime, ex: Execution, index: int, record: str) -> list[tuple[str, str]]:
-    """Action ``index``'s message as ``send_action`` makes it, held back (``rt.hold``) for
-    the store to push with ``record``, the record it carries."""
-    if rt.hold is None:
-        raise RuntimeError("no outbox: this runtime's store cannot push messages")
-    with rt.hold() as pushes:
-        send_action(rt, ex, index, record=record)
-    if not pushes:  # published already: the record would trail its message
-        raise RuntimeError(
-            "the broker published a message tdauto meant to hold back: the app's "
-            "broker_transport must be tdauto.engine.outbox:Transport"
-        )
-    return pushes
+    return lambda e, record: held_send(rt, e, 0, record)
 
 
 def _jsonable(output: Any) -> dict[str, Any]:
@@ -402,20 +396,13 @@ def _succeed(
             succeeded(e)
         return effects
 
-    pushed = False
-
-    def announce(e: Execution, record: str) -> list[tuple[str, str]]:
-        # the next action's message, pushed with the record that marks it sent
-        nonlocal pushed
-        nxt = _next_index(e, index) if wrote and not e.status.terminal else None
-        pushes = _held(rt, e, nxt, record) if nxt is not None else []
-        pushed = bool(pushes)
-        return pushes
-
-    if rt.hold is not None:
-        effects.outbox = announce
+    # the next action's message goes with the write that marks it sent
+    announce = Announce(
+        rt, lambda e: _next_index(e, index) if wrote and not e.status.terminal else None
+    )
+    effects.outbox = announce if rt.hold is not None else None
     done = rt.store.update_execution(ex.id, succeeded_with, base=ex)
-    if wrote and not pushed:
+    if wrote and not announce.pushed:
         _advance(rt, done, index)
     elif not wrote:
         log.warning("%s/%s: attempt %s ended after losing its lease", ex.id, index, attempt)
@@ -485,21 +472,25 @@ def _final_failure(
     ``attempt``: the attempt that failed, whose end is dropped if it no longer owns the
     action (None for ends the engine decides: queue timeout, lost worker, bad params)."""
     started_recovery = False
+    first_step = 0
     applied = True
     owns = _owns(index, attempt)
+    # the first recovery step's message goes with the write that marks it sent
+    announce = Announce(rt, lambda e: first_step if started_recovery else None)
 
-    def failed(e: Execution) -> None:
-        nonlocal started_recovery, applied
+    def failed(e: Execution) -> Effects | None:
+        nonlocal started_recovery, first_step, applied
+        started_recovery = False  # decided afresh on each attempt of the write
         r = e.actions[index]
         applied = owns(e)
         if not applied:
-            return
+            return None
         r.status = status
         r.error = error
         r.error_kind = kind
         r.finished_at = utcnow()
         if r.phase != "main" or e.outcome is not None:
-            return
+            return None
         e.outcome = status
         e.error = f"action {index} ({r.type}) failed: {error}"
         for later in e.actions[index + 1 :]:
@@ -511,15 +502,17 @@ def _final_failure(
             e.actions.append(
                 action_run(base + offset, spec, rt.registry, e.resources, e.retry, "recovery")
             )
-        if steps:
-            mark_sent(e, base)
-            started_recovery = True
+        if not steps:
+            return None
+        mark_sent(e, base)
+        started_recovery, first_step = True, base
+        return announce.effects()
 
     ex = rt.store.update_execution(execution_id, failed)
     if ex.status.terminal or not applied:
         return
     if started_recovery:
-        send_action(rt, ex, next(i for i, r in enumerate(ex.actions) if r.phase == "recovery"))
+        announce.send(ex)
         return
     _advance(rt, ex, index)
 

@@ -16,8 +16,8 @@ from kombu.transport import redis as kombu_redis
 from tdauto import AutomationSystems
 from tdauto.actions.registry import REGISTRY
 from tdauto.engine import outbox
-from tdauto.engine.executions import RECORD_HEADER, new_execution
-from tdauto.engine.runner import run_action
+from tdauto.engine.executions import RECORD_HEADER, new_execution, requeue_action
+from tdauto.engine.runner import run_action, start_execution
 from tdauto.engine.runtime import Runtime
 from tdauto.models import Execution, ExecutionStatus, Trigger
 from tdauto.settings import Settings
@@ -95,6 +95,46 @@ def test_an_action_that_ends_pushes_the_next_one_with_the_record_that_marks_it_s
         record = system.get_execution_sync(execution.id)
         S = ExecutionStatus
         assert [a.status for a in record.actions] == [S.SUCCEEDED, S.QUEUED]
+    finally:
+        r.close()
+        system.app.close()
+
+
+def test_a_scheduled_start_and_a_requeue_push_their_message_with_their_record(
+    tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    system = _system(tmp_path, redis_url)
+    rt, store = system._rt, system._rt.store
+    r = redis.Redis.from_url(redis_url)
+
+    def unheld(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("published apart from its record")
+
+    def only_message(index: int) -> None:
+        [message] = _queued(r)
+        assert json.loads(base64.b64decode(message["body"]))[0] == [run.id, index]
+        stored = r.get(f"tdauto:execution:{run.id}")
+        assert stored is not None and message["headers"][RECORD_HEADER] == stored.decode()
+        for key in r.scan_iter("tdauto.*"):
+            r.delete(key)
+
+    try:
+        task = asyncio.run(system.create_task(**_spec()))
+        monkeypatch.setattr(kombu_redis.Channel, "_put", unheld)
+        # a scheduled run (the beat wrote it PENDING; tdauto.run starts it)
+        run = new_execution(task, REGISTRY, Trigger.SCHEDULE)
+        store.create_execution(run)
+        assert start_execution(rt, run.id)
+        only_message(0)
+
+        # a retry that is due (the engine's retry timer re-queues it)
+        def retrying(e: Execution) -> None:
+            e.actions[0].status = ExecutionStatus.RETRYING
+
+        store.update_execution(run.id, retrying)
+        assert requeue_action(rt, run.id, 0, ExecutionStatus.RETRYING)
+        only_message(0)
+        assert store.get_execution(run.id).actions[0].status is ExecutionStatus.QUEUED  # type: ignore[union-attr]
     finally:
         r.close()
         system.app.close()
