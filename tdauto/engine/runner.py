@@ -471,16 +471,16 @@ def _final_failure(
     steps and skips the remaining main actions; the run ends after the last recovery step.
     ``attempt``: the attempt that failed, whose end is dropped if it no longer owns the
     action (None for ends the engine decides: queue timeout, lost worker, bad params)."""
-    started_recovery = False
-    first_step = 0
+    sends: int | None = None
     applied = True
     owns = _owns(index, attempt)
-    # the first recovery step's message goes with the write that marks it sent
-    announce = Announce(rt, lambda e: first_step if started_recovery else None)
+    # the step this write sends (the first recovery step, or the next one after a recovery
+    # step failed): its message goes with the write that marks it sent
+    announce = Announce(rt, lambda e: sends)
 
     def failed(e: Execution) -> Effects | None:
-        nonlocal started_recovery, first_step, applied
-        started_recovery = False  # decided afresh on each attempt of the write
+        nonlocal sends, applied
+        sends = None  # decided afresh on each attempt of the write
         r = e.actions[index]
         applied = owns(e)
         if not applied:
@@ -490,7 +490,12 @@ def _final_failure(
         r.error_kind = kind
         r.finished_at = utcnow()
         if r.phase != "main" or e.outcome is not None:
-            return None
+            sends = _next_index(e, index)
+            if sends is None or e.status.terminal:
+                sends = None
+                return None
+            mark_sent(e, sends)
+            return announce.effects()
         e.outcome = status
         e.error = f"action {index} ({r.type}) failed: {error}"
         for later in e.actions[index + 1 :]:
@@ -505,13 +510,13 @@ def _final_failure(
         if not steps:
             return None
         mark_sent(e, base)
-        started_recovery, first_step = True, base
+        sends = base
         return announce.effects()
 
     ex = rt.store.update_execution(execution_id, failed)
     if ex.status.terminal or not applied:
         return
-    if started_recovery:
+    if sends is not None:
         announce.send(ex)
         return
     _advance(rt, ex, index)

@@ -17,7 +17,7 @@ from tdauto import AutomationSystems
 from tdauto.actions.registry import REGISTRY
 from tdauto.engine import outbox
 from tdauto.engine.executions import RECORD_HEADER, new_execution, requeue_action
-from tdauto.engine.runner import run_action, start_execution
+from tdauto.engine.runner import _final_failure, run_action, start_execution
 from tdauto.engine.runtime import Runtime
 from tdauto.models import Execution, ExecutionStatus, Trigger
 from tdauto.settings import Settings
@@ -135,6 +135,39 @@ def test_a_scheduled_start_and_a_requeue_push_their_message_with_their_record(
         assert requeue_action(rt, run.id, 0, ExecutionStatus.RETRYING)
         only_message(0)
         assert store.get_execution(run.id).actions[0].status is ExecutionStatus.QUEUED  # type: ignore[union-attr]
+    finally:
+        r.close()
+        system.app.close()
+
+
+def test_a_failed_action_pushes_each_recovery_step_with_the_record_that_marks_it_sent(
+    tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    system = _system(tmp_path, redis_url)
+    rt, store = system._rt, system._rt.store
+    r = redis.Redis.from_url(redis_url)
+
+    def unheld(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("published apart from its record")
+
+    try:
+        cleanup = {"type": "cleanup", "params": {"older_than": "30days", "dry_run": True}}
+        task = asyncio.run(system.create_task(**_spec(on_failure=[cleanup, cleanup])))
+        run = system.trigger_sync(task.id)
+        for key in r.scan_iter("tdauto.*"):
+            r.delete(key)
+        monkeypatch.setattr(kombu_redis.Channel, "_put", unheld)
+
+        for failing, step in ((0, 1), (1, 2)):  # the action, then the first recovery step
+            _final_failure(rt, run.id, failing, ExecutionStatus.FAILED, "boom", None)
+            [message] = _queued(r)
+            assert json.loads(base64.b64decode(message["body"]))[0] == [run.id, step]
+            stored = r.get(f"tdauto:execution:{run.id}")
+            assert stored is not None and message["headers"][RECORD_HEADER] == stored.decode()
+            record = store.get_execution(run.id)
+            assert record is not None and record.actions[step].status is ExecutionStatus.QUEUED
+            for key in r.scan_iter("tdauto.*"):
+                r.delete(key)
     finally:
         r.close()
         system.app.close()
