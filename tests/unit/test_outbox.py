@@ -1,11 +1,13 @@
-"""The outbox: a trigger's first message is pushed by the script that writes its record, so
-an admitted run always has its message and a refused one never sends (tdauto.engine.outbox)."""
+"""The outbox: an action's message is pushed by the script that writes the record marking it
+sent, so a sent action always has its message and a refused run or a lost write sends none
+(tdauto.engine.outbox)."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,157 +39,126 @@ def _queued(r: redis.Redis) -> list[dict[str, Any]]:
     return messages
 
 
-def _system(tmp_path: Path, redis_url: str) -> AutomationSystems:
-    return AutomationSystems(broker_url=redis_url, data_dir=tmp_path / "data", host="h1")
+def _take_message(r: redis.Redis, execution_id: str, index: int) -> dict[str, Any]:
+    """The one message waiting, taken off its queue: it must send action ``index`` of the
+    execution and carry the execution's record exactly as stored (the worker claims from
+    it)."""
+    [message] = _queued(r)
+    for key in r.scan_iter("tdauto.*"):
+        r.delete(key)
+    assert json.loads(base64.b64decode(message["body"]))[0] == [execution_id, index]
+    stored = r.get(f"tdauto:execution:{execution_id}")
+    assert stored is not None and message["headers"][RECORD_HEADER] == stored.decode()
+    return message
 
 
-def test_a_trigger_pushes_its_message_in_the_step_that_writes_its_record(
-    tmp_path: Path, redis_url: str
-) -> None:
-    system = _system(tmp_path, redis_url)
+def _forbid_unheld(monkeypatch: pytest.MonkeyPatch) -> None:
+    """From now on a publish that kombu pushes itself (not held for the store) fails."""
+
+    def unheld(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("published apart from its record")
+
+    monkeypatch.setattr(kombu_redis.Channel, "_put", unheld)
+
+
+Live = tuple[AutomationSystems, redis.Redis]
+
+
+@pytest.fixture
+def live(tmp_path: Path, redis_url: str) -> Iterator[Live]:
+    """A system on a ``redis://`` broker (the outbox in use) and a client to look at Redis."""
+    system = AutomationSystems(broker_url=redis_url, data_dir=tmp_path / "data", host="h1")
     r = redis.Redis.from_url(redis_url)
     try:
-        assert system._rt.hold is not None  # the outbox is in use on a redis:// broker
-        task = asyncio.run(system.create_task(**_spec()))
-        execution = system.trigger_sync(task.id)
-
-        [message] = _queued(r)
-        headers = message["headers"]
-        assert headers["task"] == "tdauto.action.cleanup"
-        assert json.loads(base64.b64decode(message["body"]))[0] == [execution.id, 0]
-        # the message carries the record exactly as stored (the worker claims from it)
-        stored = r.get(f"tdauto:execution:{execution.id}")
-        assert stored is not None and headers[RECORD_HEADER] == stored.decode()
-        assert system.get_execution_sync(execution.id).status is ExecutionStatus.QUEUED
+        yield system, r
     finally:
         r.close()
         system.app.close()
+
+
+def test_a_trigger_pushes_its_message_in_the_step_that_writes_its_record(live: Live) -> None:
+    system, r = live
+    assert system._rt.hold is not None  # the outbox is in use on a redis:// broker
+    task = asyncio.run(system.create_task(**_spec()))
+    execution = system.trigger_sync(task.id)
+
+    message = _take_message(r, execution.id, 0)
+    assert message["headers"]["task"] == "tdauto.action.cleanup"
+    assert system.get_execution_sync(execution.id).status is ExecutionStatus.QUEUED
 
 
 def test_an_action_that_ends_pushes_the_next_one_with_the_record_that_marks_it_sent(
-    tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
+    live: Live, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    system = _system(tmp_path, redis_url)
-    r = redis.Redis.from_url(redis_url)
-    try:
-        cleanup = {"type": "cleanup", "params": {"older_than": "30days", "dry_run": True}}
-        task = asyncio.run(system.create_task(**_spec(actions=[cleanup, cleanup])))
-        execution = system.trigger_sync(task.id)
-        [first] = _queued(r)
-        for key in r.scan_iter("tdauto.*"):  # taken off its queue, as a worker's BRPOP does
-            r.delete(key)
+    system, r = live
+    task = asyncio.run(system.create_task(**_spec(actions=[CLEANUP, CLEANUP])))
+    execution = system.trigger_sync(task.id)
+    first = _take_message(r, execution.id, 0)  # as a worker's BRPOP takes it
 
-        # When a worker runs the first action (here, in this process), where a publish that
-        # is not held back would fail
-        def unheld(*args: Any, **kwargs: Any) -> None:
-            raise AssertionError("published apart from its record")
+    # When a worker runs the first action (here, in this process)
+    _forbid_unheld(monkeypatch)
+    hint = first["headers"][RECORD_HEADER]
+    status = run_action(system._rt, execution.id, 0, queue="tdauto.storage", hint=hint)
 
-        monkeypatch.setattr(kombu_redis.Channel, "_put", unheld)
-        hint = first["headers"][RECORD_HEADER]
-        status = run_action(system._rt, execution.id, 0, queue="tdauto.storage", hint=hint)
-
-        # Then the second action's message went out with the record that marks it sent
-        assert status is ExecutionStatus.SUCCEEDED
-        [second] = _queued(r)
-        assert json.loads(base64.b64decode(second["body"]))[0] == [execution.id, 1]
-        stored = r.get(f"tdauto:execution:{execution.id}")
-        assert stored is not None and second["headers"][RECORD_HEADER] == stored.decode()
-        record = system.get_execution_sync(execution.id)
-        S = ExecutionStatus
-        assert [a.status for a in record.actions] == [S.SUCCEEDED, S.QUEUED]
-    finally:
-        r.close()
-        system.app.close()
+    # Then the second action's message went out with the record that marks it sent
+    assert status is ExecutionStatus.SUCCEEDED
+    _take_message(r, execution.id, 1)
+    record = system.get_execution_sync(execution.id)
+    S = ExecutionStatus
+    assert [a.status for a in record.actions] == [S.SUCCEEDED, S.QUEUED]
 
 
 def test_a_scheduled_start_and_a_requeue_push_their_message_with_their_record(
-    tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
+    live: Live, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    system = _system(tmp_path, redis_url)
+    system, r = live
     rt, store = system._rt, system._rt.store
-    r = redis.Redis.from_url(redis_url)
+    task = asyncio.run(system.create_task(**_spec()))
+    _forbid_unheld(monkeypatch)
+    # a scheduled run (the beat wrote it PENDING; tdauto.run starts it)
+    run = new_execution(task, REGISTRY, Trigger.SCHEDULE)
+    store.create_execution(run)
+    assert start_execution(rt, run.id)
+    _take_message(r, run.id, 0)
 
-    def unheld(*args: Any, **kwargs: Any) -> None:
-        raise AssertionError("published apart from its record")
+    # a retry that is due (the engine's retry timer re-queues it)
+    def retrying(e: Execution) -> None:
+        e.actions[0].status = ExecutionStatus.RETRYING
 
-    def only_message(index: int) -> None:
-        [message] = _queued(r)
-        assert json.loads(base64.b64decode(message["body"]))[0] == [run.id, index]
-        stored = r.get(f"tdauto:execution:{run.id}")
-        assert stored is not None and message["headers"][RECORD_HEADER] == stored.decode()
-        for key in r.scan_iter("tdauto.*"):
-            r.delete(key)
-
-    try:
-        task = asyncio.run(system.create_task(**_spec()))
-        monkeypatch.setattr(kombu_redis.Channel, "_put", unheld)
-        # a scheduled run (the beat wrote it PENDING; tdauto.run starts it)
-        run = new_execution(task, REGISTRY, Trigger.SCHEDULE)
-        store.create_execution(run)
-        assert start_execution(rt, run.id)
-        only_message(0)
-
-        # a retry that is due (the engine's retry timer re-queues it)
-        def retrying(e: Execution) -> None:
-            e.actions[0].status = ExecutionStatus.RETRYING
-
-        store.update_execution(run.id, retrying)
-        assert requeue_action(rt, run.id, 0, ExecutionStatus.RETRYING)
-        only_message(0)
-        assert store.get_execution(run.id).actions[0].status is ExecutionStatus.QUEUED  # type: ignore[union-attr]
-    finally:
-        r.close()
-        system.app.close()
+    store.update_execution(run.id, retrying)
+    assert requeue_action(rt, run.id, 0, ExecutionStatus.RETRYING)
+    _take_message(r, run.id, 0)
+    record = store.get_execution(run.id)
+    assert record is not None and record.actions[0].status is ExecutionStatus.QUEUED
 
 
 def test_a_failed_action_pushes_each_recovery_step_with_the_record_that_marks_it_sent(
-    tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
+    live: Live, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    system = _system(tmp_path, redis_url)
+    system, r = live
     rt, store = system._rt, system._rt.store
-    r = redis.Redis.from_url(redis_url)
+    task = asyncio.run(system.create_task(**_spec(on_failure=[CLEANUP, CLEANUP])))
+    run = system.trigger_sync(task.id)
+    _take_message(r, run.id, 0)
+    _forbid_unheld(monkeypatch)
 
-    def unheld(*args: Any, **kwargs: Any) -> None:
-        raise AssertionError("published apart from its record")
-
-    try:
-        cleanup = {"type": "cleanup", "params": {"older_than": "30days", "dry_run": True}}
-        task = asyncio.run(system.create_task(**_spec(on_failure=[cleanup, cleanup])))
-        run = system.trigger_sync(task.id)
-        for key in r.scan_iter("tdauto.*"):
-            r.delete(key)
-        monkeypatch.setattr(kombu_redis.Channel, "_put", unheld)
-
-        for failing, step in ((0, 1), (1, 2)):  # the action, then the first recovery step
-            _final_failure(rt, run.id, failing, ExecutionStatus.FAILED, "boom", None)
-            [message] = _queued(r)
-            assert json.loads(base64.b64decode(message["body"]))[0] == [run.id, step]
-            stored = r.get(f"tdauto:execution:{run.id}")
-            assert stored is not None and message["headers"][RECORD_HEADER] == stored.decode()
-            record = store.get_execution(run.id)
-            assert record is not None and record.actions[step].status is ExecutionStatus.QUEUED
-            for key in r.scan_iter("tdauto.*"):
-                r.delete(key)
-    finally:
-        r.close()
-        system.app.close()
+    for failing, step in ((0, 1), (1, 2)):  # the action, then the first recovery step
+        _final_failure(rt, run.id, failing, ExecutionStatus.FAILED, "boom", None)
+        _take_message(r, run.id, step)
+        record = store.get_execution(run.id)
+        assert record is not None and record.actions[step].status is ExecutionStatus.QUEUED
 
 
-def test_a_run_refused_by_its_overlap_policy_sends_nothing(tmp_path: Path, redis_url: str) -> None:
-    system = _system(tmp_path, redis_url)
-    r = redis.Redis.from_url(redis_url)
-    try:
-        task = asyncio.run(system.create_task(**_spec(overlap="skip")))
-        first = system.trigger_sync(task.id)
-        second = system.trigger_sync(task.id)  # the first one is still queued: skipped
+def test_a_run_refused_by_its_overlap_policy_sends_nothing(live: Live) -> None:
+    system, r = live
+    task = asyncio.run(system.create_task(**_spec(overlap="skip")))
+    first = system.trigger_sync(task.id)
+    second = system.trigger_sync(task.id)  # the first one is still queued: skipped
 
-        assert second.status is ExecutionStatus.SKIPPED
-        assert [m["headers"]["tdauto_record"] for m in _queued(r)] == [
-            r.get(f"tdauto:execution:{first.id}").decode()  # type: ignore[union-attr]
-        ]
-    finally:
-        r.close()
-        system.app.close()
+    assert second.status is ExecutionStatus.SKIPPED
+    assert [m["headers"]["tdauto_record"] for m in _queued(r)] == [
+        r.get(f"tdauto:execution:{first.id}").decode()  # type: ignore[union-attr]
+    ]
 
 
 def test_the_store_pushes_only_with_an_admitted_record(tmp_path: Path, redis_url: str) -> None:
@@ -256,24 +227,22 @@ def test_only_a_redis_store_on_the_brokers_own_redis_pushes(tmp_path: Path, redi
         store.close()
 
 
-def test_outside_held_the_transport_publishes_as_kombu(tmp_path: Path, redis_url: str) -> None:
-    system = _system(tmp_path, redis_url)
-    r = redis.Redis.from_url(redis_url)
-    try:
-        with outbox.held() as pushes:
-            system.app.send_task("tdauto.action.cleanup", args=["x", 0], queue="tdauto.cpu")
-        assert len(pushes) == 1 and _queued(r) == []  # held: nothing reached the queue
-        key, payload = pushes[0]
-        assert key == "tdauto.cpu" and json.loads(payload)["headers"]["argsrepr"] == "['x', 0]"
+def test_outside_held_the_transport_publishes_as_kombu(live: Live) -> None:
+    system, r = live
+    with outbox.held() as pushes:
+        system.app.send_task("tdauto.action.cleanup", args=["x", 0], queue="tdauto.cpu")
+    assert len(pushes) == 1 and _queued(r) == []  # held: nothing reached the queue
+    key, payload = pushes[0]
+    assert key == "tdauto.cpu" and json.loads(payload)["headers"]["argsrepr"] == "['x', 0]"
 
-        system.app.send_task("tdauto.action.cleanup", args=["y", 0], queue="tdauto.cpu")
-        assert [m["headers"]["argsrepr"] for m in _queued(r)] == ["['y', 0]"]
-    finally:
-        r.close()
-        system.app.close()
+    system.app.send_task("tdauto.action.cleanup", args=["y", 0], queue="tdauto.cpu")
+    assert [m["headers"]["argsrepr"] for m in _queued(r)] == ["['y', 0]"]
 
 
 # --- helpers ---------------------------------------------------------------------------------
+
+
+CLEANUP = {"type": "cleanup", "params": {"older_than": "30days", "dry_run": True}}
 
 
 def _spec(**changes: Any) -> dict[str, Any]:
@@ -282,7 +251,7 @@ def _spec(**changes: Any) -> dict[str, Any]:
         "type": "maintenance",
         "schedule": "daily",
         "schedule_config": {"hour": 2, "minute": 0},
-        "actions": [{"type": "cleanup", "params": {"older_than": "30days", "dry_run": True}}],
+        "actions": [CLEANUP],
     }
     spec.update(changes)
     return spec
