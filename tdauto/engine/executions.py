@@ -209,8 +209,14 @@ class Announce:
         self.pushed = bool(pushes)
         return pushes
 
+    def outbox(self) -> Announce | None:
+        """This, as the store's ``outbox``, when the store can push (``rt.hold``); else None."""
+        return self if self._rt.hold is not None else None
+
     def effects(self) -> Effects | None:
-        return Effects(outbox=self) if self._rt.hold is not None else None
+        """``Effects`` carrying :meth:`outbox`, for a mutation to return (None: nothing)."""
+        outbox = self.outbox()
+        return Effects(outbox=outbox) if outbox is not None else None
 
     def send(self, ex: Execution) -> None:
         """After the write of ``ex``: publish its action unless the store pushed it."""

@@ -29,7 +29,6 @@ from tdauto.engine.executions import (
     QUEUE_TIMEOUTS,
     Announce,
     action_run,
-    held_send,
     mark_sent,
     send_action,
 )
@@ -40,7 +39,7 @@ from tdauto.engine.watch import LEASES, Outcome, lease_member, run_watched
 from tdauto.errors import ActionError
 from tdauto.models import ActionRun, Execution, ExecutionStatus, Task, utcnow
 from tdauto.resources.ledger import Admission, admit_action, release
-from tdauto.store.effects import Effects, Outbox
+from tdauto.store.effects import Effects
 
 log = logging.getLogger(__name__)
 RETRIES = "retries"
@@ -129,26 +128,18 @@ def start_new(rt: Runtime, ex: Execution, task: Task, version: str | None = None
         if task.deadline is not None:
             e.deadline_at = utcnow() + timedelta(seconds=task.deadline)
 
-    outbox = _outbox(rt)
+    # the first action's message goes with the write that admits the run
+    announce = Announce(rt, lambda e: 0)
     written, blockers = rt.store.create_admitted(
-        ex, task.concurrency_limit, task.lock, admitted, version, outbox
+        ex, task.concurrency_limit, task.lock, admitted, version, announce.outbox()
     )
     if blockers is None or blockers:  # None: the id exists, so read what is stored
         start_execution(rt, written.id, written if blockers else None, task)
         return rt.store.peek_execution(written.id) or written
     if written.deadline_at is not None:
         rt.store.timer_set(DEADLINES, written.id, written.deadline_at.timestamp())
-    if outbox is None:
-        send_action(rt, written, 0)
+    announce.send(written)
     return written
-
-
-def _outbox(rt: Runtime) -> Outbox | None:
-    """The first action's message, held back for ``create_admitted`` to push with the
-    record (``tdauto.engine.outbox``), when the store can; None: send it after the write."""
-    if rt.hold is None:
-        return None
-    return lambda e, record: held_send(rt, e, 0, record)
 
 
 def _jsonable(output: Any) -> dict[str, Any]:
@@ -400,7 +391,7 @@ def _succeed(
     announce = Announce(
         rt, lambda e: _next_index(e, index) if wrote and not e.status.terminal else None
     )
-    effects.outbox = announce if rt.hold is not None else None
+    effects.outbox = announce.outbox()
     done = rt.store.update_execution(ex.id, succeeded_with, base=ex)
     if wrote and not announce.pushed:
         _advance(rt, done, index)
