@@ -174,13 +174,10 @@ def worker(pool: str, loglevel: str) -> None:
 @main.command()
 @click.option("--loglevel", default="INFO", show_default=True)
 def beat(loglevel: str) -> None:
-    """Start the scheduler (tdauto.scheduler:StoreScheduler)."""
-    from tdauto.scheduler import StoreScheduler
+    """Start the scheduler (tdauto.scheduler:StoreScheduler); SIGTERM stops it between ticks."""
+    from tdauto.scheduler import run_beat
 
-    system = _system()
-    system.app.Beat(
-        scheduler=StoreScheduler, max_interval=system.settings.beat_tick_s, loglevel=loglevel
-    ).run()
+    run_beat(_system().app, loglevel)
 
 
 @main.command()

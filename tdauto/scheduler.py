@@ -9,13 +9,20 @@ in local mode), so its cost grows with what is due, never with the number of tas
 creation succeeds once, so two beats or a restarted beat cannot fire a slot twice. The next
 fire time is written back to the store, so a restart neither re-fires nor forgets.
 
-Order of a dispatch: claim (create the PENDING execution), send ``tdauto.run``, then move the
-task's next fire time. A beat that dies after the claim but before moving the next fire time
-finds the slot claimed on restart; if its execution is still PENDING it re-sends it
-(``tdauto.run`` is idempotent), otherwise it only reschedules.
+Order of a dispatch: claim (create the PENDING execution) and send ``tdauto.run``, then move
+the task's next fire time. On the broker's own Redis the claim and the send are one step
+(``executions.create_and_start``); elsewhere they are two. A beat that dies after the claim
+but before moving the next fire time finds the slot claimed on restart; if its execution is
+still PENDING it re-sends it (``tdauto.run`` is idempotent), whatever the misfire policy
+says of the slot now, otherwise it only reschedules.
 
 The static entries of ``beat_schedule.py`` (system jobs) run through Celery's own in-memory
 scheduling in the same loop.
+
+``tdauto beat`` stops on SIGTERM or SIGINT between ticks, never inside one (``run_beat``).
+Celery's own handler raises ``SystemExit`` wherever the signal lands: in the middle of a
+dispatch it left a slot claimed but unsent (PENDING until a beat ran again) or the later slots
+of a catch-up unhandled, which is what a rolling restart (SIGTERM) hits.
 """
 
 from __future__ import annotations
@@ -26,10 +33,12 @@ import time
 from typing import Any
 
 from celery import Celery
-from celery.beat import Scheduler
+from celery.apps.beat import Beat
+from celery.beat import Scheduler, Service
+from celery.platforms import signals
 
 from tdauto.app import runtime_of
-from tdauto.engine.executions import CONTROL_QUEUE, RUN_TASK, finish, new_execution
+from tdauto.engine.executions import create_and_start, finish, new_execution, send_start
 from tdauto.engine.runtime import Runtime
 from tdauto.engine.timers import dispatch_retries
 from tdauto.leader import LeaderLock, leader_lock_for
@@ -105,15 +114,22 @@ def dispatch_due(rt: Runtime, now_ts: float, limit: int = DUE_BATCH) -> int:
 def _fire(rt: Runtime, task: Task, slot_ts: float, trigger: Trigger) -> int:
     """Claim the slot (create its execution) and send it; re-send one left PENDING."""
     execution = new_execution(task, rt.registry, trigger, fire_ts=slot_ts)
-    if rt.store.create_execution(execution):
-        rt.send(RUN_TASK, [execution.id], CONTROL_QUEUE, execution.priority)
+    if create_and_start(rt, execution):
         log.info("fired %s (%s) for slot %.0f [%s]", task.name, execution.id, slot_ts, trigger)
         return 1
-    existing = rt.store.get_execution(execution.id)
-    if existing is not None and existing.status is ExecutionStatus.PENDING:
-        rt.send(RUN_TASK, [execution.id], CONTROL_QUEUE, execution.priority)
-        log.info("re-sent unsent slot %s of %s", execution.id, task.name)
+    _resend_claimed(rt, task, execution.id)
     return 0
+
+
+def _resend_claimed(rt: Runtime, task: Task, execution_id: str) -> None:
+    """A slot found claimed (its beat died before moving the task's next fire time): a run
+    still PENDING may never have been sent, where the claim and the send are two steps, so
+    send it (again: ``tdauto.run`` does nothing for a run past PENDING). It was claimed in
+    time, so even a slot now past its misfire grace runs."""
+    existing = rt.store.get_execution(execution_id)
+    if existing is not None and existing.status is ExecutionStatus.PENDING:
+        send_start(rt, existing)
+        log.info("re-sent unsent slot %s of %s", execution_id, task.name)
 
 
 def _record_missed(rt: Runtime, task: Task, slot_ts: float, reason: str) -> None:
@@ -123,6 +139,8 @@ def _record_missed(rt: Runtime, task: Task, slot_ts: float, reason: str) -> None
     if rt.store.create_execution(execution):
         record_final(rt.store, execution)
         log.info("%s: slot %.0f recorded MISSED (%s)", task.name, slot_ts, reason)
+    else:
+        _resend_claimed(rt, task, execution.id)
 
 
 class StoreScheduler(Scheduler):
@@ -142,6 +160,8 @@ class StoreScheduler(Scheduler):
         self._leader_lock = leader_lock or leader_lock_for(self._rt.settings, self._rt.store)
         self._was_leader: bool | None = None  # None until the first election; for logging
         self._renew_due_mono = 0.0  # time.monotonic() when the leader renews next
+        self._ticking = False
+        self._stop_requested = False
         kwargs.setdefault("max_interval", self._rt.settings.beat_tick_s)
         super().__init__(app, *args, **kwargs)
 
@@ -187,7 +207,23 @@ class StoreScheduler(Scheduler):
         except Exception:  # only for a log line
             return "unknown"
 
+    def request_stop(self) -> bool:
+        """A signal asks the beat to stop. True when a tick is under way: it runs to its end,
+        and the tick returns 0 so the service loop sees its shutdown flag at once. False when
+        idle, or when a stop was already requested (a second Ctrl-C): stop now."""
+        already, self._stop_requested = self._stop_requested, True
+        return self._ticking and not already
+
     def tick(self, *args: Any, **kwargs: Any) -> float:
+        """One tick (``_tick``), never cut short by a stop request (``request_stop``)."""
+        self._ticking = True
+        try:
+            sleep = self._tick(*args, **kwargs)
+        finally:
+            self._ticking = False
+        return 0.0 if self._stop_requested else sleep
+
+    def _tick(self, *args: Any, **kwargs: Any) -> float:
         """Elect; if leader, run due system entries, then due store tasks; return seconds until
         the next tick. ``self.leader`` is checked right before each kind of dispatch, so a
         leader whose lease went stale (the process was paused past it) sends nothing."""
@@ -226,3 +262,28 @@ class StoreScheduler(Scheduler):
     def info(self) -> str:
         where = "files" if self._rt.settings.local_mode else "redis"
         return f"tdauto store ({where})"
+
+
+def install_stop_handler(service: Service) -> None:
+    """SIGTERM and SIGINT stop ``service`` after the tick under way, or at once when idle
+    (see the module docstring); they replace Celery's handler, which exits mid-tick."""
+
+    def stop(signum: int, frame: Any) -> None:
+        service.stop()  # the loop ends when it next checks its shutdown flag
+        scheduler = service.__dict__.get("scheduler")  # Service.scheduler is a cached property
+        if isinstance(scheduler, StoreScheduler) and scheduler.request_stop():
+            return
+        raise SystemExit()
+
+    signals.update(SIGTERM=stop, SIGINT=stop)
+
+
+class _Beat(Beat):
+    def install_sync_handler(self, service: Service) -> None:
+        install_stop_handler(service)
+
+
+def run_beat(app: Celery, loglevel: str) -> None:
+    """``tdauto beat``: Celery's beat with ``StoreScheduler``, stopped between ticks."""
+    max_interval = runtime_of(app).settings.beat_tick_s
+    _Beat(app=app, scheduler=StoreScheduler, max_interval=max_interval, loglevel=loglevel).run()

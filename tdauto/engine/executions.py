@@ -175,19 +175,43 @@ def send_action(
     rt.send(name, [ex.id, index], target, ex.priority, shadow=shadow, record=record)
 
 
-def held_send(rt: Runtime, ex: Execution, index: int, record: str) -> list[tuple[str, str]]:
-    """Action ``index``'s message as ``send_action`` makes it, held back (``rt.hold``) for
-    the store to push with ``record``, the record it carries (``tdauto.engine.outbox``)."""
+def held(rt: Runtime, publish: Callable[[], None]) -> list[tuple[str, str]]:
+    """The messages ``publish`` sends, held back (``rt.hold``) for the store to push with
+    the record that announces them (``tdauto.engine.outbox``)."""
     if rt.hold is None:
         raise RuntimeError("no outbox: this runtime's store cannot push messages")
     with rt.hold() as pushes:
-        send_action(rt, ex, index, record=record)
+        publish()
     if not pushes:  # published already: the record would trail its message
         raise RuntimeError(
             "the broker published a message tdauto meant to hold back: the app's "
             "broker_transport must be tdauto.engine.outbox:Transport"
         )
     return pushes
+
+
+def held_send(rt: Runtime, ex: Execution, index: int, record: str) -> list[tuple[str, str]]:
+    """Action ``index``'s message as ``send_action`` makes it, carrying ``record``, held
+    back for the store to push with that record."""
+    return held(rt, lambda: send_action(rt, ex, index, record=record))
+
+
+def send_start(rt: Runtime, ex: Execution) -> None:
+    """Publish ``tdauto.run`` for the PENDING run ``ex`` (``runner.start_execution``)."""
+    rt.send(RUN_TASK, [ex.id], CONTROL_QUEUE, ex.priority)
+
+
+def create_and_start(rt: Runtime, ex: Execution) -> bool:
+    """Record the new PENDING run ``ex`` and send its ``tdauto.run``; False, with nothing
+    sent, when its id exists (a claimed slot). Where the store can push (``rt.hold``) the
+    message goes with the record in one step, so a process killed in between cannot leave
+    the run PENDING with no message (elsewhere ``system.requeue_pending`` re-sends it)."""
+    if rt.hold is None:
+        if not rt.store.create_execution(ex):
+            return False
+        send_start(rt, ex)
+        return True
+    return rt.store.create_execution(ex, lambda e, _: held(rt, lambda: send_start(rt, e)))
 
 
 class Announce:

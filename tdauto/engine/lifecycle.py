@@ -14,10 +14,9 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from tdauto.engine.executions import (
-    CONTROL_QUEUE,
     DEADLINES,
-    RUN_TASK,
     Announce,
+    create_and_start,
     finish,
     new_execution,
 )
@@ -121,8 +120,7 @@ def trigger_dependents(rt: Runtime, upstream: Execution, task_ids: list[str] | N
                 "status": upstream.status.value,
             },
         )
-        if rt.store.create_execution(dependent):
-            rt.send(RUN_TASK, [dependent.id], CONTROL_QUEUE, dependent.priority)
+        if create_and_start(rt, dependent):
             log.info("%s runs after %s (%s)", task.name, upstream.task_name, upstream.status)
             started += 1
     return started

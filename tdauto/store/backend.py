@@ -176,9 +176,11 @@ class Store(abc.ABC):
     # --- executions ---------------------------------------------------------------------------
 
     @abc.abstractmethod
-    def create_execution(self, execution: Execution) -> bool:
+    def create_execution(self, execution: Execution, outbox: Outbox | None = None) -> bool:
         """Store a new execution; ``False`` (and nothing written) if its id exists. A slot's
-        execution id derives from the slot, so this is the exactly-once claim of the slot."""
+        execution id derives from the slot, so this is the exactly-once claim of the slot.
+        ``outbox``: messages pushed with the record, and only if it is created (only for a
+        store whose ``pushes_messages`` is True; others raise ``ValueError``)."""
 
     @abc.abstractmethod
     def get_execution(self, execution_id: str) -> Execution | None: ...

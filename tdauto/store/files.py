@@ -41,7 +41,7 @@ from tdauto.errors import InvalidInput, NameTaken, NotFound, StoreError
 from tdauto.models import Execution, ExecutionStatus, Task
 from tdauto.store import records
 from tdauto.store.backend import Store, TimerMode
-from tdauto.store.effects import Mutation
+from tdauto.store.effects import Mutation, Outbox
 from tdauto.store.records import RunState
 
 LOCK_STRIPES = 16
@@ -297,7 +297,9 @@ class FileStore(FileMonitoring, Store):
 
     # --- executions ---------------------------------------------------------------------------
 
-    def create_execution(self, execution: Execution) -> bool:
+    def create_execution(self, execution: Execution, outbox: Outbox | None = None) -> bool:
+        if outbox is not None:
+            raise ValueError("FileStore cannot push messages (pushes_messages)")
         with _os_errors(f"creating execution {execution.id}"), _flock(self._stripe(execution.id)):
             path = self._execution_path(execution.id)
             if path.exists():

@@ -297,9 +297,10 @@ class RedisStore(RedisMonitoring, Store):
 
     # --- executions ---------------------------------------------------------------------------
 
-    def create_execution(self, execution: Execution) -> bool:
+    def create_execution(self, execution: Execution, outbox: Outbox | None = None) -> bool:
         k = self.keys
         body = records.execution_json(execution)
+        pushes = outbox(execution, body) if outbox is not None else []
         with driver_errors(f"creating execution {execution.id}"):
             created = self._create_execution(
                 keys=[
@@ -307,11 +308,13 @@ class RedisStore(RedisMonitoring, Store):
                     k.executions,
                     k.task_executions(execution.task_id),
                     k.status_executions(execution.status.value),
+                    *(key for key, _ in pushes),
                 ],
                 args=[
                     body,
                     repr(records.dt_to_ts(execution.created_at)),
                     execution.id,
+                    *(payload for _, payload in pushes),
                 ],
             )
         if created:

@@ -26,11 +26,13 @@ def start_beat(redis_url: str, data_dir: Path, log: Path) -> subprocess.Popen[by
     )
 
 
-def wait_for(predicate, timeout_s: float, what: str) -> None:  # type: ignore[no-untyped-def]
+def wait_for(predicate, timeout_s: float, what: str, explain=None) -> None:  # type: ignore[no-untyped-def]
+    """Poll `predicate`; on timeout, fail with `explain()` (what is still wrong) when given."""
     deadline = time.monotonic() + timeout_s
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            detail = f": {explain()}" if explain else ""
+            raise AssertionError(f"timed out waiting for {what}{detail}")
         time.sleep(0.2)
 
 

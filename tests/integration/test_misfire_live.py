@@ -72,7 +72,17 @@ def test_misfire_policies_after_beat_downtime(
         beat.wait(timeout=20)
     for task in tasks.values():
         asyncio.run(system.pause_task(task.id))
-    wait_for(lambda: all(e.status.terminal for n in tasks for e in runs(n)), 60, "runs to end")
+
+    def open_runs() -> str:
+        return "; ".join(
+            f"{n} {e.id} {e.status.value} trigger={e.trigger.value} slot={e.scheduled_for} "
+            f"actions={[(a.status.value, a.attempts, a.sent_at) for a in e.actions]} error={e.error}"
+            for n in tasks
+            for e in runs(n)
+            if not e.status.terminal
+        )
+
+    wait_for(lambda: not open_runs(), 60, "runs to end", explain=open_runs)
 
     for name in tasks:
         slots = Counter(e.scheduled_for for e in runs(name))

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from celery.beat import Service
 
 from tdauto.actions.registry import REGISTRY, load_plugins
 from tdauto.engine.runner import run_action, start_execution
 from tdauto.engine.runtime import Runtime
-from tdauto.models import ExecutionStatus, Task
-from tdauto.scheduler import compute_next_ts, dispatch_due
+from tdauto.engine.executions import new_execution
+from tdauto.models import ExecutionStatus, Task, Trigger
+from tdauto.app import make_app, runtime_of
+from tdauto.scheduler import StoreScheduler, compute_next_ts, dispatch_due, install_stop_handler
 from tdauto.settings import Settings
 from tdauto.store.files import FileStore
 
@@ -111,6 +117,21 @@ def test_restart_between_claim_and_reschedule_resends_only_pending(rt: Runtime) 
     assert start_execution(rt, ex.id) is False
 
 
+def test_a_claimed_slot_left_unsent_runs_even_when_found_late(rt: Runtime) -> None:
+    """A beat died between claiming a slot and sending it; the next beat comes an hour
+    later, past the misfire grace, under ``misfire: skip``: the slot was claimed in time,
+    so it is sent, not left PENDING (nor recorded MISSED over its claim)."""
+    task = add_daily(rt, "2026-11-26T10:00:00")
+    rt.store.save_task(task.model_copy(update={"misfire": "skip"}))
+    slot = ts("2026-11-27T02:00:00")
+    claimed = new_execution(task, rt.registry, Trigger.SCHEDULE, fire_ts=slot)
+    assert rt.store.create_execution(claimed)  # and then the beat died: nothing sent
+    assert dispatch_due(rt, slot + 3600) == 0
+    assert rt.send.sent == [("tdauto.run", [claimed.id], "tdauto.control")]  # type: ignore[attr-defined]
+    (ex,) = rt.store.list_executions(task.id)
+    assert ex.status is ExecutionStatus.PENDING and start_execution(rt, ex.id) is True
+
+
 def test_missed_slots_fire_once_and_next_is_from_now(rt: Runtime) -> None:
     task = add_daily(rt, "2026-11-20T10:00:00")
     # beat was down for days
@@ -133,3 +154,43 @@ def test_run_chain_records_each_action(rt: Runtime, tmp_path: Path) -> None:
     # a redelivered message of the finished action does nothing
     assert run_action(rt, *args) is None
     assert rt.store.get_execution(ex.id).actions[0].attempts == 1  # type: ignore[union-attr]
+
+
+def test_sigterm_in_the_middle_of_a_dispatch_lets_the_tick_end_then_stops(tmp_path: Path) -> None:
+    """A rolling restart's SIGTERM lands while a tick fires two due slots: both are sent
+    (Celery's own handler exits after the first, leaving the second claimed and unsent), and
+    the beat stops after that tick, its leader lock released."""
+    app = make_app(Settings(data_dir=tmp_path / "data"))
+    app.conf.beat_schedule = {}
+    rt = runtime_of(app)
+    for name in ("first", "second"):
+        task = Task.model_validate(
+            {
+                "name": name,
+                "type": "maintenance",
+                "schedule": "interval",
+                "schedule_config": {"every": 3600},
+                "actions": [{"type": "cleanup", "params": {"older_than": "30d", "dry_run": True}}],
+            },
+            context=rt.validation_context(),
+        )
+        rt.store.create_task(task, time.time() - 1)
+    sent: list[str] = []
+
+    def send(name: str, args: list[Any], queue: str, priority: int = 5, **_: Any) -> None:
+        sent.append(args[0])
+        if len(sent) == 1:
+            os.kill(os.getpid(), signal.SIGTERM)  # delivered before this send returns
+
+    rt.send = send
+    service = Service(app, scheduler_cls=StoreScheduler, max_interval=1)
+    handlers = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    try:
+        install_stop_handler(service)
+        service.start()  # returns once stopped
+    finally:
+        signal.signal(signal.SIGTERM, handlers[0])
+        signal.signal(signal.SIGINT, handlers[1])
+    runs = rt.store.list_executions(limit=None)
+    assert len(runs) == 2 and sorted(sent) == sorted(e.id for e in runs)
+    assert service.scheduler.leader_lock.holder() is None

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,11 @@ from tdauto import AutomationSystems
 from tdauto.actions.registry import REGISTRY
 from tdauto.engine import outbox
 from tdauto.engine.executions import RECORD_HEADER, new_execution, requeue_action
+from tdauto.engine.lifecycle import trigger_dependents
 from tdauto.engine.runner import _final_failure, run_action, start_execution
 from tdauto.engine.runtime import Runtime
 from tdauto.models import Execution, ExecutionStatus, Trigger
+from tdauto.scheduler import dispatch_due
 from tdauto.settings import Settings
 from tdauto.store import FileStore, RedisStore
 from tdauto.store.backend import StaleDefinition
@@ -50,6 +53,16 @@ def _take_message(r: redis.Redis, execution_id: str, index: int) -> dict[str, An
     stored = r.get(f"tdauto:execution:{execution_id}")
     assert stored is not None and message["headers"][RECORD_HEADER] == stored.decode()
     return message
+
+
+def _take_start(r: redis.Redis) -> str:
+    """The one message waiting, taken off its queue: a ``tdauto.run``; its execution id."""
+    [message] = _queued(r)
+    for key in r.scan_iter("tdauto.*"):
+        r.delete(key)
+    assert message["headers"]["task"] == "tdauto.run"
+    [execution_id] = json.loads(base64.b64decode(message["body"]))[0]
+    return str(execution_id)
 
 
 def _forbid_unheld(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -130,6 +143,29 @@ def test_a_scheduled_start_and_a_requeue_push_their_message_with_their_record(
     _take_message(r, run.id, 0)
     record = store.get_execution(run.id)
     assert record is not None and record.actions[0].status is ExecutionStatus.QUEUED
+
+
+def test_a_slot_claim_and_a_dependent_push_their_tdauto_run_with_their_record(
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The beat's claim of a slot and a ``run_after`` dependent are written PENDING with
+    their ``tdauto.run`` message in one step: no PENDING run without its message."""
+    system, r = live
+    rt, store = system._rt, system._rt.store
+    upstream = asyncio.run(system.create_task(**_spec()))
+    dependent = asyncio.run(system.create_task(**_spec(name="after", run_after={"task": "sweep"})))
+    _forbid_unheld(monkeypatch)
+
+    slot = time.time() - 1
+    store.set_next_run(upstream.id, slot)
+    assert dispatch_due(rt, slot + 0.5) == 1
+    [claimed] = store.list_executions(task_id=upstream.id)
+    assert _take_start(r) == claimed.id and claimed.status is ExecutionStatus.PENDING
+
+    claimed.status = ExecutionStatus.SUCCEEDED
+    assert trigger_dependents(rt, claimed) == 1
+    [follower] = store.list_executions(task_id=dependent.id)
+    assert _take_start(r) == follower.id and follower.status is ExecutionStatus.PENDING
 
 
 def test_a_failed_action_pushes_each_recovery_step_with_the_record_that_marks_it_sent(
