@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from tdauto.policies import RetryPolicy, RunAfter
+from tdauto.policies import NO_RETRY, RetryPolicy, RunAfter
 from tdauto.units import parse_duration_s
 
 
@@ -350,7 +350,7 @@ class Task(BaseModel):
         pattern=r"^[A-Za-z0-9_.:-]+$",
         description="conflict lock: tasks sharing it never run at the same time",
     )
-    retry: RetryPolicy = Field(default_factory=RetryPolicy, description="actions' default")
+    retry: RetryPolicy = Field(default=NO_RETRY, description="actions' default")
     deadline: float | None = Field(default=None, description="seconds a whole run may take")
     queue_timeout: float | None = Field(
         default=None, description="seconds an action may wait in its queue"
@@ -441,7 +441,7 @@ class ActionRun(BaseModel):
     resource_class: ResourceClass | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     phase: Literal["main", "recovery"] = "main"
-    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    retry: RetryPolicy = NO_RETRY
     timeout_s: float | None = None
     on_failure: list[ActionSpec] = Field(default_factory=list)
     sent_at: datetime | None = None
@@ -479,7 +479,7 @@ class Execution(BaseModel):
     deadline_at: datetime | None = None
     queue_timeout_s: float | None = None
     recovery: list[ActionSpec] = Field(default_factory=list)
-    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    retry: RetryPolicy = NO_RETRY
     outcome: ExecutionStatus | None = Field(
         default=None, description="how the run ends once its recovery steps are done"
     )

@@ -35,11 +35,16 @@ class RetryPolicy(BaseModel):
     factor: float = Field(default=2.0, ge=1.0, le=10.0)
     backoff_max: float = Field(default=300.0, description="longest wait, seconds")
     jitter: bool = True
-    retry_on: list[str] = Field(default_factory=list)
+    retry_on: tuple[str, ...] = ()
 
     _dur = field_validator("backoff", "backoff_max", mode="before")(
         classmethod(lambda cls, v: _duration(v))
     )
+
+    def __eq__(self, other: object) -> bool:
+        """Identity first: a dump compares every action's policy with the shared default
+        (``NO_RETRY``, ``exclude_defaults``), and pydantic's comparison walks the fields."""
+        return self is other or super().__eq__(other)
 
     def delay_s(self, retry_number: int, rng: random.Random | None = None) -> float:
         """Seconds to wait before retry ``retry_number`` (1 for the first retry)."""
@@ -51,6 +56,12 @@ class RetryPolicy(BaseModel):
     def retries(self, kinds: list[str]) -> bool:
         """Whether an error of any of ``kinds`` is retried under this policy."""
         return not self.retry_on or any(kind in self.retry_on for kind in kinds)
+
+
+NO_RETRY = RetryPolicy()
+"""The default policy (no retry) as one shared object. It is frozen and hashable, so pydantic
+uses it as a field default as is: a ``default_factory`` ran on every parse of a record and,
+to compare with, on every ``exclude_defaults`` dump, once per action of a run."""
 
 
 class RunAfter(BaseModel):

@@ -14,11 +14,12 @@ Every other write that marks an action sent does the same (``executions.Announce
 ``Effects.outbox`` pushed by ``cas_execution.lua``): the next action of a run, the first
 recovery step, a scheduled run's start (``tdauto.run``), a retry or re-queue, and a run
 that leaves WAITING. Before, a worker or beat that died between such a write and its
-publish left the action QUEUED with no message. So do the writes that create a PENDING run,
-the beat's claim of a slot and a ``run_after`` dependent (``executions.create_and_start``,
-pushed by ``create_execution.lua``): their ``tdauto.run`` goes with the record. A ``tdauto.run`` redelivered then found
+publish left the action QUEUED with no message. A ``tdauto.run`` redelivered then found
 its run past PENDING and did nothing; the next action waited for the redelivery of the
-ending action's message, up to the broker's visibility timeout.
+ending action's message, up to the broker's visibility timeout. So do the writes that
+create a PENDING run, the beat's claim of a slot and a ``run_after`` dependent
+(``executions.create_and_start``, pushed by ``create_execution.lua``): their ``tdauto.run``
+goes with the record.
 
 How: :class:`Transport` is kombu's Redis transport with one change. Inside :func:`held`,
 ``Channel._put`` appends ``(list key, payload)`` to the held list instead of pushing. The

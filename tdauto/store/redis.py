@@ -326,8 +326,9 @@ class RedisStore(RedisMonitoring, Store):
             raw: Any = self._r.get(self.keys.execution(execution_id))
         if raw is None:
             return None
-        self._remember(execution_id, raw)
-        return records.load_execution(raw)
+        parsed = records.load_execution(raw)
+        self._remember(execution_id, raw, parsed)
+        return parsed
 
     def _remember(self, execution_id: str, raw: str, parsed: Execution | None = None) -> None:
         """Keep the last record read or written, so the next update needs no read first,
@@ -365,7 +366,11 @@ class RedisStore(RedisMonitoring, Store):
             self._remember(execution_id, hint, parsed)
             return parsed
         raw = self._recent.get(execution_id)
-        return records.load_execution(raw) if raw is not None else self.get_execution(execution_id)
+        if raw is None:
+            return self.get_execution(execution_id)
+        parsed = records.load_execution(raw)
+        self._remember(execution_id, raw, parsed)
+        return parsed
 
     def update_execution(
         self, execution_id: str, mutate: Mutation, base: Execution | None = None

@@ -76,7 +76,8 @@ def test_misfire_policies_after_beat_downtime(
     def open_runs() -> str:
         return "; ".join(
             f"{n} {e.id} {e.status.value} trigger={e.trigger.value} slot={e.scheduled_for} "
-            f"actions={[(a.status.value, a.attempts, a.sent_at) for a in e.actions]} error={e.error}"
+            f"actions={[(a.status.value, a.attempts, a.sent_at) for a in e.actions]} "
+            f"error={e.error}"
             for n in tasks
             for e in runs(n)
             if not e.status.terminal

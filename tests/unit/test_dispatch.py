@@ -14,11 +14,11 @@ import pytest
 from celery.beat import Service
 
 from tdauto.actions.registry import REGISTRY, load_plugins
+from tdauto.app import make_app, runtime_of
+from tdauto.engine.executions import new_execution
 from tdauto.engine.runner import run_action, start_execution
 from tdauto.engine.runtime import Runtime
-from tdauto.engine.executions import new_execution
 from tdauto.models import ExecutionStatus, Task, Trigger
-from tdauto.app import make_app, runtime_of
 from tdauto.scheduler import StoreScheduler, compute_next_ts, dispatch_due, install_stop_handler
 from tdauto.settings import Settings
 from tdauto.store.files import FileStore
