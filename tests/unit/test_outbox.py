@@ -23,6 +23,7 @@ from tdauto.engine.executions import RECORD_HEADER, new_execution, requeue_actio
 from tdauto.engine.lifecycle import trigger_dependents
 from tdauto.engine.runner import _final_failure, run_action, start_execution
 from tdauto.engine.runtime import Runtime
+from tdauto.engine.tasks import sender
 from tdauto.models import Execution, ExecutionStatus, Trigger
 from tdauto.scheduler import dispatch_due
 from tdauto.settings import Settings
@@ -273,6 +274,22 @@ def test_outside_held_the_transport_publishes_as_kombu(live: Live) -> None:
 
     system.app.send_task("tdauto.action.cleanup", args=["y", 0], queue="tdauto.cpu")
     assert [m["headers"]["argsrepr"] for m in _queued(r)] == ["['y', 0]"]
+
+
+def test_the_engine_sender_reaches_an_undeclared_queue_without_declaring_it(live: Live) -> None:
+    """tdauto's sender skips kombu's per-publish queue declare on Redis (tasks.sender): a
+    message still lands on the list of a queue that no worker has declared yet, and events
+    still show its arguments."""
+    system, r = live
+    send = sender(system.app)
+
+    send("tdauto.action.cleanup", ["z", 1], "tdauto.storage.nobody-yet", priority=9)
+
+    [message] = _queued(r)
+    assert message["headers"]["argsrepr"] == "['z', 1]"
+    assert json.loads(base64.b64decode(message["body"]))[0] == ["z", 1]
+    assert message["properties"]["delivery_info"]["routing_key"] == "tdauto.storage.nobody-yet"
+    assert list(r.scan_iter("_kombu.binding.*")) == []  # nothing was declared
 
 
 # --- helpers ---------------------------------------------------------------------------------
