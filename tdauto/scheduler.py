@@ -1,7 +1,8 @@
 """``StoreScheduler``: a Celery beat scheduler that fires the tasks kept in tdauto's store.
 
 Use it as ``tdauto beat``, inside ``tdauto up`` or ``AutomationSystems.start()``, or as
-``celery beat -S tdauto.scheduler:StoreScheduler`` with an app from ``tdauto.app.make_app``.
+``celery beat -S tdauto.scheduler:StoreScheduler`` with an app from ``tdauto.app.make_app``
+(which keeps Celery's SIGTERM handler: see the last paragraph).
 
 Each tick pops what is due from the store's due index (a Redis sorted set, or an index file
 in local mode), so its cost grows with what is due, never with the number of tasks. A slot
@@ -10,8 +11,9 @@ creation succeeds once, so two beats or a restarted beat cannot fire a slot twic
 fire time is written back to the store, so a restart neither re-fires nor forgets.
 
 Order of a dispatch: claim (create the PENDING execution) and send ``tdauto.run``, then move
-the task's next fire time. On the broker's own Redis the claim and the send are one step
-(``executions.create_and_start``); elsewhere they are two. A beat that dies after the claim
+the task's next fire time. On a plain ``redis://`` broker that is also the store the claim and
+the send are one step (``executions.create_and_start``); elsewhere (local mode, ``rediss://``,
+a store on another Redis) they are two. A beat that dies after the claim
 but before moving the next fire time finds the slot claimed on restart; if its execution is
 still PENDING it re-sends it (``tdauto.run`` is idempotent), whatever the misfire policy
 says of the slot now, otherwise it only reschedules.
@@ -129,7 +131,7 @@ def _resend_claimed(rt: Runtime, task: Task, execution_id: str) -> None:
     existing = rt.store.get_execution(execution_id)
     if existing is not None and existing.status is ExecutionStatus.PENDING:
         send_start(rt, existing)
-        log.info("re-sent unsent slot %s of %s", execution_id, task.name)
+        log.info("re-sent PENDING slot %s of %s", execution_id, task.name)
 
 
 def _record_missed(rt: Runtime, task: Task, slot_ts: float, reason: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from tdauto.engine.executions import CONTROL_QUEUE, RUN_TASK
+from tdauto.engine.executions import send_start
 from tdauto.engine.runtime import Runtime
 from tdauto.models import ExecutionStatus, utcnow
 
@@ -22,7 +22,7 @@ def requeue_pending(rt: Runtime, older_than_s: float = 30.0, limit: int = 1000) 
     sent = 0
     for ex in rt.store.list_executions(status=ExecutionStatus.PENDING, limit=limit):
         if ex.created_at <= cutoff:
-            rt.send(RUN_TASK, [ex.id], CONTROL_QUEUE, ex.priority)
+            send_start(rt, ex)
             sent += 1
     if sent:
         log.warning("re-sent %d execution(s) left PENDING", sent)

@@ -196,8 +196,9 @@ class Store(abc.ABC):
         exactly once, even when a conflict makes ``mutate`` run again) and their read-backs
         filled in.
 
-        ``base``: the object the caller got from this store's last ``update_execution`` or
-        ``peek_execution`` of this execution, which it will not read again. A backend may
+        ``base``: the object the caller got from this store's last ``update_execution``,
+        ``peek_execution`` or ``get_execution`` of this execution, unchanged since, which it
+        will not read again (changes made to it before would be taken as stored). A backend may
         then mutate it in place rather than parse the record once more (a long run's record
         is large), and leave it half-changed after a conflict or an error; it must still be
         the record the store last saw, else it is ignored."""

@@ -326,6 +326,12 @@ class RedisStore(RedisMonitoring, Store):
             raw: Any = self._r.get(self.keys.execution(execution_id))
         if raw is None:
             return None
+        return self._load(execution_id, raw)
+
+    def _load(self, execution_id: str, raw: str) -> Execution:
+        """``raw`` parsed, and remembered with the object: an update given that very object
+        as ``base`` uses it as the stored record, unparsed. So a caller that changes a record
+        it read must not pass it as ``base`` (the runner passes only unchanged copies)."""
         parsed = records.load_execution(raw)
         self._remember(execution_id, raw, parsed)
         return parsed
@@ -362,15 +368,11 @@ class RedisStore(RedisMonitoring, Store):
 
     def peek_execution(self, execution_id: str, hint: str | None = None) -> Execution | None:
         if hint is not None:  # a stale hint only costs the claim a retry
-            parsed = records.load_execution(hint)
-            self._remember(execution_id, hint, parsed)
-            return parsed
+            return self._load(execution_id, hint)
         raw = self._recent.get(execution_id)
         if raw is None:
             return self.get_execution(execution_id)
-        parsed = records.load_execution(raw)
-        self._remember(execution_id, raw, parsed)
-        return parsed
+        return self._load(execution_id, raw)
 
     def update_execution(
         self, execution_id: str, mutate: Mutation, base: Execution | None = None

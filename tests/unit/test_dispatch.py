@@ -156,10 +156,12 @@ def test_run_chain_records_each_action(rt: Runtime, tmp_path: Path) -> None:
     assert rt.store.get_execution(ex.id).actions[0].attempts == 1  # type: ignore[union-attr]
 
 
-def test_sigterm_in_the_middle_of_a_dispatch_lets_the_tick_end_then_stops(tmp_path: Path) -> None:
-    """A rolling restart's SIGTERM lands while a tick fires two due slots: both are sent
-    (Celery's own handler exits after the first, leaving the second claimed and unsent), and
-    the beat stops after that tick, its leader lock released."""
+def _beat_with_two_due_slots(
+    tmp_path: Path, signals_at_first_send: int
+) -> tuple[Runtime, Service, list[str]]:
+    """A beat service over a store with two tasks due now, whose first ``tdauto.run`` send
+    delivers ``signals_at_first_send`` SIGTERMs to this process (a rolling restart landing
+    in the middle of a dispatch); returns what it sent, as it sends."""
     app = make_app(Settings(data_dir=tmp_path / "data"))
     app.conf.beat_schedule = {}
     rt = runtime_of(app)
@@ -180,17 +182,60 @@ def test_sigterm_in_the_middle_of_a_dispatch_lets_the_tick_end_then_stops(tmp_pa
     def send(name: str, args: list[Any], queue: str, priority: int = 5, **_: Any) -> None:
         sent.append(args[0])
         if len(sent) == 1:
-            os.kill(os.getpid(), signal.SIGTERM)  # delivered before this send returns
+            for _ in range(signals_at_first_send):
+                os.kill(os.getpid(), signal.SIGTERM)  # delivered before this send returns
 
     rt.send = send
-    service = Service(app, scheduler_cls=StoreScheduler, max_interval=1)
+    return rt, Service(app, scheduler_cls=StoreScheduler, max_interval=1), sent
+
+
+def _run_with_stop_handler(service: Service) -> bool:
+    """``service.start()`` under ``install_stop_handler``; True when it stopped by itself
+    (within 30 s; a broken stop would otherwise loop until the test times out)."""
+    rescued = threading.Event()
+
+    def rescue_stop() -> None:
+        rescued.set()
+        service.stop()
+
+    rescue = threading.Timer(30.0, rescue_stop)
     handlers = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     try:
         install_stop_handler(service)
+        rescue.start()
         service.start()  # returns once stopped
     finally:
+        rescue.cancel()
         signal.signal(signal.SIGTERM, handlers[0])
         signal.signal(signal.SIGINT, handlers[1])
+    return not rescued.is_set()
+
+
+def test_sigterm_in_the_middle_of_a_dispatch_lets_the_tick_end_then_stops(tmp_path: Path) -> None:
+    """A rolling restart's SIGTERM lands while a tick fires two due slots: both are sent
+    (Celery's own handler exits after the first, leaving the second claimed and unsent), and
+    the beat stops after that tick, its leader lock released."""
+    rt, service, sent = _beat_with_two_due_slots(tmp_path, signals_at_first_send=1)
+    assert _run_with_stop_handler(service)
     runs = rt.store.list_executions(limit=None)
     assert len(runs) == 2 and sorted(sent) == sorted(e.id for e in runs)
     assert service.scheduler.leader_lock.holder() is None
+
+
+def test_a_second_sigterm_stops_the_beat_at_once_and_the_next_beat_sends_what_it_left(
+    tmp_path: Path,
+) -> None:
+    """An operator who signals twice (a second Ctrl-C) stops the beat at once, in the middle
+    of the tick. The next beat's tick then re-sends the slot claimed but not moved on and fires
+    the other one: both run, and no slot is claimed twice."""
+    rt, service, sent = _beat_with_two_due_slots(tmp_path, signals_at_first_send=2)
+    assert _run_with_stop_handler(service)
+    assert len(sent) == 1  # it stopped without going on to the second slot
+    assert service.scheduler.leader_lock.holder() is None
+
+    resent: list[str] = []
+    rt.send = lambda name, args, queue, priority=5, **_: resent.append(args[0])
+    Service(service.app, scheduler_cls=StoreScheduler, max_interval=1).scheduler.tick()
+    runs = rt.store.list_executions(limit=None)
+    assert len(runs) == 2 and sorted(resent) == sorted(e.id for e in runs)
+    assert sent[0] in resent

@@ -168,6 +168,10 @@ def test_a_slot_claim_and_a_dependent_push_their_tdauto_run_with_their_record(
     [follower] = store.list_executions(task_id=dependent.id)
     assert _take_start(r) == follower.id and follower.status is ExecutionStatus.PENDING
 
+    # the same end seen again (a redelivery) claims nothing, so it sends nothing either
+    assert trigger_dependents(rt, claimed) == 0
+    assert _queued(r) == [] and len(store.list_executions(task_id=dependent.id)) == 1
+
 
 def test_a_failed_action_pushes_each_recovery_step_with_the_record_that_marks_it_sent(
     live: Live, monkeypatch: pytest.MonkeyPatch
