@@ -329,9 +329,8 @@ class RedisStore(RedisMonitoring, Store):
         return self._load(execution_id, raw)
 
     def _load(self, execution_id: str, raw: str) -> Execution:
-        """``raw`` parsed, and remembered with the object: an update given that very object
-        as ``base`` uses it as the stored record, unparsed. So a caller that changes a record
-        it read must not pass it as ``base`` (the runner passes only unchanged copies)."""
+        """``raw`` parsed, and remembered with the object (for ``update_execution``'s
+        ``base``)."""
         parsed = records.load_execution(raw)
         self._remember(execution_id, raw, parsed)
         return parsed

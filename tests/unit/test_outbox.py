@@ -18,6 +18,7 @@ from kombu.transport import redis as kombu_redis
 
 from tdauto import AutomationSystems
 from tdauto.actions.registry import REGISTRY
+from tdauto.app import broker_folders
 from tdauto.engine import outbox
 from tdauto.engine.executions import RECORD_HEADER, new_execution, requeue_action
 from tdauto.engine.lifecycle import trigger_dependents
@@ -294,6 +295,20 @@ def test_the_engine_sender_reaches_an_undeclared_queue_without_declaring_it(live
     assert json.loads(base64.b64decode(message["body"]))[0] == ["z", 1]
     assert message["properties"]["delivery_info"]["routing_key"] == "tdauto.storage.nobody-yet"
     assert list(r.scan_iter("_kombu.binding.*")) == []  # nothing was declared
+
+
+def test_in_local_mode_the_engine_sender_reaches_an_undeclared_queue_too(tmp_path: Path) -> None:
+    """The filesystem broker (local mode) takes an undeclared queue's message as well: it
+    is a file named for the queue, which a worker reading that queue picks up."""
+    system = AutomationSystems(data_dir=tmp_path / "data")
+    try:
+        sender(system.app)("tdauto.action.cleanup", ["z", 1], "tdauto.storage.nobody-yet")
+        folder = broker_folders(system._rt.settings)["queue"]
+        [message] = [json.loads(p.read_text()) for p in folder.glob("*.nobody-yet.msg")]
+    finally:
+        system.app.close()
+    assert message["headers"]["argsrepr"] == "['z', 1]"
+    assert json.loads(base64.b64decode(message["body"]))[0] == ["z", 1]
 
 
 # --- helpers ---------------------------------------------------------------------------------
