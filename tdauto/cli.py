@@ -160,6 +160,8 @@ def up(ready_timeout: float, metrics_no_auth_on_localhost: bool) -> None:
 @click.option("--loglevel", default="INFO", show_default=True)
 def worker(pool: str, loglevel: str) -> None:
     """Start one worker pool (cpu, memory or storage) on this host."""
+    from tdauto.app import runtime_of
+    from tdauto.engine import behind
     from tdauto.resources import worker_hooks
     from tdauto.resources.pools import load_pool
 
@@ -168,6 +170,7 @@ def worker(pool: str, loglevel: str) -> None:
     worker_hooks.install(
         system.store, system.settings, spec.name, spec.concurrency(system.settings)
     )
+    behind.install(runtime_of(system.app))
     system.app.worker_main(spec.worker_argv(system.settings, loglevel))
 
 

@@ -20,10 +20,12 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from tdauto.actions.context import ActionContext
 from tdauto.engine.admission import Decision, decide
+from tdauto.engine.behind import WriteBehind
 from tdauto.engine.executions import (
     DEADLINES,
     QUEUE_TIMEOUTS,
@@ -276,13 +278,15 @@ def run_action(
         return None if fresh else run_action(rt, execution_id, index, queue, fresh=True)
     run = ex.actions[index]
     try:
-        return _attempt(rt, ex, run)
+        return _attempt(rt, ex, run, behind=None if reserved else rt.behind)
     finally:
         if reserved:
             release(rt, execution_id, index)
 
 
-def _attempt(rt: Runtime, ex: Execution, run: ActionRun) -> ExecutionStatus | None:
+def _attempt(
+    rt: Runtime, ex: Execution, run: ActionRun, behind: WriteBehind | None = None
+) -> ExecutionStatus | None:
     logger, close_log = action_logger(rt, ex, run.index)
     lease = (LEASES, lease_member(ex.id, run.index, run.attempts))
     started = time.monotonic()
@@ -321,7 +325,10 @@ def _attempt(rt: Runtime, ex: Execution, run: ActionRun) -> ExecutionStatus | No
             log.debug("%s/%s %s succeeded in %.3fs", ex.id, run.index, run.type, elapsed)
             # the lease's end and the last log lines are written with the success
             effects = Effects(take_timers=[lease], log=close_log(False))
-            _succeed(rt, ex, run.index, run.attempts, output, effects)
+            if behind is None:
+                _succeed(rt, ex, run.index, run.attempts, output, effects)
+            else:
+                behind.submit(partial(_succeed, rt, ex, run.index, run.attempts, output, effects))
             return S.SUCCEEDED
     rt.store.timer_take(*lease)
     if result.outcome in (Outcome.CANCELLED, Outcome.LOST):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from tdauto.actions.registry import Registry
+from tdauto.engine.behind import WriteBehind
 from tdauto.settings import Settings
 from tdauto.store.backend import Store
 
@@ -45,6 +46,8 @@ class Runtime:
     hold: Callable[[], AbstractContextManager[list[tuple[str, str]]]] | None = None
     """Set when the store can push this broker's messages (``tdauto.engine.outbox``): a
     context in which ``send`` holds its messages back as (Redis list, payload) pairs."""
+    behind: WriteBehind | None = None
+    """Set in worker processes: an action's success is written behind (``engine.behind``)."""
 
     def validation_context(self) -> dict[str, Any]:
         """The pydantic context that lets models check action types, params and paths."""

@@ -21,6 +21,8 @@ from tdauto.monitoring.retention import run_retention
 
 def _register_action(app: Celery, rt: Runtime, definition: ActionDef) -> None:
     def action_task(self: Task, execution_id: str, index: int) -> str | None:
+        if rt.behind is not None:
+            rt.behind.drain()
         queue = (self.request.delivery_info or {}).get("routing_key")
         hint = (self.request.headers or {}).get(RECORD_HEADER)
         status = run_action(

@@ -17,6 +17,7 @@ import psutil
 import pytest
 
 from tdauto import AutomationSystems, ExecutionStatus, ProcessType, ScheduleType, Trigger
+from tdauto.processes import stop_processes
 from tests.integration.conftest import REPO, cli_env
 from tests.integration.test_beat import start_beat, wait_for
 from tests.support.redis_server import RedisServer
@@ -213,3 +214,41 @@ def test_timeout_and_dependencies(
     assert failed.status is S.FAILED
     time.sleep(2)
     assert system.store.list_executions(task_id=c) == []
+
+
+def test_a_recycled_pool_child_records_its_success_before_it_goes(
+    system: AutomationSystems, redis_url: str, data_dir: Path
+) -> None:
+    # Given a memory pool that replaces a child once it holds more than 160 MiB, and no beat
+    # (nothing would recover an action whose success was lost with its child)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log = data_dir / "memory-2.log"
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "tdauto.cli", "worker", "memory"],
+        env=cli_env(redis_url, data_dir, TDAUTO_MEMORY_CHILD_MAX_MB="160"),
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        cwd=REPO,
+    )
+    try:
+        wait_for(
+            lambda: any("memory@itest" in r for r in system.app.control.ping(timeout=0.5) or []),
+            60,
+            "the memory worker",
+        )
+        task_id = create(
+            system, "grows", [{"type": "hold_memory", "params": {"mb": 200}}], overlap="allow"
+        )
+
+        # When each run's action grows its child past the limit (its success is written
+        # behind, while Celery replaces the child after the task)
+        runs = [system.wait_sync(system.trigger_sync(task_id).id, timeout=60) for _ in range(3)]
+
+        # Then every run is recorded SUCCEEDED at its first attempt, each on a new child
+        assert [r.status for r in runs] == [S.SUCCEEDED] * 3, log.read_text()[-3000:]
+        assert [r.actions[0].attempts for r in runs] == [1, 1, 1]
+        pids = {(r.actions[0].output or {})["pid"] for r in runs}
+        assert len(pids) == 3, log.read_text()[-3000:]
+    finally:
+        stop_processes([worker], 10)

@@ -1,0 +1,98 @@
+"""Write-behind of an action's success: the worker's task returns while its end is written.
+
+A pool child that has run an action would otherwise wait for the success write's round
+trip before Celery can ack the message and hand it the next one: on a busy host, a large
+part of a quick action's time (``benchmarks/throughput.py``). Here the write runs on one
+thread per process while the child reports back and takes its next message; the next task a thread
+runs first waits for its own previous write (``drain``), so at most one end per task thread
+is ever in flight, and it has landed before that thread claims anything else.
+
+Nothing is lost by it. The message is acked before its end is written, so a process killed
+in between leaves the action RUNNING under a lease with no message; the reaper re-queues it
+when the lease expires, exactly as for a process killed just before the write (whose
+redelivered message finds the live lease and is dropped). A write that fails (Redis gone for
+longer than the client's retries) is logged, and the same lease recovers the action. A pool
+child that exits (recycled, or a warm shutdown) finishes its writes first (``drain_all``,
+from Celery's ``worker_process_shutdown``). ``tdauto worker`` turns it on (``install``); a
+Runtime without it (tests, other callers of ``run_action``) writes every end in line.
+
+Only successes are written behind: a failure's write decides a retry or the recovery steps,
+and a reserved action's release must follow its end, so those stay in line.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from celery.signals import worker_process_shutdown, worker_shutdown
+
+if TYPE_CHECKING:
+    from tdauto.engine.runtime import Runtime
+
+log = logging.getLogger(__name__)
+SIGNAL_UID = "tdauto-write-behind"
+
+
+class WriteBehind:
+    """One writer thread per process (made again in a forked child, where the parent's
+    thread does not exist) and each task thread's last write."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._executor: ThreadPoolExecutor | None = None
+        self._pid = 0
+        self._last = threading.local()
+        self._pending: set[Future[None]] = set()
+
+    def submit(self, write: Callable[[], None]) -> None:
+        """Run ``write`` on the writer thread, after this thread's previous write."""
+        self.drain()
+        with self._lock:
+            if self._executor is None or self._pid != os.getpid():
+                self._executor = ThreadPoolExecutor(1, thread_name_prefix="tdauto-behind")
+                self._pid = os.getpid()
+                self._pending = set()
+            future = self._executor.submit(_logged, write)
+            self._pending.add(future)
+        future.add_done_callback(self._pending.discard)
+        self._last.future = future
+
+    def drain(self) -> None:
+        """Wait until this thread's last write has landed (or failed, which it logged)."""
+        future: Future[None] | None = getattr(self._last, "future", None)
+        if future is not None:
+            self._last.future = None
+            if self._pid == os.getpid():
+                future.result()
+
+    def drain_all(self) -> None:
+        """Wait for every write in flight in this process (it is about to exit)."""
+        with self._lock:
+            pending = list(self._pending) if self._pid == os.getpid() else []
+        for future in pending:
+            future.result()
+
+
+def _logged(write: Callable[[], None]) -> None:
+    try:
+        write()
+    except Exception:  # the action's lease lets the reaper recover it
+        log.exception("writing an action's success failed: the reaper re-queues it")
+
+
+def install(runtime: Runtime) -> None:
+    """Write actions' successes behind in this worker's task processes, each finishing its
+    writes before it exits: a pool child replaced or shut down (``worker_process_shutdown``,
+    sent in the child), or a thread or solo pool's worker stopping (``worker_shutdown``)."""
+    behind = runtime.behind = WriteBehind()
+
+    def finish(**_: Any) -> None:
+        behind.drain_all()
+
+    worker_process_shutdown.connect(finish, weak=False, dispatch_uid=SIGNAL_UID)
+    worker_shutdown.connect(finish, weak=False, dispatch_uid=SIGNAL_UID)
