@@ -440,6 +440,7 @@ def run_tdauto(url: str, work: Path, args: argparse.Namespace, full: bool = True
         TDAUTO_PLUGINS=PLUGIN,
         TDAUTO_HOST=HOST,
         TDAUTO_CONCURRENCY_CPU=str(args.concurrency),
+        TDAUTO_WRITE_BEHIND="true" if args.write_behind else "false",
         PYTHONPATH=str(ROOT),
     )
     argv = [sys.executable, "-m", "tdauto.cli", "worker", "cpu", "--loglevel", args.loglevel]
@@ -706,6 +707,7 @@ def build_report(
         "chain": c,
         "warmup": args.warmup,
         "concurrency": args.concurrency,
+        "write_behind": args.write_behind,
         "trigger": args.trigger if args.trigger == "sync" else f"async, batches of {args.batch}",
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
@@ -739,7 +741,9 @@ def print_report(report: dict[str, Any], top: int) -> None:
     n, c = report["n"], report["chain"]
     print(
         f"throughput: {n:,} executions of 1 noop action, then 1 execution of {c:,}; "
-        f"cpu pool prefork -c {report['concurrency']}; redis {report['redis']}; "
+        f"cpu pool prefork -c {report['concurrency']}"
+        f"{' (tdauto writing successes behind)' if report['write_behind'] else ''}; "
+        f"redis {report['redis']}; "
         f"{report['cpus']} CPUs; ratio = tdauto / baseline (bare Celery)"
     )
     before, after = report["load_avg_before"], report["load_avg_after"]
@@ -861,6 +865,11 @@ def main() -> int:
         "--rounds", type=int, default=3, help="Rounds of --n runs (the chain is in round 1)."
     )
     parser.add_argument("--concurrency", type=int, default=Settings().concurrency_cpu)
+    parser.add_argument(
+        "--write-behind",
+        action="store_true",
+        help="tdauto's worker with TDAUTO_WRITE_BEHIND=true (successes written behind the ack).",
+    )
     parser.add_argument("--trigger", choices=("sync", "async"), default="sync")
     parser.add_argument("--batch", type=int, default=16, help="async: triggers per gather.")
     parser.add_argument("--loglevel", default="INFO", help="Both workers' log level.")

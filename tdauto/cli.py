@@ -170,7 +170,8 @@ def worker(pool: str, loglevel: str) -> None:
     worker_hooks.install(
         system.store, system.settings, spec.name, spec.concurrency(system.settings)
     )
-    behind.install(runtime_of(system.app))
+    if system.settings.write_behind:
+        behind.install(runtime_of(system.app))
     system.app.worker_main(spec.worker_argv(system.settings, loglevel))
 
 

@@ -92,6 +92,13 @@ class Settings(BaseSettings):
     lease_renew_s: float = Field(
         default=5.0, gt=0, description="How often a worker renews its running actions' leases."
     )
+    write_behind: bool = Field(
+        default=False,
+        description="Workers record an action's success on a thread of their own while Celery "
+        "acks and hands over the next message: quicker where a pool's processes wait on "
+        "Redis (a one-process pool), slower where the workers already fill the CPUs "
+        "(docs/execution.md).",
+    )
     lost_requeues: int = Field(
         default=2, ge=0, description="Times an action whose worker died is run again."
     )

@@ -1,11 +1,10 @@
 """Write-behind of an action's success: the worker's task returns while its end is written.
 
 A pool child that has run an action would otherwise wait for the success write's round
-trip before Celery can ack the message and hand it the next one: on a busy host, a large
-part of a quick action's time (``benchmarks/throughput.py``). Here the write runs on one
-thread per process while the child reports back and takes its next message; the next task a thread
-runs first waits for its own previous write (``drain``), so at most one end per task thread
-is ever in flight, and it has landed before that thread claims anything else.
+trip before Celery can ack the message and hand it the next one. Here the write runs on
+one thread per process while the child reports back and takes its next message; the next
+task a thread runs first waits for its own previous write (``drain``), so at most one end
+per task thread is ever in flight, and it has landed before that thread claims anything.
 
 Nothing is lost by it. The message is acked before its end is written, so a process killed
 in between leaves the action RUNNING under a lease with no message; the reaper re-queues it
@@ -13,8 +12,15 @@ when the lease expires, exactly as for a process killed just before the write (w
 redelivered message finds the live lease and is dropped). A write that fails (Redis gone for
 longer than the client's retries) is logged, and the same lease recovers the action. A pool
 child that exits (recycled, or a warm shutdown) finishes its writes first (``drain_all``,
-from Celery's ``worker_process_shutdown``). ``tdauto worker`` turns it on (``install``); a
-Runtime without it (tests, other callers of ``run_action``) writes every end in line.
+from Celery's ``worker_process_shutdown``). ``tdauto worker`` turns it on (``install``) when
+``TDAUTO_WRITE_BEHIND`` is set; a Runtime without it writes every end in line.
+
+It pays where a pool's processes would otherwise sit waiting for that round trip, as in a
+pool of one process: 1.22x the executions/s of quick actions on 2 CPUs. A Redis on another
+host should gain more (a longer round trip hidden); that was not measured. Where the
+workers already fill the CPUs (two processes on 2 CPUs), other processes use that wait
+anyway, and the extra thread's wake-ups cost more than it hides (0.93x), which is why it is
+off by default (``TDAUTO_WRITE_BEHIND``; ``benchmarks/throughput.py --write-behind``).
 
 Only successes are written behind: a failure's write decides a retry or the recovery steps,
 and a reserved action's release must follow its end, so those stay in line.

@@ -219,13 +219,15 @@ def test_timeout_and_dependencies(
 def test_a_recycled_pool_child_records_its_success_before_it_goes(
     system: AutomationSystems, redis_url: str, data_dir: Path
 ) -> None:
-    # Given a memory pool that replaces a child once it holds more than 160 MiB, and no beat
-    # (nothing would recover an action whose success was lost with its child)
+    # Given a memory pool that writes successes behind and replaces a child once it holds
+    # more than 160 MiB, and no beat (nothing would recover a success lost with its child)
     data_dir.mkdir(parents=True, exist_ok=True)
     log = data_dir / "memory-2.log"
     worker = subprocess.Popen(
         [sys.executable, "-m", "tdauto.cli", "worker", "memory"],
-        env=cli_env(redis_url, data_dir, TDAUTO_MEMORY_CHILD_MAX_MB="160"),
+        env=cli_env(
+            redis_url, data_dir, TDAUTO_MEMORY_CHILD_MAX_MB="160", TDAUTO_WRITE_BEHIND="true"
+        ),
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
         start_new_session=True,
