@@ -170,7 +170,7 @@ def worker(pool: str, loglevel: str) -> None:
     worker_hooks.install(
         system.store, system.settings, spec.name, spec.concurrency(system.settings)
     )
-    if system.settings.write_behind:
+    if system.settings.write_behind and spec.pool == "prefork":
         behind.install(runtime_of(system.app))
     system.app.worker_main(spec.worker_argv(system.settings, loglevel))
 

@@ -94,9 +94,10 @@ class Settings(BaseSettings):
     )
     write_behind: bool = Field(
         default=False,
-        description="Workers record an action's success on a thread of their own while Celery "
-        "acks and hands over the next message: quicker where a pool's processes wait on "
-        "Redis (a one-process pool), slower where the workers already fill the CPUs "
+        description="Prefork workers record an action's success on a thread of their own "
+        "while Celery acks and hands over the next message: quicker where a pool's "
+        "processes wait on Redis (a one-process pool), slower where the workers already "
+        "fill the CPUs "
         "(docs/execution.md).",
     )
     lost_requeues: int = Field(

@@ -11,15 +11,19 @@ in between leaves the action RUNNING under a lease with no message; the reaper r
 when the lease expires, exactly as for a process killed just before the write (whose
 redelivered message finds the live lease and is dropped). A write that fails (Redis gone for
 longer than the client's retries) is logged, and the same lease recovers the action. A pool
-child that exits (recycled, or a warm shutdown) finishes its writes first (``drain_all``,
-from Celery's ``worker_process_shutdown``). ``tdauto worker`` turns it on (``install``) when
-``TDAUTO_WRITE_BEHIND`` is set; a Runtime without it writes every end in line.
+child that exits gracefully (recycled, a warm shutdown) finishes its writes first
+(``drain_all``, from Celery's ``worker_process_shutdown``). ``tdauto worker`` turns it on
+(``install``) for a prefork pool when ``TDAUTO_WRITE_BEHIND`` is set; a Runtime without it
+writes every end in line. Thread pools keep their writes in line: their task threads would
+queue on the one writer, and a success queued behind others (its lease no longer renewed)
+could outlive its lease.
 
 It pays where a pool's processes would otherwise sit waiting for that round trip, as in a
-pool of one process: 1.22x the executions/s of quick actions on 2 CPUs. A Redis on another
-host should gain more (a longer round trip hidden); that was not measured. Where the
-workers already fill the CPUs (two processes on 2 CPUs), other processes use that wait
-anyway, and the extra thread's wake-ups cost more than it hides (0.93x), which is why it is
+pool of one process: 1.22x the executions/s of the same worker without it, with quick
+actions on 2 CPUs (median of 4 alternating pairs). A Redis on another host should gain more
+(a longer round trip hidden); that was not measured. Where the workers already fill the CPUs
+(two processes on 2 CPUs), other processes use that wait anyway, and the extra thread's
+wake-ups cost more than it hides (0.93x, median of 11 alternating pairs), which is why it is
 off by default (``TDAUTO_WRITE_BEHIND``; ``benchmarks/throughput.py --write-behind``).
 
 Only successes are written behind: a failure's write decides a retry or the recovery steps,
@@ -55,15 +59,16 @@ class WriteBehind:
         self._last = threading.local()
         self._pending: set[Future[None]] = set()
 
-    def submit(self, write: Callable[[], None]) -> None:
-        """Run ``write`` on the writer thread, after this thread's previous write."""
+    def submit(self, write: Callable[[], None], what: str = "an action") -> None:
+        """Run ``write`` on the writer thread, after this thread's previous write; ``what``
+        names the action in the log if it fails."""
         self.drain()
         with self._lock:
             if self._executor is None or self._pid != os.getpid():
                 self._executor = ThreadPoolExecutor(1, thread_name_prefix="tdauto-behind")
                 self._pid = os.getpid()
                 self._pending = set()
-            future = self._executor.submit(_logged, write)
+            future = self._executor.submit(_logged, write, what)
             self._pending.add(future)
         future.add_done_callback(self._pending.discard)
         self._last.future = future
@@ -84,11 +89,15 @@ class WriteBehind:
             future.result()
 
 
-def _logged(write: Callable[[], None]) -> None:
+def _logged(write: Callable[[], None], what: str) -> None:
     try:
         write()
-    except Exception:  # the action's lease lets the reaper recover it
-        log.exception("writing an action's success failed: the reaper re-queues it")
+    except Exception:  # unwritten, its lease lets the reaper re-queue it
+        log.exception(
+            "recording the success of %s failed (if the record still shows it running, the "
+            "reaper re-queues it when its lease expires)",
+            what,
+        )
 
 
 def install(runtime: Runtime) -> None:

@@ -328,7 +328,8 @@ def _attempt(
             if behind is None:
                 _succeed(rt, ex, run.index, run.attempts, output, effects)
             else:
-                behind.submit(partial(_succeed, rt, ex, run.index, run.attempts, output, effects))
+                end = partial(_succeed, rt, ex, run.index, run.attempts, output, effects)
+                behind.submit(end, f"{ex.id}/{run.index}")
             return S.SUCCEEDED
     rt.store.timer_take(*lease)
     if result.outcome in (Outcome.CANCELLED, Outcome.LOST):

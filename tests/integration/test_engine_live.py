@@ -239,17 +239,20 @@ def test_a_recycled_pool_child_records_its_success_before_it_goes(
             60,
             "the memory worker",
         )
-        task_id = create(
-            system, "grows", [{"type": "hold_memory", "params": {"mb": 200}}], overlap="allow"
-        )
+        grows = [
+            {"type": "hold_memory", "params": {"mb": 200}},
+            {"type": "hold_memory", "params": {"mb": 0}},
+        ]
+        task_id = create(system, "grows", grows, overlap="allow")
 
-        # When each run's action grows its child past the limit (its success is written
-        # behind, while Celery replaces the child after the task)
+        # When each run's first action grows its child past the limit (its success, which
+        # also sends the second action, is written behind while Celery replaces the child)
         runs = [system.wait_sync(system.trigger_sync(task_id).id, timeout=60) for _ in range(3)]
 
-        # Then every run is recorded SUCCEEDED at its first attempt, each on a new child
+        # Then every run is recorded SUCCEEDED, each action at its first attempt, and each
+        # run's first action ran on a new child
         assert [r.status for r in runs] == [S.SUCCEEDED] * 3, log.read_text()[-3000:]
-        assert [r.actions[0].attempts for r in runs] == [1, 1, 1]
+        assert [[a.attempts for a in r.actions] for r in runs] == [[1, 1]] * 3
         pids = {(r.actions[0].output or {})["pid"] for r in runs}
         assert len(pids) == 3, log.read_text()[-3000:]
     finally:
