@@ -57,7 +57,6 @@ class WriteBehind:
         self._executor: ThreadPoolExecutor | None = None
         self._pid = 0
         self._last = threading.local()
-        self._pending: set[Future[None]] = set()
 
     def submit(self, write: Callable[[], None], what: str = "an action") -> None:
         """Run ``write`` on the writer thread, after this thread's previous write; ``what``
@@ -67,10 +66,7 @@ class WriteBehind:
             if self._executor is None or self._pid != os.getpid():
                 self._executor = ThreadPoolExecutor(1, thread_name_prefix="tdauto-behind")
                 self._pid = os.getpid()
-                self._pending = set()
             future = self._executor.submit(_logged, write, what)
-            self._pending.add(future)
-        future.add_done_callback(self._pending.discard)
         self._last.future = future
 
     def drain(self) -> None:
@@ -82,11 +78,13 @@ class WriteBehind:
                 future.result()
 
     def drain_all(self) -> None:
-        """Wait for every write in flight in this process (it is about to exit)."""
+        """Wait for every write in flight in this process (it is about to exit): the writer
+        is shut down once its queue is done; a later ``submit`` starts another."""
         with self._lock:
-            pending = list(self._pending) if self._pid == os.getpid() else []
-        for future in pending:
-            future.result()
+            executor = self._executor if self._pid == os.getpid() else None
+            self._executor = None
+        if executor is not None:
+            executor.shutdown(wait=True)
 
 
 def _logged(write: Callable[[], None], what: str) -> None:
