@@ -28,10 +28,16 @@ off by default (``TDAUTO_WRITE_BEHIND``; ``benchmarks/throughput.py --write-behi
 
 Only successes are written behind: a failure's write decides a retry or the recovery steps,
 and a reserved action's release must follow its end, so those stay in line.
+
+A write runs in a copy of the submitting thread's context (``contextvars``), so what it sends
+(the run's next action, a dependent run) still names the task it came from: the worker's
+task sets its Celery ids there (``tasks.LINEAGE``), which the writer thread, outside any
+Celery task, would otherwise not have, and Flower's task tree would break at that message.
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import threading
@@ -59,14 +65,15 @@ class WriteBehind:
         self._last = threading.local()
 
     def submit(self, write: Callable[[], None], what: str = "an action") -> None:
-        """Run ``write`` on the writer thread, after this thread's previous write; ``what``
-        names the action in the log if it fails."""
+        """Run ``write`` on the writer thread, in this thread's context, after this thread's
+        previous write; ``what`` names the action in the log if it fails."""
         self.drain()
+        context = contextvars.copy_context()
         with self._lock:
             if self._executor is None or self._pid != os.getpid():
                 self._executor = ThreadPoolExecutor(1, thread_name_prefix="tdauto-behind")
                 self._pid = os.getpid()
-            future = self._executor.submit(_logged, write, what)
+            future = self._executor.submit(context.run, _logged, write, what)
         self._last.future = future
 
     def drain(self) -> None:

@@ -6,6 +6,7 @@ what is running. The tasks close over the process's :class:`Runtime`; no global 
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import Any
 
 from celery import Celery, Task
@@ -18,16 +19,27 @@ from tdauto.engine.system import requeue_pending
 from tdauto.engine.timers import reap
 from tdauto.monitoring.retention import run_retention
 
+LINEAGE: ContextVar[tuple[str, str] | None] = ContextVar("tdauto_lineage", default=None)
+"""(root id, parent id) for messages sent outside the Celery task they come from: an action
+task sets them while it runs with write-behind, whose writer thread (``engine.behind``) runs in
+a copy of the task's context; inside the task, Celery finds the same ids itself."""
+
 
 def _register_action(app: Celery, rt: Runtime, definition: ActionDef) -> None:
     def action_task(self: Task, execution_id: str, index: int) -> str | None:
-        if rt.behind is not None:
+        request = self.request
+        queue = (request.delivery_info or {}).get("routing_key")
+        hint = (request.headers or {}).get(RECORD_HEADER)
+        hint = hint if isinstance(hint, str) else None
+        if rt.behind is None:
+            status = run_action(rt, execution_id, index, queue=queue, hint=hint)
+        else:
             rt.behind.drain()
-        queue = (self.request.delivery_info or {}).get("routing_key")
-        hint = (self.request.headers or {}).get(RECORD_HEADER)
-        status = run_action(
-            rt, execution_id, index, queue=queue, hint=hint if isinstance(hint, str) else None
-        )
+            token = LINEAGE.set((request.root_id or request.id, request.id))
+            try:
+                status = run_action(rt, execution_id, index, queue=queue, hint=hint)
+            finally:
+                LINEAGE.reset(token)
         return status.value if status is not None else None
 
     action_task.__name__ = f"action_{definition.name}"
@@ -76,6 +88,9 @@ def sender(app: Celery) -> Any:
     - ``argsrepr`` (shown by events and Flower) is the plain ``repr`` of the arguments. They
       are an execution id and an index, so Celery's size-limited ``saferepr`` would give the
       same text, only slower.
+
+    A message sent where Celery sees no current task (a success written behind) takes its
+    root and parent ids from ``LINEAGE``.
     """
 
     def send(
@@ -87,6 +102,7 @@ def sender(app: Celery) -> Any:
         shadow: str | None = None,
         record: str | None = None,
     ) -> None:
+        root_id, parent_id = LINEAGE.get() or (None, None)
         # the Redis transport serves priority 0 first; tdauto's 9 is the most urgent
         app.send_task(
             name,
@@ -99,6 +115,8 @@ def sender(app: Celery) -> Any:
             argsrepr=repr(args),
             kwargsrepr="{}",
             declare=[],
+            root_id=root_id,
+            parent_id=parent_id,
         )
 
     return send

@@ -1,10 +1,14 @@
 """An action's success written behind (``tdauto.engine.behind``): the worker's task returns
 while the write runs on its own thread; the thread's next task waits for it; a failed
 write is left to the reaper; a failure is still written in line; a forked pool child and an
-exiting one finish their own writes."""
+exiting one finish their own writes; what a write sends is the child of the task it came
+from; ``tdauto worker`` turns it on for prefork pools only."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import json
 import logging
 import os
 import threading
@@ -14,8 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
+from celery import Celery
 from celery.signals import worker_process_shutdown, worker_shutdown
+from click.testing import CliRunner
 
+from tdauto import AutomationSystems, cli
 from tdauto.engine.behind import SIGNAL_UID, WriteBehind, install
 from tdauto.engine.runner import run_action
 from tdauto.engine.runtime import Runtime
@@ -23,7 +31,9 @@ from tdauto.engine.timers import reap
 from tdauto.engine.watch import LEASES, lease_member
 from tdauto.errors import StoreError
 from tdauto.models import Execution, ExecutionStatus
+from tdauto.resources import worker_hooks
 from tests.unit.test_engine import add, get, rt, trigger  # noqa: F401
+from tests.unit.test_outbox import CLEANUP, _queued, _spec
 
 S = ExecutionStatus
 QUICK = [{"type": "cleanup", "params": {"older_than": "1d"}}]
@@ -177,3 +187,92 @@ def test_an_exiting_pool_child_finishes_its_writes_first(hooked: Runtime) -> Non
 
     # Then the child waited for it
     assert landed.is_set()
+
+
+def _take_only_message(r: redis.Redis) -> dict[str, Any]:
+    [message] = _queued(r)
+    for key in r.scan_iter("tdauto.*"):
+        r.delete(key)
+    return message
+
+
+def test_a_worker_task_waits_for_its_last_write_and_what_a_write_sends_names_its_task(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """Through the action tasks a worker runs: the next action, sent by the writer thread,
+    is the child of the task whose success it follows (Flower's task tree), and the task that
+    runs it waits for that write first."""
+    system = AutomationSystems(broker_url=redis_url, data_dir=tmp_path / "data", host="h1")
+    r = redis.Redis.from_url(redis_url)
+    runtime = system._rt
+    behind = runtime.behind = WriteBehind()
+    go = threading.Event()
+    _behind_writes(runtime, lambda: go.wait(30))
+    action = system.app.tasks["tdauto.action.cleanup"]
+    try:
+        task = asyncio.run(system.create_task(**_spec(actions=[CLEANUP, CLEANUP])))
+        ex = system.trigger_sync(task.id)
+        first = _take_only_message(r)
+
+        # When a worker runs the first action's task, and its success is written behind
+        assert action.apply(args=[ex.id, 0], task_id=first["headers"]["id"]).get() == "SUCCEEDED"
+        assert _queued(r) == []  # not yet written, so the next action is not sent yet
+        threading.Timer(0.2, go.set).start()
+
+        # Then the same thread's next task, the second action's, waits for that write and runs
+        second = system.app.tasks["tdauto.action.cleanup"].apply(args=[ex.id, 1], task_id="t2")
+        assert second.get() == "SUCCEEDED"
+        behind.drain()  # its own success, written behind too
+        done = system.get_execution_sync(ex.id)
+        assert [a.status for a in done.actions] == [S.SUCCEEDED, S.SUCCEEDED]
+
+        # And the message the writer sent for it names the first action's task as its parent
+        sent = _take_only_message(r)
+        assert json.loads(base64.b64decode(sent["body"]))[0] == [ex.id, 1]
+        assert sent["headers"]["parent_id"] == first["headers"]["id"]
+        assert sent["headers"]["root_id"] == first["headers"]["id"]
+    finally:
+        go.set()
+        r.close()
+        system.app.close()
+
+
+@pytest.mark.parametrize(
+    ("pool", "setting", "installed"),
+    [
+        ("cpu", "true", True),
+        ("memory", "true", True),
+        ("storage", "true", False),
+        ("cpu", "false", False),
+    ],
+)
+def test_tdauto_worker_writes_behind_only_in_a_prefork_pool_when_asked(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    pool: str,
+    setting: str,
+    installed: bool,
+) -> None:
+    monkeypatch.setenv("TDAUTO_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("TDAUTO_WRITE_BEHIND", setting)
+    systems: list[AutomationSystems] = []
+
+    def system() -> AutomationSystems:
+        systems.append(AutomationSystems())
+        return systems[-1]
+
+    started: list[list[str]] = []
+    monkeypatch.setattr(cli, "_system", system)
+    monkeypatch.setattr(worker_hooks, "install", lambda *a, **k: None)
+    monkeypatch.setattr(Celery, "worker_main", lambda app, argv: started.append(argv))
+    try:
+        result = CliRunner().invoke(cli.main, ["worker", pool])
+        assert result.exit_code == 0, result.output
+        [argv] = started
+        assert (systems[0]._rt.behind is not None) is installed
+        assert argv[argv.index("--pool") + 1] == ("threads" if pool == "storage" else "prefork")
+    finally:
+        worker_process_shutdown.disconnect(dispatch_uid=SIGNAL_UID)
+        worker_shutdown.disconnect(dispatch_uid=SIGNAL_UID)
+        for made in systems:
+            made.app.close()
