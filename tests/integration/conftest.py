@@ -9,7 +9,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import kombu.exceptions
 import pytest
+import redis
 
 from tdauto import AutomationSystems
 from tdauto.processes import stop_processes
@@ -48,6 +50,24 @@ def system(redis_url: str, data_dir: Path) -> Iterator[AutomationSystems]:
     automation.stop()
 
 
+def _wait_for_pings(system: AutomationSystems, names: set[str], log_dir: Path) -> None:
+    """Until every worker in ``names`` answers a ping (60 s). A broker connection that drops
+    while the workers start is retried, the failure kept for the message."""
+    seen: set[str] = set()
+    failure: Exception | None = None
+    deadline = time.monotonic() + 60
+    while not names <= seen:
+        if time.monotonic() > deadline:
+            logs = "\n".join(p.read_text()[-2000:] for p in log_dir.glob("*.log"))
+            raise AssertionError(f"workers not ready; got {seen}; last error {failure!r}\n{logs}")
+        try:
+            for reply in system.app.control.ping(timeout=0.5) or []:
+                seen.update(reply)
+        except (OSError, kombu.exceptions.OperationalError, redis.ConnectionError) as exc:
+            failure = exc
+            time.sleep(0.2)
+
+
 @pytest.fixture
 def workers(
     redis_url: str, data_dir: Path, system: AutomationSystems
@@ -69,14 +89,10 @@ def workers(
             )
         )
     names = {f"{pool}@itest" for pool in ("cpu", "memory", "storage")}
-    seen: set[str] = set()
-    deadline = time.monotonic() + 60
-    while not names <= seen:
-        if time.monotonic() > deadline:
-            logs = "\n".join(p.read_text()[-2000:] for p in log_dir.glob("*.log"))
-            stop_processes(procs, 5)
-            raise AssertionError(f"workers not ready; got {seen}\n{logs}")
-        for reply in system.app.control.ping(timeout=0.5) or []:
-            seen.update(reply)
+    try:
+        _wait_for_pings(system, names, log_dir)
+    except BaseException:
+        stop_processes(procs, 5)  # never leave workers behind to find a later test's port
+        raise
     yield procs
     stop_processes(procs, 10)
