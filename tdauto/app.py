@@ -131,7 +131,7 @@ def _register_manager(app: Celery, runtime: Runtime) -> None:
     """``tdauto.system.balance``: one resource-manager tick (beat runs it every few seconds)."""
     broker = CeleryBroker(app, runtime.settings)
 
-    @app.task(name=manager.BALANCE_TASK, ignore_result=True)
+    @app.task(name=manager.BALANCE_TASK, ignore_result=True, shared=False)
     def balance() -> dict[str, Any]:
         """Routing weights, lent pools and dead hosts' reservations (the resource manager)."""
         return manager.tick(runtime, broker)

@@ -1,7 +1,11 @@
 """The Celery tasks of the engine: ``tdauto.run`` and one ``tdauto.action.<type>`` per action.
 
 One task per action type (rather than one generic task) so Flower and ``celery inspect`` show
-what is running. The tasks close over the process's :class:`Runtime`; no global state.
+what is running. The tasks close over the process's :class:`Runtime`; no global state. So
+none is a Celery shared task (``shared=False``): Celery would otherwise give a task to every
+app made later in the process, the tasks of the app that registered a name first, in no set
+order, winning over that app's own, and a second system's tasks would run on another system's
+store (and every runtime would stay referenced for the life of the process).
 """
 
 from __future__ import annotations
@@ -44,28 +48,28 @@ def _register_action(app: Celery, rt: Runtime, definition: ActionDef) -> None:
 
     action_task.__name__ = f"action_{definition.name}"
     action_task.__doc__ = definition.description or f"Runs the {definition.name} action."
-    app.task(name=definition.task_name, bind=True, ignore_result=True)(action_task)
+    app.task(name=definition.task_name, bind=True, ignore_result=True, shared=False)(action_task)
 
 
 def register_tasks(app: Celery, rt: Runtime) -> None:
     """Register the run task and a task for every action in ``rt.registry``."""
 
-    @app.task(name=RUN_TASK, ignore_result=True)
+    @app.task(name=RUN_TASK, ignore_result=True, shared=False)
     def run(execution_id: str) -> bool:
         """Start an execution: the first action goes to its resource-class queue."""
         return start_execution(rt, execution_id)
 
-    @app.task(name="tdauto.system.requeue_pending", ignore_result=True)
+    @app.task(name="tdauto.system.requeue_pending", ignore_result=True, shared=False)
     def requeue(older_than_s: float = 30.0) -> int:
         """Re-send executions left PENDING (a beat died between claim and send)."""
         return requeue_pending(rt, older_than_s)
 
-    @app.task(name="tdauto.system.reap", ignore_result=True)
+    @app.task(name="tdauto.system.reap", ignore_result=True, shared=False)
     def reaper() -> dict[str, int]:
         """Expired leases (dead workers), passed deadlines and queue timeouts."""
         return reap(rt)
 
-    @app.task(name="tdauto.system.retention", ignore_result=True)
+    @app.task(name="tdauto.system.retention", ignore_result=True, shared=False)
     def retention() -> dict[str, Any]:
         """Remove executions, logs and metrics past their configured ages; report it."""
         return run_retention(rt.store, rt.settings)

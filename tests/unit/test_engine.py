@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from datetime import UTC, datetime
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tdauto import AutomationSystems
 from tdauto.actions.registry import REGISTRY, load_plugins
 from tdauto.engine.executions import new_execution
 from tdauto.engine.lifecycle import complete
@@ -255,3 +257,32 @@ def test_commands_log_their_output(rt: Runtime) -> None:
     assert ex.status is S.SUCCEEDED
     assert "hello from echo" in rt.store.read_log(ex.id)
     assert datetime.now(UTC) >= ex.finished_at  # type: ignore[operator]
+
+
+def test_each_system_in_a_process_runs_its_tasks_on_its_own_store(tmp_path: Path) -> None:
+    """Celery shares a task made with ``app.task`` with every app finalized after it; tdauto's
+    tasks close over their system's runtime, so two systems would then run one system's
+    tasks, on its store, whichever of them a worker task came from."""
+    spec: dict[str, Any] = {
+        "name": "sweep",
+        "type": "maintenance",
+        "schedule": "daily",
+        "schedule_config": {"hour": 2},
+        "actions": [{"type": "cleanup", "params": {"older_than": "30days", "dry_run": True}}],
+    }
+    systems = [AutomationSystems(data_dir=tmp_path / name) for name in ("one", "two")]
+    try:
+        for system in systems:
+            task = asyncio.run(system.create_task(**spec))
+            ex = system.trigger_sync(task.id)
+
+            # When the system's worker tasks run the action it queued, and tdauto.run again
+            result = system.app.tasks["tdauto.action.cleanup"].apply(args=[ex.id, 0]).get()
+            started = system.app.tasks["tdauto.run"].apply(args=[ex.id]).get()
+
+            # Then they ran on its own store (tdauto.run finds the run, already started)
+            assert (result, started) == ("SUCCEEDED", False)
+            assert system.get_execution_sync(ex.id).status is S.SUCCEEDED
+    finally:
+        for system in systems:
+            system.app.close()
