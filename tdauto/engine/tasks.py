@@ -2,10 +2,10 @@
 
 One task per action type (rather than one generic task) so Flower and ``celery inspect`` show
 what is running. The tasks close over the process's :class:`Runtime`; no global state. So
-none is a Celery shared task (``shared=False``): Celery would otherwise give a task to every
-app made later in the process, the tasks of the app that registered a name first, in no set
-order, winning over that app's own, and a second system's tasks would run on another system's
-store (and every runtime would stay referenced for the life of the process).
+none is a Celery shared task (``shared=False``). Celery would otherwise register each task in
+every app finalized later in the process as well, where for each name one app's task (in no
+fixed order) replaces the others: a second system's worker tasks could run on another
+system's runtime and store, and every runtime would stay referenced until the process ends.
 """
 
 from __future__ import annotations

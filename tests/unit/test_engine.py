@@ -260,9 +260,9 @@ def test_commands_log_their_output(rt: Runtime) -> None:
 
 
 def test_each_system_in_a_process_runs_its_tasks_on_its_own_store(tmp_path: Path) -> None:
-    """Celery shares a task made with ``app.task`` with every app finalized after it; tdauto's
-    tasks close over their system's runtime, so two systems would then run one system's
-    tasks, on its store, whichever of them a worker task came from."""
+    """A Celery shared task (``app.task``'s default) is registered in every app finalized
+    after it too, one app's task per name winning; tdauto's tasks close over their system's
+    runtime, so both systems would then run that one system's tasks, on its store."""
     spec: dict[str, Any] = {
         "name": "sweep",
         "type": "maintenance",

@@ -220,8 +220,7 @@ def test_a_worker_task_waits_for_its_last_write_and_what_a_write_sends_names_its
         threading.Timer(0.2, go.set).start()
 
         # Then the same thread's next task, the second action's, waits for that write and runs
-        second = system.app.tasks["tdauto.action.cleanup"].apply(args=[ex.id, 1], task_id="t2")
-        assert second.get() == "SUCCEEDED"
+        assert action.apply(args=[ex.id, 1], task_id="t2").get() == "SUCCEEDED"
         behind.drain()  # its own success, written behind too
         done = system.get_execution_sync(ex.id)
         assert [a.status for a in done.actions] == [S.SUCCEEDED, S.SUCCEEDED]
