@@ -97,8 +97,7 @@ class Settings(BaseSettings):
         description="Prefork workers record an action's success on a thread of their own "
         "while Celery acks and hands over the next message: quicker where a pool's "
         "processes wait on Redis (a one-process pool), slower where the workers already "
-        "fill the CPUs "
-        "(docs/execution.md).",
+        "fill the CPUs (docs/execution.md).",
     )
     lost_requeues: int = Field(
         default=2, ge=0, description="Times an action whose worker died is run again."

@@ -24,9 +24,9 @@ from tdauto.engine.timers import reap
 from tdauto.monitoring.retention import run_retention
 
 LINEAGE: ContextVar[tuple[str, str] | None] = ContextVar("tdauto_lineage", default=None)
-"""(root id, parent id) for messages sent outside the Celery task they come from: an action
-task sets them while it runs with write-behind, whose writer thread (``engine.behind``) runs in
-a copy of the task's context; inside the task, Celery finds the same ids itself."""
+"""(root id, parent id) of the action task running in this context, for messages it causes
+outside that task: the writer thread of write-behind (``engine.behind``) runs in a copy of the
+task's context. Inside the task they are the ids Celery would find itself."""
 
 
 def _register_action(app: Celery, rt: Runtime, definition: ActionDef) -> None:
@@ -35,15 +35,13 @@ def _register_action(app: Celery, rt: Runtime, definition: ActionDef) -> None:
         queue = (request.delivery_info or {}).get("routing_key")
         hint = (request.headers or {}).get(RECORD_HEADER)
         hint = hint if isinstance(hint, str) else None
-        if rt.behind is None:
-            status = run_action(rt, execution_id, index, queue=queue, hint=hint)
-        else:
+        if rt.behind is not None:
             rt.behind.drain()
-            token = LINEAGE.set((request.root_id or request.id, request.id))
-            try:
-                status = run_action(rt, execution_id, index, queue=queue, hint=hint)
-            finally:
-                LINEAGE.reset(token)
+        token = LINEAGE.set((request.root_id or request.id, request.id))
+        try:
+            status = run_action(rt, execution_id, index, queue=queue, hint=hint)
+        finally:
+            LINEAGE.reset(token)
         return status.value if status is not None else None
 
     action_task.__name__ = f"action_{definition.name}"
