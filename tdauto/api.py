@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
-import subprocess
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -38,14 +38,18 @@ from tdauto.models import (
     utcnow,
 )
 from tdauto.monitoring.stats import execution_stats, task_stats
-from tdauto.processes import POOLS, embedded_beat, spawn_worker, stop_processes
+from tdauto.processes import embedded_beat, pool_spawns
 from tdauto.scheduler import compute_next_ts
 from tdauto.schedules import preview
 from tdauto.settings import Settings
 from tdauto.store.backend import Definition, StaleDefinition
+from tdauto.supervisor import Supervisor
+from tdauto.uplock import AlreadyRunning, UpLock
 
 _RUN_STATE = {"id", "created_at", "updated_at", "next_run_at", "last_run_at"}
 _NAMES_KEPT = 1024
+
+log = logging.getLogger(__name__)
 
 
 class AutomationSystems:
@@ -66,7 +70,8 @@ class AutomationSystems:
         self._ids_by_name: dict[str, str] = {}
         self._names_lock = threading.Lock()
         self._beat: Service | None = None
-        self._workers: list[subprocess.Popen[bytes]] = []
+        self._pools: Supervisor | None = None
+        self._lock: UpLock | None = None
 
     @property
     def store(self) -> Any:
@@ -315,12 +320,24 @@ class AutomationSystems:
 
     def start(self, workers: bool = True) -> None:
         """Run the scheduler (and, with ``workers``, one worker per pool) in the background
-        until :meth:`stop` or the end of the process. Returns at once."""
+        until :meth:`stop` or the end of the process. Returns at once.
+
+        The pools are supervised as under ``tdauto up`` (restarted with backoff when they
+        exit; a pool in a crash loop is logged and left stopped). When a ``tdauto up`` already
+        holds the data dir, its pools run this system's actions and only the beat starts."""
         if self._beat is not None:
             return
         if workers:
-            log_dir = self.settings.data_path / "logs" / "processes"
-            self._workers = [spawn_worker(pool, self.settings, log_dir) for pool in POOLS]
+            lock = UpLock(self.settings.data_path)
+            try:
+                lock.acquire()
+            except AlreadyRunning as exc:
+                log.info("%s: using its pools, starting the beat only", exc)
+            else:
+                self._lock = lock
+                self._pools = Supervisor(pool_spawns(self.settings), lock=lock)
+                self._pools.start()
+                self._pools.watch_in_thread()
         self._beat = embedded_beat(self.app)
         self._beat.start()
         atexit.register(self.stop)
@@ -330,9 +347,12 @@ class AutomationSystems:
         if self._beat is not None:
             self._beat.stop()
             self._beat = None
-        if self._workers:
-            stop_processes(self._workers)
-            self._workers = []
+        if self._pools is not None:
+            self._pools.stop()
+            self._pools = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
         with contextlib.suppress(Exception):
             atexit.unregister(self.stop)
 

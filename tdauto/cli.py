@@ -9,9 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import signal
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,7 @@ from tdauto.api import AutomationSystems
 from tdauto.engine.redact import redact
 from tdauto.errors import TdautoError
 from tdauto.models import Execution, Task
-from tdauto.processes import POOLS, embedded_beat, spawn_worker, stop_processes
+from tdauto.processes import POOLS, watch_parent
 
 console = Console()
 err_console = Console(stderr=True)
@@ -71,43 +69,6 @@ def main() -> None:
 # --- running the system ----------------------------------------------------------------------
 
 
-def wait_for_workers(system: AutomationSystems, names: list[str], timeout_s: float) -> float:
-    """Seconds until every worker in ``names`` answers a ping (raises on timeout)."""
-    started = time.monotonic()
-    seen: set[str] = set()
-    while time.monotonic() - started < timeout_s:
-        for reply in system.app.control.ping(timeout=0.5) or []:
-            seen.update(reply)
-        if set(names) <= seen:
-            return time.monotonic() - started
-    raise click.ClickException(f"workers not ready after {timeout_s}s: missing {set(names) - seen}")
-
-
-def _metrics_server(system: AutomationSystems, no_auth_on_localhost: bool) -> Any:
-    """``up``'s /metrics server, or None (port 0, or no credentials: a note says why)."""
-    from tdauto.monitoring.exposure import HttpServer, credentials
-    from tdauto.monitoring.metrics import metrics_app
-
-    s = system.settings
-    if not s.metrics_port:
-        return None
-    try:
-        auth = credentials(
-            "/metrics",
-            "TDAUTO_METRICS",
-            s.metrics_user,
-            s.metrics_password,
-            s.metrics_address,
-            no_auth_on_localhost,
-        )
-    except TdautoError as exc:
-        console.print(f"metrics endpoint off: {exc}")
-        return None
-    server = HttpServer(metrics_app(system.store, s, auth), s.metrics_address, s.metrics_port)
-    console.print(f"metrics: http://{s.metrics_address}:{server.port}/metrics")
-    return server.start()
-
-
 @main.command()
 @click.option("--ready-timeout", default=120.0, show_default=True, help="Seconds to wait.")
 @click.option(
@@ -116,43 +77,23 @@ def _metrics_server(system: AutomationSystems, no_auth_on_localhost: bool) -> An
     help="Serve /metrics without credentials (only when TDAUTO_METRICS_ADDRESS is loopback).",
 )
 def up(ready_timeout: float, metrics_no_auth_on_localhost: bool) -> None:
-    """Run the whole system here: beat, one worker per pool and /metrics, until Ctrl-C."""
-    system = _system()
-    settings = system.settings
-    mode = "local (no server)" if settings.local_mode else f"distributed ({settings.broker_url})"
-    console.print(f"tdauto up: mode {mode}")
-    console.print(f"data dir: {settings.data_path}")
-    started = time.monotonic()
-    log_dir = settings.data_path / "logs" / "processes"
-    workers = [spawn_worker(pool, settings, log_dir) for pool in POOLS]
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    beat = embedded_beat(system.app)
-    metrics_server = None
-    try:
-        beat.start()
-        metrics_server = _metrics_server(system, metrics_no_auth_on_localhost)
-        from workers import cpu, memory, storage
+    """Run the whole system here: beat, one worker per pool and /metrics, until Ctrl-C.
 
-        names = [p.POOL.nodename(settings) for p in (cpu, memory, storage)]
-        wait_for_workers(system, names, ready_timeout)
-        console.print(f"ready in {time.monotonic() - started:.1f}s: workers {', '.join(names)}")
-        console.print(f"worker logs: {log_dir}")
-        _print_tasks(asyncio.run(system.list_tasks()))
-        console.print("Ctrl-C stops everything.")
-        while not stop.wait(1.0):
-            dead = [p for p in workers if p.poll() is not None]
-            if dead:
-                err_console.print(f"[red]a worker exited (code {dead[0].returncode}); stopping")
-                break
-    finally:
-        console.print("stopping…")
-        if metrics_server is not None:
-            metrics_server.stop()
-        beat.stop()
-        stop_processes(workers)
-        console.print("stopped.")
+    Pools that exit are restarted with backoff; a second `up` on the data dir is refused."""
+    from tdauto.up import pipe_safe, run_up
+
+    out = Console(file=pipe_safe(sys.stdout))
+    err = Console(file=pipe_safe(sys.stderr), stderr=True)
+    system = _system()
+    code = run_up(
+        system,
+        ready_timeout_s=ready_timeout,
+        metrics_no_auth_on_localhost=metrics_no_auth_on_localhost,
+        say=out.print,
+        warn=lambda text: err.print(f"[red]{text}[/red]"),
+        on_ready=lambda: _print_tasks(asyncio.run(system.list_tasks()), out),
+    )
+    sys.exit(code)
 
 
 @main.command()
@@ -165,6 +106,7 @@ def worker(pool: str, loglevel: str) -> None:
     from tdauto.resources import worker_hooks
     from tdauto.resources.pools import load_pool
 
+    watch_parent()
     system = _system()
     spec = load_pool(pool)
     worker_hooks.install(
@@ -285,7 +227,7 @@ def task_create(path: Path, as_json: bool) -> None:
             console.print(f"Task created: {t.id} {t.name} next run {_fmt_time(t.next_run_at)}")
 
 
-def _print_tasks(tasks: list[Task]) -> None:
+def _print_tasks(tasks: list[Task], out: Console = console) -> None:
     table = Table("name", "id", "type", "schedule", "enabled", "next run (UTC)", "last run")
     for t in tasks:
         table.add_row(
@@ -297,7 +239,7 @@ def _print_tasks(tasks: list[Task]) -> None:
             _fmt_time(t.next_run_at),
             _fmt_time(t.last_run_at),
         )
-    console.print(table if tasks else "no tasks yet: create one with `tdauto task create -f FILE`")
+    out.print(table if tasks else "no tasks yet: create one with `tdauto task create -f FILE`")
 
 
 @task.command("list")

@@ -3,14 +3,21 @@
 Shared by ``AutomationSystems.start()`` and ``tdauto up`` so both run the same system: one
 ``tdauto worker POOL`` process per pool (cpu, memory, storage) and a beat. Workers are
 started in their own session so a Ctrl-C in the terminal reaches the parent first, which
-then stops them with SIGTERM (Celery's warm shutdown) and SIGKILL after a grace period.
+then stops them with SIGTERM (Celery's warm shutdown) and SIGKILL after a grace period
+(``tdauto.supervisor``). A worker also watches the process that started it and shuts down
+when it is gone, so even a SIGKILLed ``up`` leaves no pool running for long.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from celery import Celery
@@ -20,13 +27,15 @@ from tdauto.actions.process import stop_groups
 from tdauto.settings import Settings
 
 POOLS = ("cpu", "memory", "storage")
+# the pid of the process that started a pool (not a TDAUTO_ setting: Settings refuses those)
+PARENT_ENV = "_TDAUTO_PARENT_PID"
 
 
 def spawn_worker(
     pool: str, settings: Settings, log_dir: Path | None = None
 ) -> subprocess.Popen[bytes]:
     """Start ``tdauto worker POOL`` with ``settings`` passed down as TDAUTO_* variables."""
-    env = {**os.environ, **settings.child_env()}
+    env = {**os.environ, **settings.child_env(), PARENT_ENV: str(os.getpid())}
     out = subprocess.DEVNULL
     if log_dir is not None:
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -39,6 +48,13 @@ def spawn_worker(
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+
+
+def pool_spawns(settings: Settings) -> dict[str, Callable[[], subprocess.Popen[bytes]]]:
+    """How to start each pool, logging to ``logs/processes/worker-<pool>.log`` (for a
+    ``tdauto.supervisor.Supervisor``)."""
+    log_dir = settings.data_path / "logs" / "processes"
+    return {pool: functools.partial(spawn_worker, pool, settings, log_dir) for pool in POOLS}
 
 
 def stop_processes(procs: list[subprocess.Popen[bytes]], grace_s: float = 15.0) -> None:
@@ -54,3 +70,19 @@ def embedded_beat(app: Celery) -> EmbeddedService:
     service = EmbeddedService(app, thread=True, scheduler_cls=StoreScheduler)
     service.daemon = True
     return service
+
+
+def watch_parent(interval_s: float = 1.0) -> None:
+    """In a pool started by :func:`spawn_worker`: SIGTERM this process (Celery's warm
+    shutdown) once the process that started it has died, which the kernel shows by giving
+    this one a new parent. Does nothing in a worker started by hand or by a service manager."""
+    expected = os.environ.pop(PARENT_ENV, None)
+    if not expected or not expected.isdigit() or os.getppid() != int(expected):
+        return
+
+    def loop() -> None:
+        while os.getppid() == int(expected):
+            time.sleep(interval_s)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=loop, name="tdauto-parent-watch", daemon=True).start()

@@ -5,7 +5,8 @@ bucket (``tdauto.monitoring.rollups``), gauges from the store's live state (samp
 worker publishes, reservations, in-flight counts) and the broker's queue depths. Nothing is
 kept in this process between scrapes, so any number of ``tdauto metrics`` processes agree.
 A section that cannot be read (a broker out of reach) is skipped and counted in
-``tdauto_collector_errors``; the rest of the scrape still answers. Names: see
+``tdauto_collector_errors``; the rest of the scrape still answers. The one exception is
+``tdauto_process_restarts_total``, which only ``tdauto up``'s own /metrics serves. Names: see
 ``docs/process-monitoring.md``.
 """
 
@@ -84,8 +85,10 @@ class StoreCollector(Collector):
         settings: Settings,
         queue_depths: Callable[[], dict[str, int]] | None = None,
         decisions: Callable[[], list[Metric]] | None = None,
+        restarts: Callable[[], dict[str, int]] | None = None,
     ) -> None:
         self.store = store
+        self._restarts = restarts
         self.settings = settings
         self._queue_depths = queue_depths or self._broker_depths
         self._decisions = decisions
@@ -118,6 +121,7 @@ class StoreCollector(Collector):
             ("samples", self._samples),
             ("reservations", self._reservations),
             ("decisions", self._decision_metrics),
+            ("processes", self._process_restarts),
         ):
             try:
                 yield from produce()
@@ -126,6 +130,19 @@ class StoreCollector(Collector):
                 log.warning("metrics: could not read %s", section, exc_info=True)
                 errors.add_metric([section], 1)
         yield errors
+
+    def _process_restarts(self) -> Iterator[Metric]:
+        """Restarts by ``tdauto up``'s supervisor: only its own /metrics has them."""
+        if self._restarts is None:
+            return
+        restarts = CounterMetricFamily(
+            "tdauto_process_restarts",
+            "Pool processes restarted after an unexpected exit.",
+            labels=["pool"],
+        )
+        for pool, count in sorted(self._restarts().items()):
+            restarts.add_metric([pool], count)
+        yield restarts
 
     def _rollups(self) -> Iterator[Metric]:
         [b] = self.store.read_rollups(["all"])

@@ -36,7 +36,10 @@ def exported(tmp_path: Path) -> set[str]:
     store.reserve("h1", "x:0", {"cpu": 20.0})
     record_final(store, store.list_executions(limit=1)[0])
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(StoreCollector(store, settings, queue_depths=lambda: {"tdauto.cpu": 3}))
+    collector = StoreCollector(
+        store, settings, queue_depths=lambda: {"tdauto.cpu": 3}, restarts=lambda: {"cpu": 2}
+    )
+    registry.register(collector)
     text = generate_latest(registry).decode()
     return {base(n) for n in NAME.findall(text)}
 
