@@ -57,7 +57,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except (TdautoError, ValidationError, ValueError) as exc:
-            err_console.print(f"[red]error:[/red] {exc}")
+            err_console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
             sys.exit(2)
 
 
@@ -89,8 +89,8 @@ def up(ready_timeout: float, metrics_no_auth_on_localhost: bool) -> None:
         system,
         ready_timeout_s=ready_timeout,
         metrics_no_auth_on_localhost=metrics_no_auth_on_localhost,
-        say=out.print,
-        warn=lambda text: err.print(f"[red]{text}[/red]"),
+        say=lambda text: out.print(text, soft_wrap=True),
+        warn=lambda text: err.print(f"[red]{text}[/red]", soft_wrap=True),
         on_ready=lambda: _print_tasks(asyncio.run(system.list_tasks()), out),
     )
     sys.exit(code)

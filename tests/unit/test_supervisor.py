@@ -29,9 +29,7 @@ class Clock:
 
 def sleeper() -> subprocess.Popen[bytes]:
     """A child in its own session that also has a child of its own (as a worker's pool)."""
-    return subprocess.Popen(
-        ["sh", "-c", "sleep 600 & exec sleep 600"], start_new_session=True
-    )
+    return subprocess.Popen(["sh", "-c", "sleep 600 & exec sleep 600"], start_new_session=True)
 
 
 def kill(proc: subprocess.Popen[bytes]) -> None:
@@ -94,14 +92,15 @@ def test_the_backoff_is_capped_and_reset_after_a_healthy_minute() -> None:
 
 
 def test_five_exits_in_a_minute_stop_the_restarts(supervised) -> None:
-    sup, clock, said = supervised
+    sup, clock, _ = supervised
     for _ in range(4):
         kill(sup.process("cpu"))  # type: ignore[arg-type]
         sup.check()
         clock.now += 9
         sup.check()
     kill(sup.process("cpu"))  # type: ignore[arg-type]
-    with pytest.raises(CrashLoop, match=r"pool cpu exited 5 times within 60s \(last signal SIGKILL"):
+    loop = r"pool cpu exited 5 times within 60s \(last signal SIGKILL"
+    with pytest.raises(CrashLoop, match=loop):
         sup.check()
     clock.now += 60
     sup.check()  # given up: not started again, and the other pool still runs
@@ -138,13 +137,18 @@ def test_stop_ends_every_process_of_every_group() -> None:
     assert alive == []
 
 
-def test_a_second_signal_skips_the_grace_period() -> None:
-    stubborn = lambda: subprocess.Popen(  # noqa: E731 - ignores SIGTERM
-        [sys.executable, "-c", "import signal,time; signal.signal(15, signal.SIG_IGN); "
-         "print(1, flush=True); time.sleep(600)"],
-        start_new_session=True,
-        stdout=subprocess.PIPE,
+def stubborn() -> subprocess.Popen[bytes]:
+    """A process that ignores SIGTERM and says when it does."""
+    code = (
+        "import signal, time; signal.signal(15, signal.SIG_IGN); "
+        "print(1, flush=True); time.sleep(600)"
     )
+    return subprocess.Popen(
+        [sys.executable, "-c", code], start_new_session=True, stdout=subprocess.PIPE
+    )
+
+
+def test_a_second_signal_skips_the_grace_period() -> None:
     sup = Supervisor({"cpu": stubborn})
     sup.start()
     assert sup.processes[0].stdout.readline() == b"1\n"  # type: ignore[union-attr]
