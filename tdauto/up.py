@@ -196,6 +196,7 @@ def _metrics_server(
             s.metrics_password,
             s.metrics_address,
             no_auth_on_localhost,
+            "pass --metrics-no-auth-on-localhost, with TDAUTO_METRICS_ADDRESS on loopback",
         )
     except TdautoError as exc:
         say(f"metrics endpoint off: {exc}")

@@ -33,9 +33,11 @@ def credentials(
     password: SecretStr | None,
     address: str,
     no_auth_on_localhost: bool,
+    open_hint: str = "pass --no-auth-on-localhost with --address 127.0.0.1",
 ) -> tuple[str, str] | None:
     """``(user, password)`` to require, or None when running open is allowed (loopback and
-    the explicit flag). Raises ``InvalidInput`` naming the settings to set otherwise."""
+    the explicit flag). Raises ``InvalidInput`` naming the settings to set otherwise, and
+    ``open_hint``: how to run open with the command at hand."""
     if user and password:
         return user, password.get_secret_value()
     if no_auth_on_localhost and address in LOOPBACK:
@@ -43,7 +45,7 @@ def credentials(
     raise InvalidInput(
         f"{env_prefix}_USER",
         f"{what} needs credentials: set {env_prefix}_USER and {env_prefix}_PASSWORD "
-        f"(or pass --no-auth-on-localhost with --address 127.0.0.1)",
+        f"(or {open_hint})",
     )
 
 
