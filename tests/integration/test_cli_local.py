@@ -93,7 +93,7 @@ def test_up_runs_tasks_and_stops_cleanly(env: dict[str, str], tmp_path: Path) ->
         # The backup restores, through the CLI, into another data dir
         other = {**env, "TDAUTO_DATA_DIR": str(tmp_path / "other")}
         backup_path = ran["actions"][0]["output"]["path"]
-        tdauto(other, "backup", "restore", backup_path)
+        tdauto(other, "backup", "restore", backup_path, "--yes")
         restored = json.loads(tdauto(other, "task", "list", "--json").stdout)
         assert [t["id"] for t in restored] == [created[0]["id"]]
 
