@@ -20,6 +20,7 @@ import click
 import yaml
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from tdauto.api import AutomationSystems
@@ -59,7 +60,9 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except (TdautoError, ValidationError, ValueError) as exc:
-            err_console.print(f"[red]error:[/red] {exc}")
+            # one line whatever the width (rich wraps at 80 columns when not on a terminal),
+            # and the message is text, not markup
+            err_console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
             sys.exit(2)
 
 
@@ -566,16 +569,15 @@ def backup_restore(
     asks first (unless --yes); its runs that were in flight come back FAILED."""
     from tdauto.actions import store_restore
     from tdauto.actions.maintenance import archive_kind, restore_backup
+    from tdauto.settings import Settings
 
-    system = _system()
     if archive_kind(path) != "store":
-        result = restore_backup(path, store=system.store, dest=dest, overwrite=overwrite)
+        result = restore_backup(path, dest=dest, overwrite=overwrite)
     else:
-        plan = store_restore.plan_store_restore(
-            path, system.settings, system.store, dest=dest, overwrite=overwrite
-        )
+        settings = Settings()
+        plan = store_restore.plan_store_restore(path, settings, dest=dest, overwrite=overwrite)
         if not force:
-            store_restore.check_not_in_use(plan, system.settings, system.app)
+            store_restore.check_not_in_use(plan, settings)
         if not yes:
             if not stdin_is_interactive():
                 raise TdautoError(
@@ -585,7 +587,7 @@ def backup_restore(
             if not click.confirm(f"{plan.summary()}?", err=True):
                 err_console.print("nothing restored")
                 sys.exit(1)
-        result = store_restore.apply_store_restore(plan, system.store, system.settings)
+        result = store_restore.apply_store_restore(plan, settings)
     if as_json:
         _emit_json(result)
     else:

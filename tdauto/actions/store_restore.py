@@ -30,7 +30,7 @@ from pydantic import ValidationError
 from tdauto.engine.redact import redact_text
 from tdauto.errors import ActionError, InvalidInput, TdautoError
 from tdauto.models import ExecutionStatus
-from tdauto.store import records, restored
+from tdauto.store import open_store, records, restored
 from tdauto.store.backend import SNAPSHOT_FORMAT
 from tdauto.store.files import FileStore
 from tdauto.uplock import holder
@@ -65,6 +65,7 @@ class StorePlan:
     in_flight: int  # the backup's runs not ended, which come back FAILED
     live_tasks: int
     live_executions: int
+    store: Store | None = None  # the configured store, when it is the target
 
     def summary(self) -> str:
         """One sentence for the confirmation: what is replaced by what."""
@@ -160,7 +161,7 @@ def _count_files(dest: Path) -> tuple[int, int]:
 def plan_store_restore(
     archive: Path,
     settings: Settings,
-    store: Store,
+    store: Store | None = None,
     *,
     dest: Path | None = None,
     overwrite: bool = False,
@@ -168,8 +169,9 @@ def plan_store_restore(
 ) -> StorePlan:
     """Check a store backup and what it would replace; nothing is written.
 
-    ``sha256`` is the digest ``maintenance.verify_backup`` returned, when the caller checked
-    already; without it the checksum is checked here."""
+    The target is ``dest`` (a data dir, not opened until the restore) or ``store``, by default
+    the store ``settings`` name. ``sha256`` is the digest ``maintenance.verify_backup``
+    returned, when the caller checked already; without it the checksum is checked here."""
     from tdauto.actions.maintenance import verify_backup
 
     digest = sha256 or verify_backup(archive)
@@ -177,7 +179,9 @@ def plan_store_restore(
     snapshot = load_snapshot(archive)
     if target_dir is not None:
         live_tasks, live_executions = _count_files(target_dir)
+        store = None
     else:
+        store = store or open_store(settings)
         live_tasks = len(store.list_tasks())
         live_executions = sum(store.count_by_status(list(ExecutionStatus)).values())
     raw = snapshot.get("executions", [])
@@ -192,6 +196,7 @@ def plan_store_restore(
         in_flight=restored.in_flight(raw),
         live_tasks=live_tasks,
         live_executions=live_executions,
+        store=store,
     )
 
 
@@ -203,38 +208,46 @@ def live_workers(app: Celery, timeout_s: float = PING_TIMEOUT_S) -> list[str]:
     return sorted(nodes)
 
 
-def holders(plan: StorePlan, settings: Settings, app: Celery | None) -> list[str]:
+def holders(plan: StorePlan, settings: Settings, app: Celery | None = None) -> list[str]:
     """What holds the restore's target: ``pid N`` of the data dir's lock, and in Redis mode
     (restoring into the Redis store) ``workers a@h, b@h``. Empty when nothing does."""
     found: list[str] = []
     pid = holder(plan.dest or settings.data_path)
     if pid is not None:
         found.append(f"pid {pid}" if pid else "a process of unknown pid")
-    if plan.dest is None and not settings.local_mode and app is not None:
+    if plan.dest is None and not settings.local_mode:
+        if app is None:
+            from tdauto.app import make_app  # the app's modules import the actions' modules
+
+            app = make_app(settings)
         nodes = live_workers(app)
         if nodes:
             found.append("workers " + ", ".join(nodes))
     return found
 
 
-def check_not_in_use(plan: StorePlan, settings: Settings, app: Celery | None) -> None:
+def check_not_in_use(plan: StorePlan, settings: Settings, app: Celery | None = None) -> None:
     """Refuse (:class:`StoreInUse`) while a tdauto process holds the target."""
     found = holders(plan, settings, app)
     if found:
-        what = "tdauto up" if settings.local_mode or plan.dest is not None else "tdauto"
+        workers = any(item.startswith("workers ") for item in found)
+        stop = "tdauto up and the workers" if workers else "tdauto up"
         raise StoreInUse(
-            f"{plan.target} is in use by {what} ({'; '.join(found)}); stop tdauto up "
-            "(and its workers) first, or pass --force"
+            f"{plan.target} is in use by tdauto ({'; '.join(found)}); stop {stop} first, "
+            "or pass --force"
         )
 
 
-def apply_store_restore(plan: StorePlan, store: Store, settings: Settings) -> dict[str, Any]:
-    """Restore the planned snapshot into ``store``, or into a FileStore at ``plan.dest``."""
-    target = store if plan.dest is None else FileStore(plan.dest, settings.log_max_bytes)
-    try:
-        target.restore(plan.snapshot)
-    finally:
-        if target is not store:
+def apply_store_restore(plan: StorePlan, settings: Settings) -> dict[str, Any]:
+    """Restore the planned snapshot into the planned store, or a FileStore at ``plan.dest``."""
+    if plan.store is not None:
+        plan.store.restore(plan.snapshot)
+    else:
+        assert plan.dest is not None  # a plan targets one or the other
+        target = FileStore(plan.dest, settings.log_max_bytes)
+        try:
+            target.restore(plan.snapshot)
+        finally:
             target.close()
     return {
         "path": str(plan.archive),
