@@ -10,8 +10,15 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from tdauto.models import ActionRun, Execution, ExecutionStatus, ProcessType, ScheduleType, Task
+from tdauto.store import Store
+
+S = ExecutionStatus
+BASE = datetime(2024, 6, 1, tzinfo=UTC)
 
 HOLD_LOCK = """
 import sys, time
@@ -62,3 +69,60 @@ def lock_held_elsewhere(data_dir: Path) -> Iterator[int]:
     finally:
         proc.kill()
         proc.wait(timeout=10)
+
+
+def make_task(name: str, **changes: Any) -> Task:
+    fields: dict[str, Any] = {
+        "name": name,
+        "type": ProcessType.MAINTENANCE,
+        "schedule": ScheduleType.DAILY,
+        "schedule_config": {"hour": 2, "minute": 0},
+        "actions": [
+            {"type": "cleanup", "params": {"older_than": "30days"}},
+            {"type": "cleanup", "params": {"older_than": "60days"}},
+        ],
+    }
+    fields.update(changes)
+    return Task(**fields)
+
+
+def make_run(task: Task, n: int, status: S, actions: tuple[S, S]) -> Execution:
+    return Execution(
+        task_id=task.id,
+        task_name=task.name,
+        created_at=BASE + timedelta(seconds=n),
+        status=status,
+        actions=[ActionRun(index=i, type="cleanup", status=s) for i, s in enumerate(actions)],
+    )
+
+
+# status of the run -> statuses of its two actions, as the engine leaves them
+IN_FLIGHT = {
+    S.PENDING: (S.PENDING, S.PENDING),
+    S.QUEUED: (S.QUEUED, S.PENDING),
+    S.WAITING: (S.PENDING, S.PENDING),
+    S.RUNNING: (S.RUNNING, S.PENDING),
+    S.RETRYING: (S.RETRYING, S.PENDING),
+}
+
+
+def fill_busy(store: Store) -> tuple[Task, dict[S, Execution], Execution]:
+    """A store as a running system leaves it: runs in every in-flight state, with their
+    lease, timers, admission places and a reservation, plus one finished run."""
+    task, _ = store.create_task(make_task("busy", lock="nightly"), 1_900_000_000.0)
+    store.create_task(make_task("after", run_after={"task": "busy", "on": "success"}), None)
+    runs: dict[S, Execution] = {}
+    for n, (status, actions) in enumerate(IN_FLIGHT.items()):
+        run = make_run(task, n, status, actions)
+        store.create_execution(run)
+        runs[status] = run
+    running = runs[S.RUNNING]
+    store.admit(running.id, task.id, 1, "nightly")
+    store.timer_set("leases", f"{running.id}:0:1", 1.0)
+    store.timer_set("deadlines", running.id, 2.0)
+    store.timer_set("queue_timeouts", f"{runs[S.QUEUED].id}:0", 3.0)
+    store.timer_set("retries", f"{runs[S.RETRYING].id}:0", 4.0)
+    assert store.reserve("host-a", f"{running.id}:0", {"cpu": 50.0})
+    done = make_run(task, 99, S.SUCCEEDED, (S.SUCCEEDED, S.SUCCEEDED))
+    store.create_execution(done)
+    return task, runs, done

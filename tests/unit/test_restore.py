@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -17,76 +16,27 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from tdauto import cli
+from tdauto import cli, cli_backup
 from tdauto.actions import store_restore
-from tdauto.models import ActionRun, Execution, ExecutionStatus, ProcessType, ScheduleType, Task
+from tdauto.models import ExecutionStatus
 from tdauto.settings import Settings
 from tdauto.store import FileStore, RedisStore, Store
 from tdauto.store.restored import RESTORED_REASON
 from tests.support.redis_server import RedisServer
-from tests.support.restore import lock_held_elsewhere, seal, tree_bytes, write_store_backup
+from tests.support.restore import (
+    IN_FLIGHT,
+    fill_busy,
+    lock_held_elsewhere,
+    make_run,
+    make_task,
+    seal,
+    tree_bytes,
+    write_store_backup,
+)
 
 S = ExecutionStatus
-BASE = datetime(2024, 6, 1, tzinfo=UTC)
 REPO = Path(__file__).resolve().parents[2]
 TIMERS = ("leases", "retries", "deadlines", "queue_timeouts")
-
-
-def make_task(name: str, **changes: Any) -> Task:
-    fields: dict[str, Any] = {
-        "name": name,
-        "type": ProcessType.MAINTENANCE,
-        "schedule": ScheduleType.DAILY,
-        "schedule_config": {"hour": 2, "minute": 0},
-        "actions": [
-            {"type": "cleanup", "params": {"older_than": "30days"}},
-            {"type": "cleanup", "params": {"older_than": "60days"}},
-        ],
-    }
-    fields.update(changes)
-    return Task(**fields)
-
-
-def make_run(task: Task, n: int, status: S, actions: tuple[S, S]) -> Execution:
-    return Execution(
-        task_id=task.id,
-        task_name=task.name,
-        created_at=BASE + timedelta(seconds=n),
-        status=status,
-        actions=[ActionRun(index=i, type="cleanup", status=s) for i, s in enumerate(actions)],
-    )
-
-
-# status of the run -> statuses of its two actions, as the engine leaves them
-IN_FLIGHT = {
-    S.PENDING: (S.PENDING, S.PENDING),
-    S.QUEUED: (S.QUEUED, S.PENDING),
-    S.WAITING: (S.PENDING, S.PENDING),
-    S.RUNNING: (S.RUNNING, S.PENDING),
-    S.RETRYING: (S.RETRYING, S.PENDING),
-}
-
-
-def fill_busy(store: Store) -> tuple[Task, dict[S, Execution], Execution]:
-    """A store as a running system leaves it: runs in every in-flight state, with their
-    lease, timers, admission places and a reservation, plus one finished run."""
-    task, _ = store.create_task(make_task("busy", lock="nightly"), 1_900_000_000.0)
-    store.create_task(make_task("after", run_after={"task": "busy", "on": "success"}), None)
-    runs: dict[S, Execution] = {}
-    for n, (status, actions) in enumerate(IN_FLIGHT.items()):
-        run = make_run(task, n, status, actions)
-        store.create_execution(run)
-        runs[status] = run
-    running = runs[S.RUNNING]
-    store.admit(running.id, task.id, 1, "nightly")
-    store.timer_set("leases", f"{running.id}:0:1", 1.0)
-    store.timer_set("deadlines", running.id, 2.0)
-    store.timer_set("queue_timeouts", f"{runs[S.QUEUED].id}:0", 3.0)
-    store.timer_set("retries", f"{runs[S.RETRYING].id}:0", 4.0)
-    assert store.reserve("host-a", f"{running.id}:0", {"cpu": 50.0})
-    done = make_run(task, 99, S.SUCCEEDED, (S.SUCCEEDED, S.SUCCEEDED))
-    store.create_execution(done)
-    return task, runs, done
 
 
 @pytest.fixture(params=["files", "redis"])
@@ -251,7 +201,7 @@ def test_asks_first_and_an_answer_of_no_writes_nothing(
     restore: Invoke,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(cli, "stdin_is_interactive", lambda: True)
+    monkeypatch.setattr(cli_backup, "stdin_is_interactive", lambda: True)
     before = tree_bytes(data)
 
     result = restore(str(backup), input="n\n")
