@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from tdauto.engine.redact import redact_text
-from tdauto.errors import ActionError, InvalidInput, TdautoError
+from tdauto.errors import ActionError, InvalidInput, StoreError, TdautoError
 from tdauto.models import ExecutionStatus
 from tdauto.store import open_store, records, restored
 from tdauto.store.backend import SNAPSHOT_FORMAT
@@ -203,7 +203,15 @@ def plan_store_restore(
 def live_workers(app: Celery, timeout_s: float = PING_TIMEOUT_S) -> list[str]:
     """Node names of the workers that answer a ping on ``app``'s broker, sorted."""
     nodes: set[str] = set()
-    for reply in app.control.ping(timeout=timeout_s) or []:
+    try:
+        replies = app.control.ping(timeout=timeout_s) or []
+    except Exception as exc:  # kombu's and redis-py's connection errors have no common base
+        raise StoreError(
+            f"cannot ask the workers whether they run ({type(exc).__name__}: "
+            f"{redact_text(str(exc))}); "
+            "check TDAUTO_BROKER_URL, or pass --force to restore without asking them"
+        ) from exc
+    for reply in replies:
         nodes.update(reply)
     return sorted(nodes)
 

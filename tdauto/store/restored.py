@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from tdauto.models import Execution, ExecutionStatus, Task, utcnow
+from tdauto.models import Execution, ExecutionStatus, Task
 from tdauto.store import records
 from tdauto.store.records import RunState
 
@@ -24,7 +24,16 @@ LOST_KIND = "lost"
 _FINAL = frozenset(s.value for s in ExecutionStatus if s.terminal)
 
 
-def settle(execution: Execution, now: datetime) -> bool:
+def last_seen(execution: Execution) -> datetime:
+    """The latest moment the record shows the run alive: when a restored run is said to end,
+    so its duration and the alerts on recent failures are not stretched to the restore."""
+    times = [execution.created_at, execution.started_at]
+    for run in execution.actions:
+        times += [run.sent_at, run.started_at, run.finished_at, run.waiting_since]
+    return max(t for t in times if t is not None)
+
+
+def settle(execution: Execution) -> bool:
     """End ``execution`` if it was in flight; True when it changed.
 
     Its actions under way (queued, running or waiting for a retry) fail with the reason and
@@ -32,6 +41,7 @@ def settle(execution: Execution, now: datetime) -> bool:
     """
     if execution.status.terminal:
         return False
+    ended = last_seen(execution)
     for run in execution.actions:
         if run.status.terminal:
             continue
@@ -41,23 +51,22 @@ def settle(execution: Execution, now: datetime) -> bool:
         run.status = ExecutionStatus.FAILED
         run.error, run.error_kind = RESTORED_REASON, LOST_KIND
         run.next_retry_at = None
-        run.finished_at = now
+        run.finished_at = ended
     execution.status = ExecutionStatus.FAILED
     execution.error = RESTORED_REASON
     execution.outcome = None
-    execution.finished_at = now
+    execution.finished_at = ended
     return True
 
 
 def restorable(
-    snapshot: dict[str, Any], now: datetime | None = None
+    snapshot: dict[str, Any],
 ) -> tuple[list[Task], dict[str, RunState], list[Execution]]:
     """The snapshot's records, validated (``records.read_snapshot``) and with every run that
     was in flight ended (:func:`settle`): what a store's ``restore`` writes."""
     tasks, states, executions = records.read_snapshot(snapshot)
-    when = now or utcnow()
     for execution in executions:
-        settle(execution, when)
+        settle(execution)
     return tasks, states, executions
 
 

@@ -114,6 +114,9 @@ def fill_busy(store: Store) -> tuple[Task, dict[S, Execution], Execution]:
     runs: dict[S, Execution] = {}
     for n, (status, actions) in enumerate(IN_FLIGHT.items()):
         run = make_run(task, n, status, actions)
+        if status is S.RUNNING:
+            run.started_at = BASE + timedelta(minutes=9)
+            run.actions[0].started_at = BASE + timedelta(minutes=10)  # its last sign of life
         store.create_execution(run)
         runs[status] = run
     running = runs[S.RUNNING]

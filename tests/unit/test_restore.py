@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -18,12 +19,14 @@ from click.testing import CliRunner, Result
 
 from tdauto import cli, cli_backup
 from tdauto.actions import store_restore
+from tdauto.errors import StoreError
 from tdauto.models import ExecutionStatus
 from tdauto.settings import Settings
 from tdauto.store import FileStore, RedisStore, Store
 from tdauto.store.restored import RESTORED_REASON
 from tests.support.redis_server import RedisServer
 from tests.support.restore import (
+    BASE,
     IN_FLIGHT,
     fill_busy,
     lock_held_elsewhere,
@@ -35,6 +38,7 @@ from tests.support.restore import (
 )
 
 S = ExecutionStatus
+LAST_SEEN = BASE + timedelta(minutes=10)
 REPO = Path(__file__).resolve().parents[2]
 TIMERS = ("leases", "retries", "deadlines", "queue_timeouts")
 
@@ -63,12 +67,14 @@ def test_in_flight_runs_come_back_failed_with_nothing_left_holding_them(any_stor
         after = any_store.get_execution(before.id)
         assert after is not None
         assert (after.status, after.error) == (S.FAILED, RESTORED_REASON), status
-        assert after.finished_at is not None
+        # ended at the last moment the record shows it alive, not at the restore
+        assert after.finished_at == (LAST_SEEN if status is S.RUNNING else before.created_at)
         assert all(a.status.terminal for a in after.actions), (status, after.actions)
         first = after.actions[0]
         if before.actions[0].status is not S.PENDING:
             assert (first.status, first.error_kind) == (S.FAILED, "lost")
             assert first.error == RESTORED_REASON
+            assert first.finished_at == after.finished_at
     assert any_store.get_execution(done.id) == done  # a finished run comes back as it was
     for status in IN_FLIGHT:
         assert any_store.list_executions(status=status, limit=None) == []
@@ -338,6 +344,14 @@ def test_redis_mode_refuses_while_workers_answer(tmp_path: Path, backup: Path) -
 
     quiet: Any = SimpleNamespace(control=SimpleNamespace(ping=lambda timeout: []))
     store_restore.check_not_in_use(plan, settings, quiet)
+
+    def unreachable(timeout: float) -> list[dict[str, Any]]:
+        raise ConnectionError("Error 111 connecting to redis://:secret@127.0.0.1:1")
+
+    down: Any = SimpleNamespace(control=SimpleNamespace(ping=unreachable))
+    with pytest.raises(StoreError, match="cannot ask the workers") as failed:
+        store_restore.check_not_in_use(plan, settings, down)
+    assert "secret" not in str(failed.value) and "--force" in str(failed.value)
 
 
 def test_redis_mode_restores_when_no_worker_answers(
