@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -19,8 +20,10 @@ from click.testing import CliRunner, Result
 
 from tdauto import cli, cli_backup
 from tdauto.actions import store_restore
+from tdauto.app import make_app
 from tdauto.errors import StoreError
 from tdauto.models import ExecutionStatus
+from tdauto.processes import spawn_worker, stop_processes
 from tdauto.settings import Settings
 from tdauto.store import FileStore, RedisStore, Store
 from tdauto.store.restored import RESTORED_REASON
@@ -354,8 +357,28 @@ def test_redis_mode_refuses_while_workers_answer(tmp_path: Path, backup: Path) -
     assert "secret" not in str(failed.value) and "--force" in str(failed.value)
 
 
-def test_redis_mode_restores_when_no_worker_answers(
-    redis_server: RedisServer, backup: Path, restore: Invoke
+def test_redis_mode_refuses_while_a_real_worker_runs(
+    redis_server: RedisServer, backup: Path, restore: Invoke, tmp_path: Path
+) -> None:
+    settings = Settings(data_dir=tmp_path / "w", broker_url=redis_server.url, host="restore-host")
+    worker = spawn_worker("storage", settings, tmp_path / "logs")
+    try:
+        app = make_app(settings)
+        deadline = time.monotonic() + 60
+        while "storage@restore-host" not in store_restore.live_workers(app):
+            assert time.monotonic() < deadline and worker.poll() is None, "worker not up"
+        line = one_error_line(restore(str(backup), "--yes", TDAUTO_BROKER_URL=redis_server.url))
+        assert "workers storage@restore-host" in line and "prefix tdauto" in line
+        assert "stop tdauto up and the workers first, or pass --force" in line
+    finally:
+        stop_processes([worker])
+    untouched = RedisStore(redis_server.url)
+    assert untouched.list_tasks() == []  # nothing was written
+    untouched.close()
+
+
+def test_redis_mode_restores_when_no_worker_answers_and_dest_leaves_redis_alone(
+    redis_server: RedisServer, backup: Path, restore: Invoke, tmp_path: Path
 ) -> None:
     result = restore(str(backup), "--yes", TDAUTO_BROKER_URL=redis_server.url)
     assert result.exit_code == 0, result.output
@@ -364,5 +387,16 @@ def test_redis_mode_restores_when_no_worker_answers(
         assert names(store) == ["also-from-backup", "from-backup"]
         [run] = store.list_executions(limit=None)
         assert (run.status, run.error) == (S.FAILED, RESTORED_REASON)
+
+        # With --dest, a file store there gets it and the Redis keeps what it had
+        store.delete_task(store.list_tasks()[0].id)
+        before = store.snapshot()
+        other = tmp_path / "copy"
+        moved = restore(
+            str(backup), "--yes", "--dest", str(other), TDAUTO_BROKER_URL=redis_server.url
+        )
+        assert moved.exit_code == 0, moved.output
+        assert store.snapshot() == before
+        assert names(FileStore(other)) == ["also-from-backup", "from-backup"]
     finally:
         store.close()
