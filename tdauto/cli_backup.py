@@ -74,7 +74,7 @@ def backup_restore(
             if not click.confirm(f"{plan.summary()}?", err=True):
                 err_console.print("nothing restored")
                 sys.exit(1)
-        result = store_restore.apply_store_restore(plan, settings)
+        result = store_restore.apply_store_restore(plan, settings, force=force)
     if as_json:
         _emit_json(result)
     else:

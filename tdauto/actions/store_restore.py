@@ -246,8 +246,15 @@ def check_not_in_use(plan: StorePlan, settings: Settings, app: Celery | None = N
         )
 
 
-def apply_store_restore(plan: StorePlan, settings: Settings) -> dict[str, Any]:
-    """Restore the planned snapshot into the planned store, or a FileStore at ``plan.dest``."""
+def apply_store_restore(
+    plan: StorePlan, settings: Settings, *, force: bool = False, app: Celery | None = None
+) -> dict[str, Any]:
+    """Restore the planned snapshot into the planned store, or a FileStore at ``plan.dest``.
+
+    Unless ``force``, :func:`check_not_in_use` is asked again first: the question between
+    plan and restore can last long enough for a ``tdauto up`` to start."""
+    if not force:
+        check_not_in_use(plan, settings, app)
     if plan.store is not None:
         plan.store.restore(plan.snapshot)
     else:

@@ -9,10 +9,12 @@ import hashlib
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from click.testing import Result
 
 from tdauto.models import ActionRun, Execution, ExecutionStatus, ProcessType, ScheduleType, Task
 from tdauto.store import Store
@@ -45,11 +47,13 @@ def seal(archive: Path) -> None:
     archive.with_name(archive.name + ".sha256").write_text(f"{digest}  {archive.name}\n")
 
 
-def tree_bytes(root: Path) -> dict[str, bytes | None]:
-    """Every path under ``root`` -> its bytes (None for a directory)."""
+def tree_bytes(root: Path, but: Iterable[str] = ()) -> dict[str, bytes | None]:
+    """Every path under ``root`` -> its bytes (None for a directory), except ``but``."""
+    skip = set(but)
     return {
-        p.relative_to(root).as_posix(): (p.read_bytes() if p.is_file() else None)
+        name: (p.read_bytes() if p.is_file() else None)
         for p in sorted(root.rglob("*"))
+        if (name := p.relative_to(root).as_posix()) not in skip
     }
 
 
@@ -129,3 +133,17 @@ def fill_busy(store: Store) -> tuple[Task, dict[S, Execution], Execution]:
     done = make_run(task, 99, S.SUCCEEDED, (S.SUCCEEDED, S.SUCCEEDED))
     store.create_execution(done)
     return task, runs, done
+
+
+def names(store: Store) -> list[str]:
+    return sorted(t.name for t in store.list_tasks())
+
+
+def one_error_line(result: Result) -> str:
+    """The refusal: exit code 2, one line, no traceback."""
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
+    assert "Traceback" not in result.output
+    return lines[0]

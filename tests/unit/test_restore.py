@@ -27,6 +27,7 @@ from tdauto.processes import spawn_worker, stop_processes
 from tdauto.settings import Settings
 from tdauto.store import FileStore, RedisStore, Store
 from tdauto.store.restored import RESTORED_REASON
+from tdauto.uplock import UpLock
 from tests.support.redis_server import RedisServer
 from tests.support.restore import (
     BASE,
@@ -35,6 +36,8 @@ from tests.support.restore import (
     lock_held_elsewhere,
     make_run,
     make_task,
+    names,
+    one_error_line,
     seal,
     tree_bytes,
     write_store_backup,
@@ -134,21 +137,7 @@ def restore(data: Path) -> Invoke:
     return invoke
 
 
-def names(store: Store) -> list[str]:
-    return sorted(t.name for t in store.list_tasks())
-
-
-def one_error_line(result: Result) -> str:
-    """The refusal: exit code 2, one line, no traceback."""
-    assert result.exit_code == 2, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit)
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
-    assert "Traceback" not in result.output
-    return lines[0]
-
-
-def test_refused_while_another_process_holds_the_data_dir_and_allowed_with_force(
+def test_refused_while_a_live_process_holds_the_data_dir_and_allowed_with_force(
     live: FileStore, backup: Path, data: Path, restore: Invoke
 ) -> None:
     with lock_held_elsewhere(data) as pid:
@@ -163,15 +152,8 @@ def test_refused_while_another_process_holds_the_data_dir_and_allowed_with_force
         forced = restore(str(backup), "--yes", "--force")
         assert forced.exit_code == 0, forced.output
         assert names(live) == ["also-from-backup", "from-backup"]
-
-
-def test_a_lock_of_a_process_that_died_does_not_refuse(
-    live: FileStore, backup: Path, data: Path, restore: Invoke
-) -> None:
-    with lock_held_elsewhere(data):
-        pass  # the holder is killed: its flock goes with it
-    result = restore(str(backup), "--yes")
-    assert result.exit_code == 0, result.output
+    # When the holder is gone (killed: its flock goes with it), Then no --force is needed
+    assert restore(str(backup), "--yes").exit_code == 0
 
 
 def test_dest_restores_elsewhere_and_leaves_the_live_store_byte_for_byte(
@@ -225,6 +207,30 @@ def test_asks_first_and_an_answer_of_no_writes_nothing(
     yes = restore(str(backup), input="y\n")
     assert yes.exit_code == 0, yes.output
     assert names(live) == ["also-from-backup", "from-backup"]
+
+
+def test_an_up_that_starts_while_the_question_waits_is_still_refused(
+    live: FileStore,
+    backup: Path,
+    data: Path,
+    restore: Invoke,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(cli_backup, "stdin_is_interactive", lambda: True)
+    lock = UpLock(data)
+
+    def answer_yes_as_up_starts(*args: Any, **kwargs: Any) -> bool:
+        lock.acquire()  # held in this process: another descriptor, so holder() sees it
+        return True
+
+    monkeypatch.setattr(cli_backup.click, "confirm", answer_yes_as_up_starts)
+    before = tree_bytes(data)
+    try:
+        line = one_error_line(restore(str(backup)))
+    finally:
+        lock.release()
+    assert f"pid {os.getpid()}" in line
+    assert tree_bytes(data, but=["state/up.lock"]) == before
 
 
 def test_non_interactive_without_yes_is_refused(
