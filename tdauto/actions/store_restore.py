@@ -9,9 +9,9 @@ steps that ``tdauto backup restore`` (and any later API) call in order:
 2. :func:`check_not_in_use` refuses while a tdauto process holds the target: the data dir's
    lock (``tdauto.uplock``, held by ``tdauto up`` and ``start()``) or, in Redis mode, any
    worker answering a ping. A running system would keep writing runs the restore deletes.
-3. :func:`apply_store_restore` restores into the store, or into a ``FileStore`` at ``dest``
-   (the live store is then not touched). Runs in flight in the backup come back ended
-   (``tdauto.store.restored``).
+3. :func:`apply_store_restore` checks 2 again, then restores into the store, or into a
+   ``FileStore`` at ``dest`` (the live store is then not touched). Runs in flight in the
+   backup come back ended (``tdauto.store.restored``).
 
 See docs/architecture.md (Storage) and docs/process-maintenance.md (Restore).
 """
