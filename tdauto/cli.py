@@ -18,6 +18,7 @@ import click
 import yaml
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from tdauto.api import AutomationSystems
@@ -57,7 +58,9 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except (TdautoError, ValidationError, ValueError) as exc:
-            err_console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+            # one line whatever the width (rich wraps at 80 columns when not on a terminal),
+            # and the message is text, not markup
+            err_console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
             sys.exit(2)
 
 
@@ -476,33 +479,6 @@ def resources(as_json: bool, watch_s: float | None, decisions: int) -> None:
         broker.close()
 
 
-@main.group()
-def backup() -> None:
-    """Restore backups made by the backup action."""
-
-
-@backup.command("restore")
-@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option(
-    "--dest",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Where a SQLite or directory backup goes (a store backup goes to the store).",
-)
-@click.option("--overwrite", is_flag=True, help="Replace an existing file or non-empty directory.")
-@click.option("--json", "as_json", is_flag=True)
-def backup_restore(path: Path, dest: Path | None, overwrite: bool, as_json: bool) -> None:
-    """Check a backup's sha256, then restore it (the store, a SQLite file or a directory)."""
-    from tdauto.actions.maintenance import restore_backup
-
-    system = _system()
-    result = restore_backup(path, store=system.store, dest=dest, overwrite=overwrite)
-    if as_json:
-        _emit_json(result)
-    else:
-        console.print(f"restored {result['kind']} backup {path} (sha256 {result['sha256']})")
-
-
 @main.command()
 @click.option("--markdown", is_flag=True, help="Print the table of every TDAUTO_* variable.")
 def config(markdown: bool) -> None:
@@ -649,6 +625,10 @@ def alerts(limit: int, as_json: bool) -> None:
         )
     console.print(table if records else "no alerts sent yet")
 
+
+from tdauto.cli_backup import backup  # noqa: E402 - a group kept in a module of its own
+
+main.add_command(backup)
 
 if __name__ == "__main__":
     main()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import json
 import os
 import re
 import shutil
@@ -37,8 +36,10 @@ from tdauto.actions.backup_targets import CONN_FIELDS
 from tdauto.actions.cleanup import CleanupParams, cleanup
 from tdauto.actions.context import ActionContext, confine
 from tdauto.actions.registry import action
+from tdauto.actions.store_restore import check_dest, load_snapshot
 from tdauto.errors import ActionError, InvalidInput
-from tdauto.store.backend import SNAPSHOT_FORMAT
+from tdauto.store.files import FileStore
+from tdauto.store.restored import in_flight
 from tdauto.units import parse_duration_s
 
 if TYPE_CHECKING:
@@ -222,7 +223,10 @@ def restore_backup(
 ) -> dict[str, Any]:
     """Restore a backup after checking its sha256.
 
-    A store snapshot replaces the contents of ``store``; a SQLite backup is written to the
+    A store snapshot replaces the contents of ``store`` (or, with ``dest``, of a FileStore
+    there), its in-flight runs ending FAILED ``restored from backup``; this does not check
+    whether a system is using that store: ``tdauto.actions.store_restore`` has the checked
+    steps ``tdauto backup restore`` takes. A SQLite backup is written to the
     file ``dest``; a directory backup is extracted into ``dest`` with tarfile's ``data``
     filter (no absolute paths, no ``..``, no links leading out). An existing SQLite file or
     non-empty directory is replaced only with ``overwrite=True``; stop whatever uses it
@@ -247,20 +251,23 @@ def restore_backup(
             archive, redis_url=redis_url, password_env=password_env, dest=dest, overwrite=overwrite
         )
     if kind == "store":
-        if store is None:
+        snapshot = load_snapshot(archive)  # refused whole before anything is replaced
+        if dest is not None:
+            into = FileStore(check_dest(dest, overwrite))
+            into.restore(snapshot)
+            restored_to = str(into.root)
+        elif store is None:
             raise InvalidInput("store", "a store backup restores into a store; pass store=")
-        with gzip.open(archive, "rt", encoding="utf-8") as handle:
-            snapshot = json.load(handle)
-        if not isinstance(snapshot, dict) or snapshot.get("format") != SNAPSHOT_FORMAT:
-            found = snapshot.get("format") if isinstance(snapshot, dict) else None
-            raise ActionError(
-                f"{archive} is not a tdauto store snapshot (format {found!r}, "
-                f"expected {SNAPSHOT_FORMAT!r})",
-                "invalid",
-            )
-        store.restore(snapshot)
+        else:
+            store.restore(snapshot)
+            restored_to = "store"
         tasks, executions = snapshot.get("tasks", []), snapshot.get("executions", [])
-        return result | {"restored_to": "store", "tasks": len(tasks), "executions": len(executions)}
+        return result | {
+            "restored_to": restored_to,
+            "tasks": len(tasks),
+            "executions": len(executions),
+            "ended_in_flight": in_flight(executions),
+        }
     if dest is None:
         raise InvalidInput("dest", f"a {kind} backup restores to a path; pass dest=")
     target = Path(dest).expanduser().absolute()

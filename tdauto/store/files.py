@@ -39,7 +39,7 @@ from pydantic import ValidationError
 
 from tdauto.errors import InvalidInput, NameTaken, NotFound, StoreError
 from tdauto.models import Execution, ExecutionStatus, Task
-from tdauto.store import records
+from tdauto.store import records, restored
 from tdauto.store.backend import Store, TimerMode
 from tdauto.store.effects import Mutation, Outbox
 from tdauto.store.records import RunState
@@ -582,7 +582,9 @@ class FileStore(FileMonitoring, Store):
         )
 
     def restore(self, snapshot: dict[str, Any]) -> None:
-        tasks, states, executions = records.read_snapshot(snapshot)
+        """In-flight runs come back ended, and no lease, timer, place or reservation of the
+        replaced store survives (``tdauto.store.restored``)."""
+        tasks, states, executions = restored.restorable(snapshot)
         with _os_errors("restoring a snapshot"), self._lock_all():
             for folder in (self._tasks, self._executions):
                 for path in folder.glob("*.json"):
@@ -594,6 +596,10 @@ class FileStore(FileMonitoring, Store):
             due = sorted([s["next_ts"], i] for i, s in states.items() if s["next_ts"] is not None)
             _write_atomic(self._run_state_path, json.dumps(states))
             _write_atomic(self._due_path, json.dumps(due))
+            _write_atomic(self._active_path, json.dumps({"task": {}, "lock": {}}))
+            _write_atomic(self._timers_path, json.dumps({}))
+            _write_atomic(self._ledger_path, json.dumps({}))
+            _write_atomic(self._upstream_path, json.dumps(restored.upstream_pairs(tasks)))
 
     def ping(self) -> None:
         if not (self.root.is_dir() and os.access(self.root, os.W_OK)):

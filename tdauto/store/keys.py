@@ -106,6 +106,14 @@ class Keys:
     def log(self, execution_id: str) -> str:
         return self.join("log", execution_id)
 
+    @property
+    def restore_patterns(self) -> tuple[str, ...]:
+        """``SCAN`` patterns of every key a restore replaces or clears beyond the fixed ones:
+        per-task execution indexes, admission places, timers, run_after dependents and host
+        ledgers (``tdauto.store.restored``)."""
+        others = ("active", "timer", "dependents", "ledger")
+        return (self.task_executions_pattern, *(self.join(name, "*") for name in others))
+
     # --- scheduler -------------------------------------------------------------------------
 
     @property

@@ -29,7 +29,7 @@ from redis.retry import Retry
 
 from tdauto.errors import InvalidInput, NameTaken, NotFound, StoreError
 from tdauto.models import Execution, ExecutionStatus, Task
-from tdauto.store import records
+from tdauto.store import records, restored
 from tdauto.store.backend import Definition, StaleDefinition, Store, TimerMode
 from tdauto.store.effects import Effects, Mutation, Outbox
 from tdauto.store.keys import DEFAULT_PREFIX, Keys
@@ -793,14 +793,18 @@ class RedisStore(RedisMonitoring, Store):
         )
 
     def restore(self, snapshot: dict[str, Any]) -> None:
-        tasks, states, executions = records.read_snapshot(snapshot)
+        """In-flight runs come back ended, and no lease, timer, place or reservation of the
+        replaced store survives (``tdauto.store.restored``)."""
+        tasks, states, executions = restored.restorable(snapshot)
         k = self.keys
         with driver_errors("restoring a snapshot"), self._r.pipeline() as pipe:
             for _ in range(MAX_WATCH_RETRIES):
                 try:
                     stale = [k.tasks, k.task_names, k.task_state, k.due, k.executions]
                     stale += [k.status_executions(s.value) for s in ExecutionStatus]
-                    stale += _strs(self._r.scan_iter(match=k.task_executions_pattern, count=500))
+                    stale += [k.upstream, k.reservations]
+                    for pattern in k.restore_patterns:
+                        stale += _strs(self._r.scan_iter(match=pattern, count=500))
                     pipe.watch(k.executions)
                     stale += [k.execution(i) for i in _strs(pipe.zrange(k.executions, 0, -1))]
                     pipe.multi()
@@ -827,6 +831,11 @@ class RedisStore(RedisMonitoring, Store):
             pipe.hset(k.task_names, mapping={t.name: t.id for t in tasks})
         if states:
             pipe.hset(k.task_state, mapping={i: json.dumps(s) for i, s in states.items()})
+        upstream = restored.upstream_pairs(tasks)
+        if upstream:
+            pipe.hset(k.upstream, mapping=upstream)
+        for task_id, name in upstream.items():
+            pipe.sadd(k.dependents(name), task_id)
         due = {i: s["next_ts"] for i, s in states.items() if s["next_ts"] is not None}
         if due:
             pipe.zadd(k.due, due)

@@ -93,9 +93,13 @@ def test_up_runs_tasks_and_stops_cleanly(env: dict[str, str], tmp_path: Path) ->
         # The backup restores, through the CLI, into another data dir
         other = {**env, "TDAUTO_DATA_DIR": str(tmp_path / "other")}
         backup_path = ran["actions"][0]["output"]["path"]
-        tdauto(other, "backup", "restore", backup_path)
+        tdauto(other, "backup", "restore", backup_path, "--yes")
         restored = json.loads(tdauto(other, "task", "list", "--json").stdout)
         assert [t["id"] for t in restored] == [created[0]["id"]]
+        # but not over the store this `up` is running on
+        live = tdauto(env, "backup", "restore", backup_path, "--yes", check=False)
+        assert live.returncode == 2
+        assert f"in use by tdauto (pid {up.pid})" in live.stderr and "--force" in live.stderr
 
         # Pause, resume and delete go through too
         paused = json.loads(tdauto(env, "task", "pause", "Nightly cleanup", "--json").stdout)
