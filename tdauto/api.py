@@ -38,13 +38,12 @@ from tdauto.models import (
     utcnow,
 )
 from tdauto.monitoring.stats import execution_stats, task_stats
-from tdauto.processes import embedded_beat, pool_spawns
+from tdauto.processes import embedded_beat
 from tdauto.scheduler import compute_next_ts
 from tdauto.schedules import preview
 from tdauto.settings import Settings
 from tdauto.store.backend import Definition, StaleDefinition
-from tdauto.supervisor import Supervisor
-from tdauto.uplock import AlreadyRunning, UpLock
+from tdauto.up import BackgroundPools
 
 _RUN_STATE = {"id", "created_at", "updated_at", "next_run_at", "last_run_at"}
 _NAMES_KEPT = 1024
@@ -70,8 +69,7 @@ class AutomationSystems:
         self._ids_by_name: dict[str, str] = {}
         self._names_lock = threading.Lock()
         self._beat: Service | None = None
-        self._pools: Supervisor | None = None
-        self._lock: UpLock | None = None
+        self._pools: BackgroundPools | None = None
 
     @property
     def store(self) -> Any:
@@ -324,35 +322,33 @@ class AutomationSystems:
 
         The pools are supervised as under ``tdauto up`` (restarted with backoff when they
         exit; a pool in a crash loop is logged and left stopped). When a ``tdauto up`` already
-        holds the data dir, its pools run this system's actions and only the beat starts."""
+        holds the data dir, its pools run this system's actions, and this system starts its
+        own if that one stops (``tdauto.up.BackgroundPools``). A start that fails halfway
+        stops what it started."""
         if self._beat is not None:
             return
-        if workers:
-            lock = UpLock(self.settings.data_path)
-            try:
-                lock.acquire()
-            except AlreadyRunning as exc:
-                log.info("%s: using its pools, starting the beat only", exc)
-            else:
-                self._lock = lock
-                self._pools = Supervisor(pool_spawns(self.settings), lock=lock)
+        try:
+            if workers:
+                self._pools = BackgroundPools(self.settings)
                 self._pools.start()
-                self._pools.watch_in_thread()
-        self._beat = embedded_beat(self.app)
-        self._beat.start()
+            self._beat = embedded_beat(self.app)
+            self._beat.start()
+        except BaseException:
+            self.stop()
+            raise
         atexit.register(self.stop)
 
     def stop(self) -> None:
-        """Stop the embedded beat and the worker pools this object started."""
-        if self._beat is not None:
-            self._beat.stop()
-            self._beat = None
+        """Stop the embedded beat and the worker pools this object started: the beat is
+        asked first and waited for last, since a tick may wait on a lock a pool holds."""
+        beat, self._beat = self._beat, None
+        if beat is not None:
+            beat.service.stop(wait=False)
         if self._pools is not None:
             self._pools.stop()
             self._pools = None
-        if self._lock is not None:
-            self._lock.release()
-            self._lock = None
+        if beat is not None and beat.is_alive():
+            beat.join(timeout=10)
         with contextlib.suppress(Exception):
             atexit.unregister(self.stop)
 

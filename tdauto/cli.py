@@ -25,7 +25,7 @@ from tdauto.api import AutomationSystems
 from tdauto.engine.redact import redact
 from tdauto.errors import TdautoError
 from tdauto.models import Execution, Task
-from tdauto.processes import POOLS, watch_parent
+from tdauto.processes import POOLS, follow_parent
 
 console = Console()
 err_console = Console(stderr=True)
@@ -83,19 +83,24 @@ def up(ready_timeout: float, metrics_no_auth_on_localhost: bool) -> None:
     """Run the whole system here: beat, one worker per pool and /metrics, until Ctrl-C.
 
     Pools that exit are restarted with backoff; a second `up` on the data dir is refused."""
-    from tdauto.up import pipe_safe, run_up
+    from tdauto.console import pipe_safe
+    from tdauto.up import run_up
 
     out = Console(file=pipe_safe(sys.stdout))
     err = Console(file=pipe_safe(sys.stderr), stderr=True)
     system = _system()
-    code = run_up(
-        system,
-        ready_timeout_s=ready_timeout,
-        metrics_no_auth_on_localhost=metrics_no_auth_on_localhost,
-        say=lambda text: out.print(text, soft_wrap=True),
-        warn=lambda text: err.print(f"[red]{text}[/red]", soft_wrap=True),
-        on_ready=lambda: _print_tasks(asyncio.run(system.list_tasks()), out),
-    )
+    try:
+        code = run_up(
+            system,
+            ready_timeout_s=ready_timeout,
+            metrics_no_auth_on_localhost=metrics_no_auth_on_localhost,
+            say=lambda text: out.print(text, soft_wrap=True),
+            warn=lambda text: err.print(f"[red]{escape(str(text))}[/red]", soft_wrap=True),
+            on_ready=lambda: _print_tasks(asyncio.run(system.list_tasks()), out),
+        )
+    except TdautoError as exc:  # everything is stopped by now; say why on a stderr that may be gone
+        err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
+        code = 2
     sys.exit(code)
 
 
@@ -109,7 +114,7 @@ def worker(pool: str, loglevel: str) -> None:
     from tdauto.resources import worker_hooks
     from tdauto.resources.pools import load_pool
 
-    watch_parent()
+    follow_parent()
     system = _system()
     spec = load_pool(pool)
     worker_hooks.install(

@@ -4,8 +4,8 @@ Shared by ``AutomationSystems.start()`` and ``tdauto up`` so both run the same s
 ``tdauto worker POOL`` process per pool (cpu, memory, storage) and a beat. Workers are
 started in their own session so a Ctrl-C in the terminal reaches the parent first, which
 then stops them with SIGTERM (Celery's warm shutdown) and SIGKILL after a grace period
-(``tdauto.supervisor``). A worker also watches the process that started it and shuts down
-when it is gone, so even a SIGKILLed ``up`` leaves no pool running for long.
+(``tdauto.supervisor``). A pool also follows the process that started it and stops when it
+is gone, so even a SIGKILLed ``up`` leaves no pool running for long.
 """
 
 from __future__ import annotations
@@ -72,17 +72,22 @@ def embedded_beat(app: Celery) -> EmbeddedService:
     return service
 
 
-def watch_parent(interval_s: float = 1.0) -> None:
-    """In a pool started by :func:`spawn_worker`: SIGTERM this process (Celery's warm
-    shutdown) once the process that started it has died, which the kernel shows by giving
-    this one a new parent. Does nothing in a worker started by hand or by a service manager."""
+def follow_parent(interval_s: float = 1.0, grace_s: float = 15.0) -> None:
+    """In a pool started by :func:`spawn_worker`: once the process that started it is gone
+    (the kernel shows it by giving this one a new parent), stop as that process would have
+    stopped it: SIGTERM to itself (Celery's warm shutdown), SIGKILL to its whole process
+    group ``grace_s`` later. A pool whose parent died before it got here stops at once. Does
+    nothing in a worker started by hand or by a service manager (no variable)."""
     expected = os.environ.pop(PARENT_ENV, None)
-    if not expected or not expected.isdigit() or os.getppid() != int(expected):
+    if not expected or not expected.isdigit():
         return
+    parent = int(expected)
 
     def loop() -> None:
-        while os.getppid() == int(expected):
+        while os.getppid() == parent:
             time.sleep(interval_s)
         os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(grace_s)
+        os.killpg(0, signal.SIGKILL)
 
-    threading.Thread(target=loop, name="tdauto-parent-watch", daemon=True).start()
+    threading.Thread(target=loop, name="tdauto-parent-follow", daemon=True).start()

@@ -1,13 +1,17 @@
 """Keeping the pool processes of ``tdauto up`` and ``AutomationSystems.start()`` running.
 
-Like systemd's ``Restart=on-failure`` or supervisord: a pool process that exits without being
-asked to is started again after a backoff (1 s, 2 s, 4 s, … at most 30 s; back to 1 s once a
-process has been healthy for 60 s), each exit logged in one line with its code and counted.
-A pool that exits 5 times within a minute is a crash loop: it is no longer restarted and
-:meth:`Supervisor.check` raises :class:`CrashLoop`, on which ``up`` stops everything and
-exits non-zero. Stopping is by process group (each pool runs in its own session): SIGTERM,
-Celery's warm shutdown, then SIGKILL after the grace period, or at once when ``hurry`` is set
-(a second Ctrl-C). See docs/architecture.md, "Processes".
+Like supervisord, or systemd's ``Restart=always``: a pool is meant to run until its
+supervisor stops it, so any exit it did not ask for (a crash, a kill, a remote ``celery
+control shutdown``) is logged in one line with its code, counted, and followed by a new
+start after a backoff (1 s, 2 s, 4 s, … at most 30 s; back to 1 s once a process has been
+healthy for 60 s). A pool that exits 5 times within a minute is a crash loop: it is no longer
+restarted and :meth:`Supervisor.check` raises :class:`CrashLoop`, on which ``up`` stops
+everything and exits non-zero. A pool that cannot even be started (``fork`` failing under
+memory pressure) counts as an exit. Stopping is by process group (each pool runs in its own
+session): SIGTERM, Celery's warm shutdown, then SIGKILL after the grace period, or at once
+when ``hurry()`` turns true (a second Ctrl-C). A group is signalled while its leader's
+zombie still pins the group id, so a signal never reaches a process that reused the pid.
+See docs/architecture.md, "Processes".
 """
 
 from __future__ import annotations
@@ -49,10 +53,10 @@ class RestartPolicy:
 class CrashLoop(TdautoError):
     """A pool exited too often to be restarted again."""
 
-    def __init__(self, pool: str, exits: int, window_s: float, code: int | None) -> None:
+    def __init__(self, pool: str, exits: int, window_s: float, last: str) -> None:
         self.pool = pool
         super().__init__(
-            f"pool {pool} exited {exits} times within {window_s:.0f}s (last {describe(code)}); "
+            f"pool {pool} exited {exits} times within {window_s:.0f}s (last {last}); "
             f"not restarting it. Its log: logs/processes/worker-{pool}.log"
         )
 
@@ -68,7 +72,7 @@ def describe(code: int | None) -> str:
 
 
 @dataclass
-class _Child:
+class _Pool:
     name: str
     spawn: Spawn
     proc: subprocess.Popen[bytes] | None = None
@@ -81,10 +85,10 @@ class _Child:
 
 
 class Supervisor:
-    """Starts, watches, restarts and stops named child processes.
+    """Starts, checks, restarts and stops named pool processes.
 
     ``check`` is called periodically from one thread (``up``'s main loop, or the thread of
-    :meth:`watch_in_thread`); ``restarts`` may be read from any thread (/metrics)."""
+    :meth:`run_in_thread`); ``restarts`` may be read from any thread (/metrics)."""
 
     def __init__(
         self,
@@ -96,118 +100,140 @@ class Supervisor:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.policy = policy or RestartPolicy()
-        self._children = {name: _Child(name, spawn) for name, spawn in spawns.items()}
+        self._pools = {name: _Pool(name, spawn) for name, spawn in spawns.items()}
         self._lock = lock
         self._say = say or log.warning
         self._clock = clock
         self._stopping = False
         self._thread: threading.Thread | None = None
-        self._stop_watch = threading.Event()
+        self._end_thread = threading.Event()
 
     @property
     def processes(self) -> list[subprocess.Popen[bytes]]:
-        return [c.proc for c in self._children.values() if c.proc is not None]
+        """The pool processes running now."""
+        return [p.proc for p in self._pools.values() if p.proc is not None]
 
     def process(self, name: str) -> subprocess.Popen[bytes] | None:
         """The running process of pool ``name`` (None while it waits for a restart)."""
-        return self._children[name].proc
+        return self._pools[name].proc
 
     def restarts(self) -> dict[str, int]:
         """Restarts per pool since start (``tdauto_process_restarts_total{pool}``)."""
-        return {c.name: c.restarts for c in self._children.values()}
+        return {p.name: p.restarts for p in self._pools.values()}
 
     def start(self) -> None:
-        for child in self._children.values():
-            self._spawn(child)
+        """Start every pool; one that cannot be started is retried by :meth:`check`."""
+        now = self._clock()
+        for pool in self._pools.values():
+            failure = self._spawn(pool)
+            if failure is not None:
+                self._exited(pool, None, failure, now)
 
-    def _spawn(self, child: _Child) -> None:
-        child.proc = child.spawn()
-        child.started = self._clock()
-        child.restart_at = None
+    def _spawn(self, pool: _Pool) -> str | None:
+        """Start ``pool``'s process; the reason when it could not be started."""
+        pool.restart_at = None
+        try:
+            proc = pool.spawn()
+        except OSError as exc:
+            return f"{exc.strerror or exc}"
+        pool.proc, pool.started = proc, self._clock()
         if self._lock is not None:
-            self._lock.record(child.name, child.proc.pid)
+            self._lock.record(pool.name, proc.pid)
+        return None
 
     def check(self) -> None:
         """Notice exits, start due restarts; raises :class:`CrashLoop` when a pool gives up."""
         if self._stopping:
             return
         now = self._clock()
-        for child in self._children.values():
-            if child.given_up:
+        for pool in self._pools.values():
+            if pool.given_up:
                 continue
-            proc = child.proc
-            if proc is not None and proc.poll() is not None:
-                self._exited(child, proc, now)
-            elif proc is None and child.restart_at is not None and now >= child.restart_at:
-                child.restarts += 1
-                self._spawn(child)
-                assert child.proc is not None
-                self._say(f"pool {child.name} restarted (pid {child.proc.pid})")
-            elif proc is not None and now - child.started >= self.policy.healthy_after_s:
-                child.consecutive = 0
+            proc = pool.proc
+            if proc is not None and _exited(proc):
+                _kill_group(proc.pid, signal.SIGKILL)  # what it left, while its id is pinned
+                proc.wait()
+                self._exited(pool, proc.pid, describe(proc.returncode), now)
+            elif proc is None and pool.restart_at is not None and now >= pool.restart_at:
+                failure = self._spawn(pool)
+                if failure is not None:
+                    self._exited(pool, None, failure, now)
+                    continue
+                pool.restarts += 1
+                assert pool.proc is not None
+                self._say(f"pool {pool.name} restarted (pid {pool.proc.pid})")
 
-    def _exited(self, child: _Child, proc: subprocess.Popen[bytes], now: float) -> None:
-        _kill_group(proc.pid, signal.SIGKILL)  # whatever its children left running
-        child.proc = None
+    def _exited(self, pool: _Pool, pid: int | None, how: str, now: float) -> None:
+        pool.proc = None
         p = self.policy
-        if now - child.started >= p.healthy_after_s:
-            child.consecutive = 0
-        child.exits.append(now)
-        while child.exits and now - child.exits[0] > p.crash_window_s:
-            child.exits.popleft()
-        if len(child.exits) >= p.crash_limit:
-            child.given_up = True
+        if pid is not None and now - pool.started >= p.healthy_after_s:
+            pool.consecutive = 0
+        pool.exits.append(now)
+        while pool.exits and now - pool.exits[0] > p.crash_window_s:
+            pool.exits.popleft()
+        if len(pool.exits) >= p.crash_limit:
+            pool.given_up = True
             if self._lock is not None:
-                self._lock.record(child.name, None)
-            raise CrashLoop(child.name, len(child.exits), p.crash_window_s, proc.returncode)
-        child.consecutive += 1
-        delay = p.delay(child.consecutive)
-        child.restart_at = now + delay
-        self._say(
-            f"pool {child.name} exited unexpectedly ({describe(proc.returncode)}, pid "
-            f"{proc.pid}); restarting in {delay:g}s"
-        )
+                self._lock.record(pool.name, None)
+            raise CrashLoop(pool.name, len(pool.exits), p.crash_window_s, how)
+        pool.consecutive += 1
+        delay = p.delay(pool.consecutive)
+        pool.restart_at = now + delay
+        what = "exited unexpectedly" if pid is not None else "could not be started"
+        who = f", pid {pid}" if pid is not None else ""
+        self._say(f"pool {pool.name} {what} ({how}{who}); restarting in {delay:g}s")
 
-    def watch_in_thread(self, interval_s: float = 0.5) -> None:
-        """Run :meth:`check` in a daemon thread (``start()``): a crash loop is logged and
-        that pool left stopped while the others go on."""
+    def run_in_thread(self, interval_s: float = 0.5) -> None:
+        """Run :meth:`check` in a daemon thread (``start()``): a crash loop, or any other
+        error, is logged and the other pools go on."""
 
         def loop() -> None:
-            while not self._stop_watch.wait(interval_s):
+            while not self._end_thread.wait(interval_s):
                 try:
                     self.check()
-                except CrashLoop as exc:
-                    log.error("%s", exc)
+                except Exception:
+                    log.exception("tdauto supervisor")
 
         self._thread = threading.Thread(target=loop, name="tdauto-supervisor", daemon=True)
         self._thread.start()
 
-    def stop(self, grace_s: float = 15.0, hurry: threading.Event | None = None) -> None:
-        """Stop every child: SIGTERM to each group, SIGKILL to the groups still alive after
-        ``grace_s`` (or as soon as ``hurry`` is set), then to whatever is left of each."""
+    def stop(self, grace_s: float = 15.0, hurry: Callable[[], bool] = lambda: False) -> None:
+        """Stop every pool: SIGTERM to each group, SIGKILL to every group once all leaders
+        have exited, ``grace_s`` has passed or ``hurry()`` is true; then reap them."""
         self._stopping = True
-        self._stop_watch.set()
+        self._end_thread.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=5)
         procs = self.processes
         for proc in procs:
-            if proc.poll() is None:
-                _kill_group(proc.pid, signal.SIGTERM)
+            _kill_group(proc.pid, signal.SIGTERM)
         deadline = self._clock() + grace_s
-        while any(p.poll() is None for p in procs):
-            if self._clock() >= deadline or (hurry is not None and hurry.is_set()):
-                break
+        while not all(_exited(p) for p in procs) and self._clock() < deadline and not hurry():
             time.sleep(0.05)
-        for proc in procs:
+        for proc in procs:  # leaders unreaped: their ids still name only their groups
             _kill_group(proc.pid, signal.SIGKILL)
+        for proc in procs:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)
-        for child in self._children.values():
-            child.proc = None
+        for pool in self._pools.values():
+            pool.proc = None
             if self._lock is not None:
-                self._lock.record(child.name, None)
+                self._lock.record(pool.name, None)
+
+
+def _exited(proc: subprocess.Popen[bytes]) -> bool:
+    """Whether ``proc`` has exited, without reaping it (its zombie keeps the pid, and so the
+    process group id, from being reused until ``wait``)."""
+    if proc.returncode is not None:
+        return True
+    try:
+        info = os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return proc.poll() is not None
+    return info is not None
 
 
 def _kill_group(pid: int, sig: int) -> None:
+    """Signal a pool's process group; gone already (ESRCH) or not ours (EPERM) is fine."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)

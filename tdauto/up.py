@@ -5,91 +5,57 @@ process per pool under a :class:`~tdauto.supervisor.Supervisor`, the embedded be
 /metrics, and waits. Every way out stops every process it started: SIGINT, SIGTERM and
 SIGHUP (a second signal skips the grace period), a pool in a crash loop, an error while
 starting, and a console that went away (``up | tee log`` whose ``tee`` died with the same
-Ctrl-C): output to a broken pipe is dropped (:class:`PipeSafe`), never raised into the
-shutdown. The CLI command only parses its options and calls :func:`run_up`.
+Ctrl-C): the CLI prints through ``tdauto.console``, whose output to a broken pipe is
+dropped, never raised into the shutdown. The CLI command only parses its options and calls
+:func:`run_up`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
-import io
+import logging
 import os
 import signal
 import threading
 import time
 from collections.abc import Callable
 from types import FrameType
-from typing import IO, TYPE_CHECKING, Any, TextIO, cast
+from typing import TYPE_CHECKING, Any
 
 from tdauto.errors import TdautoError
 from tdauto.processes import embedded_beat, pool_spawns
+from tdauto.settings import Settings
 from tdauto.supervisor import CrashLoop, Supervisor
-from tdauto.uplock import UpLock
+from tdauto.uplock import AlreadyRunning, UpLock
 
 if TYPE_CHECKING:
     from tdauto.api import AutomationSystems
 
+log = logging.getLogger(__name__)
 Say = Callable[[Any], None]
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
-class PipeSafe(io.TextIOBase):
-    """A text stream that drops its output once the reader is gone (EPIPE, EIO, a closed
-    stream): the descriptor is pointed at /dev/null so later writes, by anything in the
-    process, and the interpreter's final flush succeed quietly."""
-
-    def __init__(self, stream: TextIO) -> None:
-        self._stream = stream
-        self.broken = False
-
-    def write(self, text: str) -> int:
-        if not self.broken:
-            try:
-                self._stream.write(text)
-                self._stream.flush()
-            except (OSError, ValueError) as exc:
-                self._break(exc)
-        return len(text)
-
-    def flush(self) -> None:
-        if not self.broken:
-            try:
-                self._stream.flush()
-            except (OSError, ValueError) as exc:
-                self._break(exc)
-
-    def isatty(self) -> bool:
-        return not self.broken and self._stream.isatty()
-
-    def _break(self, exc: BaseException) -> None:
-        self.broken = True
-        if isinstance(exc, OSError) and exc.errno not in (errno.EPIPE, errno.EIO, None):
-            return
-        with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, self._stream.fileno())
-            os.close(devnull)
-
-
-def pipe_safe(stream: TextIO) -> IO[str]:
-    """``stream`` behind a :class:`PipeSafe`, typed as the file a ``rich`` console takes."""
-    return cast(IO[str], PipeSafe(stream))
-
-
 class _Stop:
-    """The stop request of ``up``: set by a signal; a second one also sets ``hurry``."""
+    """The stop request of ``up``, set by a signal handler. Plain attributes, no lock: a
+    handler runs between two bytecodes of the main thread, which may hold any lock then."""
 
     def __init__(self) -> None:
-        self.event = threading.Event()
-        self.hurry = threading.Event()
-        self.signal: int | None = None
+        self.requested = False
+        self.stopping = False
+        self.hurry = False
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
-        if self.event.is_set():
-            self.hurry.set()
-        self.signal = signum
-        self.event.set()
+        if self.requested or self.stopping:
+            self.hurry = True  # a second signal, or one during a stop: skip the grace period
+        self.requested = True
+
+    def install(self) -> None:
+        """Handle the stop signals, but leave one this process inherited as ignored
+        (``nohup tdauto up``, or ``tdauto up &`` in a shell without job control)."""
+        for sig in STOP_SIGNALS:
+            if signal.getsignal(sig) is not signal.SIG_IGN:
+                signal.signal(sig, self)
 
 
 def run_up(
@@ -105,13 +71,12 @@ def run_up(
     """Run until stopped; returns the exit code (0 when stopped by a signal, 1 when a pool
     crash-looped). Raises the error that stopped a start-up, after stopping everything."""
     stop = _Stop()
-    for sig in STOP_SIGNALS:
-        signal.signal(sig, stop)
+    stop.install()
     settings = system.settings
     lock = UpLock(settings.data_path)
     left = lock.acquire()
     if left:
-        warn(f"stopped {len(left)} pool process(es) a killed tdauto up left running: {left}")
+        warn(f"killed {len(left)} pool process(es) a killed tdauto up left running: {left}")
     mode = "local (no server)" if settings.local_mode else f"distributed ({settings.broker_url})"
     say(f"tdauto up: mode {mode}")
     say(f"data dir: {settings.data_path}")
@@ -126,27 +91,31 @@ def run_up(
         beat = embedded_beat(system.app)
         beat.start()
         metrics_server = _metrics_server(system, supervisor, metrics_no_auth_on_localhost, say)
-        names = _wait_ready(system, supervisor, stop.event, ready_timeout_s)
+        names = _wait_ready(system, supervisor, stop, ready_timeout_s)
         if names is not None:
             say(f"ready in {time.monotonic() - started:.1f}s: workers {', '.join(names)}")
             say(f"worker logs: {log_dir}")
             on_ready()
             say("Ctrl-C stops everything.")
-        while not stop.event.wait(0.5):
+        while not stop.requested:
             supervisor.check()
+            time.sleep(0.2)
     except CrashLoop as exc:
         warn(f"{exc}; stopping")
         code = 1
     finally:
+        stop.stopping = True
         with contextlib.suppress(Exception):
             say("stopping…")
+        if beat is not None:  # asked now, waited for last: a tick may wait on a pool's lock
+            with contextlib.suppress(Exception):
+                beat.service.stop(wait=False)
+        supervisor.stop(grace_s, lambda: stop.hurry)
         with contextlib.suppress(Exception):
             if metrics_server is not None:
                 metrics_server.stop()
-        with contextlib.suppress(Exception):
-            if beat is not None:
-                beat.stop()
-        supervisor.stop(grace_s, stop.hurry)
+        if beat is not None:
+            beat.join(timeout=10)
         lock.release()
         with contextlib.suppress(Exception):
             say("stopped.")
@@ -154,24 +123,29 @@ def run_up(
 
 
 def _wait_ready(
-    system: AutomationSystems, supervisor: Supervisor, stop: threading.Event, timeout_s: float
+    system: AutomationSystems, supervisor: Supervisor, stop: _Stop, timeout_s: float
 ) -> list[str] | None:
-    """The node names once every pool answers a ping; None if stopped first. A pool that
-    exits while starting is restarted (and a crash loop raised) as after start-up."""
+    """The node names once every pool's current process answers a ping; None if stopped
+    first. A pool that exits while starting is restarted (or a crash loop raised) as after
+    start-up, and is not ready again until its new process answers."""
     from workers import cpu, memory, storage
 
-    names = [p.POOL.nodename(system.settings) for p in (cpu, memory, storage)]
+    nodes = {p.POOL.name: p.POOL.nodename(system.settings) for p in (cpu, memory, storage)}
     deadline = time.monotonic() + timeout_s
-    seen: set[str] = set()
-    while not stop.is_set():
+    answered: dict[str, int] = {}  # pool -> pid of the process that answered
+    while not stop.requested:
         supervisor.check()
-        for reply in system.app.control.ping(timeout=0.5) or []:
-            seen.update(reply)
-        if set(names) <= seen:
-            return names
+        replies = {node for reply in system.app.control.ping(timeout=0.5) or [] for node in reply}
+        current = {pool: proc.pid for pool in nodes if (proc := supervisor.process(pool))}
+        for pool, node in nodes.items():
+            if node in replies and pool in current:
+                answered[pool] = current[pool]
+        if all(pool in current and answered.get(pool) == current[pool] for pool in nodes):
+            return list(nodes.values())
         if time.monotonic() > deadline:
+            missing = sorted(n for p, n in nodes.items() if answered.get(p) != current.get(p))
             raise TdautoError(
-                f"workers not ready after {timeout_s:g}s: missing {sorted(set(names) - seen)}"
+                f"workers not ready after {timeout_s:g}s: missing {missing}"
                 f"; see their logs in {system.settings.data_path / 'logs' / 'processes'}"
             )
     return None
@@ -205,3 +179,59 @@ def _metrics_server(
     server = HttpServer(app, s.metrics_address, s.metrics_port)
     say(f"metrics: http://{s.metrics_address}:{server.port}/metrics")
     return server.start()
+
+
+class BackgroundPools:
+    """The pools of ``AutomationSystems.start()``: supervised as under ``up``, from a thread.
+
+    When another process holds the data dir (a ``tdauto up``), its pools run this system's
+    actions; a thread then waits for that lock and starts this system's own pools once it is
+    free, so the runs this process schedules are never left without a pool. Only the process
+    that started them stops them: a forked child (``os.fork``, a preloading server) that
+    inherited this object leaves them alone."""
+
+    def __init__(self, settings: Settings, retry_s: float = 2.0) -> None:
+        self._settings = settings
+        self._lock = UpLock(settings.data_path)
+        self._owner = os.getpid()
+        self._retry_s = retry_s
+        self._end = threading.Event()
+        self._waiter: threading.Thread | None = None
+        self.supervisor: Supervisor | None = None
+
+    def start(self) -> None:
+        try:
+            left = self._lock.acquire()
+        except AlreadyRunning as exc:
+            log.warning("%s: its pools run this system's actions until it stops", exc)
+            self._waiter = threading.Thread(target=self._take_over, daemon=True)
+            self._waiter.start()
+            return
+        self._run(left)
+
+    def _run(self, left: list[int]) -> None:
+        if left:
+            log.warning("killed pool process(es) a killed tdauto up left running: %s", left)
+        self.supervisor = Supervisor(pool_spawns(self._settings), lock=self._lock)
+        self.supervisor.start()
+        self.supervisor.run_in_thread()
+
+    def _take_over(self) -> None:
+        while not self._end.wait(self._retry_s):
+            try:
+                left = self._lock.acquire()
+            except AlreadyRunning:
+                continue
+            log.warning("the data dir's other tdauto process stopped: starting the pools here")
+            self._run(left)
+            return
+
+    def stop(self) -> None:
+        if os.getpid() != self._owner:
+            return
+        self._end.set()
+        if self._waiter is not None:
+            self._waiter.join()
+        if self.supervisor is not None:
+            self.supervisor.stop()
+        self._lock.release()

@@ -5,8 +5,10 @@ second ``up`` on the same data dir is refused at once instead of starting a seco
 workers beside the first, and ``tdauto backup restore`` can tell that the store is in use.
 The kernel drops an ``flock`` when its holder dies, so the lock of a killed ``up`` is simply
 taken by the next one. The file also names the pool processes its holder started (pid and
-start time), so the next holder stops any that a killed holder left behind, and never a
-process that merely reuses one of their pids.
+start time), so the next holder kills any that a killed holder left behind, and never a
+process that merely reuses one of their pids. The file is rewritten in place (never renamed,
+which would split the lock from its name), the new text first and the old tail cut after, so
+a reader sees the old text or the new one, never an empty file.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +28,7 @@ import psutil
 from tdauto.errors import TdautoError
 
 LOCK_NAME = "up.lock"
+log = logging.getLogger(__name__)
 
 
 class AlreadyRunning(TdautoError):
@@ -36,15 +41,21 @@ class AlreadyRunning(TdautoError):
 
 
 def lock_path(data_dir: Path) -> Path:
+    """The lock file of ``data_dir``."""
     return data_dir / "state" / LOCK_NAME
 
 
 def _read(path: Path) -> dict[str, Any]:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
+    """The lock file's record ({} when there is none): a reader racing a holder's first
+    write may see an empty file, so it looks again a few times."""
+    for _ in range(5):
+        try:
+            value = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            time.sleep(0.01)
+            continue
+        return value if isinstance(value, dict) else {}
+    return {}
 
 
 def holder(data_dir: Path) -> int | None:
@@ -73,45 +84,56 @@ class UpLock:
         self.data_dir = data_dir
         self.path = lock_path(data_dir)
         self._fd: int | None = None
-        self._children: dict[str, dict[str, float]] = {}
+        self._pools: dict[str, dict[str, float]] = {}
 
     @property
     def held(self) -> bool:
         return self._fd is not None
 
     def acquire(self) -> list[int]:
-        """Take the lock or raise :class:`AlreadyRunning`. Returns the pids of processes a
-        killed earlier holder left running, which it has stopped (SIGKILL to their groups)."""
+        """Take the lock or raise :class:`AlreadyRunning`. Returns the pids of the pools a
+        killed earlier holder left running, which it has killed (SIGKILL to their groups).
+        A few short retries: :func:`holder`'s probe holds the lock for an instant."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            pid = _read(self.path).get("pid")
-            raise AlreadyRunning(self.data_dir, pid if isinstance(pid, int) else None) from None
-        left = _stop_orphans(_read(self.path))
+        for attempt in range(10):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if attempt == 9:
+                    os.close(fd)
+                    pid = _read(self.path).get("pid")
+                    known = pid if isinstance(pid, int) and pid > 0 else None
+                    raise AlreadyRunning(self.data_dir, known) from None
+                time.sleep(0.02)
+        left = _kill_orphans(_read(self.path))
         self._fd = fd
         self._write()
         return left
 
     def record(self, name: str, pid: int | None) -> None:
-        """Note (or, with None, forget) a child process the holder started."""
+        """Note (or, with None, forget) a pool process the holder started. A write that
+        fails (a full disk) is logged: the lock still holds, only the orphan list is stale."""
         if pid is None:
-            self._children.pop(name, None)
+            self._pools.pop(name, None)
         else:
             with contextlib.suppress(psutil.Error):
-                self._children[name] = {"pid": pid, "created": psutil.Process(pid).create_time()}
+                self._pools[name] = {"pid": pid, "created": psutil.Process(pid).create_time()}
         if self.held:
-            self._write()
+            try:
+                self._write()
+            except OSError as exc:
+                log.warning("could not update %s: %s", self.path, exc)
 
     def _write(self) -> None:
         assert self._fd is not None
-        body = json.dumps({"pid": os.getpid(), "children": self._children}).encode()
-        os.ftruncate(self._fd, 0)
+        body = json.dumps({"pid": os.getpid(), "pools": self._pools}).encode()
         os.pwrite(self._fd, body, 0)
+        os.ftruncate(self._fd, len(body))
 
     def release(self) -> None:
+        """Let go of the lock; the file is emptied first, so nobody reads a stale pid."""
         if self._fd is None:
             return
         with contextlib.suppress(OSError):
@@ -120,14 +142,14 @@ class UpLock:
         self._fd = None
 
 
-def _stop_orphans(previous: dict[str, Any]) -> list[int]:
-    """SIGKILL the process groups a dead holder's file lists, if those processes still run
-    (same pid and the same start time)."""
-    children = previous.get("children")
+def _kill_orphans(previous: dict[str, Any]) -> list[int]:
+    """SIGKILL the process groups of the pools a dead holder's file lists, if those
+    processes still run (same pid and the same start time)."""
+    pools = previous.get("pools")
     stopped: list[int] = []
-    if not isinstance(children, dict):
+    if not isinstance(pools, dict):
         return stopped
-    for child in children.values():
+    for child in pools.values():
         try:
             pid, created = int(child["pid"]), float(child["created"])
             if abs(psutil.Process(pid).create_time() - created) > 0.01:

@@ -132,34 +132,40 @@ def test_a_crash_loop_stops_up_cleanly_with_the_reason(env: dict[str, str], data
 def test_a_signal_to_up_piped_to_tee_stops_every_process(
     env: dict[str, str], data_dir: Path, tmp_path: Path, sig: signal.Signals
 ) -> None:
-    """The terminal's Ctrl-C reaches `up` and `tee` together; `tee` dies first, so `up`
-    writes its goodbye into a broken pipe. (The subshell ignores the signal only to write
-    up's exit code down; up installs its own handlers.)"""
-    log, rc = tmp_path / "up.log", tmp_path / "up.rc"
-    up = f"{sys.executable} -m tdauto.cli up 2>&1; echo $? > {rc}"
-    shell = subprocess.Popen(
-        ["sh", "-c", f"(trap '' INT TERM HUP; {up}) | tee {log}"],
+    """`tdauto up | tee log`, one process group as a shell makes it: the terminal's signal
+    reaches `up` and `tee` together; `tee` dies first, so `up` writes its goodbye into a
+    broken pipe. Its pools must be gone by the time it exits (not left for the pools' own
+    parent check to find later)."""
+    log = tmp_path / "up.log"
+    up = subprocess.Popen(
+        [sys.executable, "-m", "tdauto.cli", "up"],
         env=env,
         cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        process_group=0,
     )
+    assert up.stdout is not None
+    tee = subprocess.Popen(
+        ["tee", str(log)], stdin=up.stdout, stdout=subprocess.DEVNULL, process_group=up.pid
+    )
+    up.stdout.close()  # tee holds the pipe's only reader
     try:
         wait_for(lambda: log.exists() and "ready in" in log.read_text(), 90, "up ready")
-        before = tree(shell.pid)
-        assert len(tdauto_processes(data_dir)) >= 4  # up and three pools (and children)
+        pools = [p for p in tree(up.pid) if p.pid != up.pid]
+        assert len(pools) >= 3
         # A second up on the same data dir is refused at once
         second = tdauto(env, "up", check=False, timeout=30)
-        assert second.returncode != 0
-        assert f"tdauto up is already running for {data_dir} (pid " in second.stderr
-        os.killpg(shell.pid, sig)
-        _gone, alive = psutil.wait_procs(before, timeout=20)
-        assert alive == [], [p.cmdline() for p in alive]
+        assert second.returncode == 2
+        assert f"tdauto up is already running for {data_dir} (pid {up.pid})" in second.stderr
+        os.killpg(up.pid, sig)
+        assert up.wait(timeout=20) == 0  # stopped by its handler, not by the broken pipe
+        assert [p for p in pools if p.is_running() and p.status() != "zombie"] == []
+        assert tee.wait(timeout=5) is not None
         assert tdauto_processes(data_dir) == []
-        assert rc.read_text() == "0\n"  # stopped by its handler, not by the broken pipe
     finally:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(shell.pid, signal.SIGKILL)
+            os.killpg(up.pid, signal.SIGKILL)
 
 
 def test_a_failed_start_stops_what_it_started(env: dict[str, str], data_dir: Path) -> None:
@@ -187,22 +193,30 @@ def test_a_killed_up_leaves_no_pool_and_the_next_up_takes_over(
         stop(again, data_dir)
 
 
-def test_start_restarts_a_killed_pool(data_dir: Path) -> None:
+def test_start_restarts_a_killed_pool_and_a_second_system_takes_over_when_it_stops(
+    data_dir: Path,
+) -> None:
     from tdauto import AutomationSystems
 
     os.environ.setdefault("PYTHONPATH", str(REPO))
-    system = AutomationSystems(data_dir=data_dir, plugins=["tests.integration.plugin_actions"])
-    system.start()
+    first = AutomationSystems(data_dir=data_dir)
+    second = AutomationSystems(data_dir=data_dir)
+    first.start()
     try:
         old = pool_pid(data_dir, "storage")
         assert old is not None
         os.kill(old, signal.SIGKILL)
         wait_for(lambda: pool_pid(data_dir, "storage") not in (None, old), 10, "restarted")
         # A second system on the same data dir uses these pools instead of starting its own
-        other = AutomationSystems(data_dir=data_dir)
-        other.start()
-        other.stop()
-        assert pool_pid(data_dir, "storage") not in (None, old)
+        pools = {p.pid for p in tdauto_processes(data_dir)}
+        second.start()
+        time.sleep(3)
+        assert {p.pid for p in tdauto_processes(data_dir)} == pools
+        # until the first stops: then it starts its own
+        first.stop()
+        wait_for(lambda: pool_pid(data_dir, "cpu") not in (None, *pools), 15, "taken over")
+        assert len(tdauto_processes(data_dir)) >= 3
     finally:
-        system.stop()
+        first.stop()
+        second.stop()
     assert wait_for(lambda: not tdauto_processes(data_dir), 30, "nothing left") < 30

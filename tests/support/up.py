@@ -69,11 +69,11 @@ def start_up(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
 def pool_pid(data_dir: Path, pool: str) -> int | None:
     """The pid of ``pool``'s worker as the supervisor recorded it in the data dir's lock."""
     try:
-        children = json.loads((data_dir / "state" / "up.lock").read_text())["children"]
+        pools = json.loads((data_dir / "state" / "up.lock").read_text())["pools"]
     except (OSError, ValueError, KeyError):
         return None
-    child = children.get(pool)
-    return int(child["pid"]) if child else None
+    entry = pools.get(pool)
+    return int(entry["pid"]) if entry else None
 
 
 def wait_for(predicate: object, timeout: float, what: str) -> float:

@@ -9,13 +9,16 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
 
+from tdauto.console import PipeSafe
+from tdauto.processes import PARENT_ENV
 from tdauto.supervisor import CrashLoop, RestartPolicy, Supervisor, describe
-from tdauto.up import PipeSafe
+from tdauto.up import _Stop
 from tdauto.uplock import AlreadyRunning, UpLock, holder
 
 
@@ -38,7 +41,7 @@ def kill(proc: subprocess.Popen[bytes]) -> None:
 
 
 @pytest.fixture
-def supervised() -> tuple[Supervisor, Clock, list[str]]:
+def supervised() -> Iterator[tuple[Supervisor, Clock, list[str]]]:
     clock, said = Clock(), []
     sup = Supervisor({"cpu": sleeper, "memory": sleeper}, say=said.append, clock=clock)
     sup.start()
@@ -52,8 +55,12 @@ def test_an_exited_pool_is_restarted_after_a_growing_backoff(supervised) -> None
     for _ in range(4):
         first = sup.process("cpu")
         assert first is not None
+        time.sleep(0.1)
+        [left_behind] = psutil.Process(first.pid).children()
         kill(first)
         sup.check()
+        _gone, alive = psutil.wait_procs([left_behind], timeout=5)
+        assert alive == []  # the rest of its group went with it
         assert f"pool cpu exited unexpectedly (signal SIGKILL, pid {first.pid})" in said[-1]
         delays.append(float(said[-1].rsplit("restarting in ", 1)[1].rstrip("s")))
         clock.now += delays[-1] - 0.1
@@ -155,9 +162,91 @@ def test_a_second_signal_skips_the_grace_period() -> None:
     hurry = threading.Event()
     threading.Timer(0.5, hurry.set).start()
     started = time.monotonic()
-    sup.stop(grace_s=60, hurry=hurry)
+    sup.stop(grace_s=60, hurry=hurry.is_set)
     assert time.monotonic() - started < 30  # not the 60 s grace
     assert sup.processes == []
+
+
+def test_a_pool_that_cannot_be_started_counts_as_an_exit() -> None:
+    clock, said, forks = Clock(), [], []
+
+    def failing() -> subprocess.Popen[bytes]:
+        forks.append(1)
+        if len(forks) < 3:
+            raise BlockingIOError(11, "Resource temporarily unavailable")
+        return sleeper()
+
+    sup = Supervisor({"cpu": failing}, say=said.append, clock=clock)
+    try:
+        sup.start()
+        assert said == [
+            "pool cpu could not be started (Resource temporarily unavailable); restarting in 1s"
+        ]
+        clock.now += 1
+        sup.check()
+        assert said[-1].endswith("restarting in 2s") and sup.restarts() == {"cpu": 0}
+        clock.now += 2
+        sup.check()
+        assert sup.process("cpu") is not None and sup.restarts() == {"cpu": 1}
+    finally:
+        sup.stop(grace_s=2)
+
+
+def test_a_second_signal_or_one_during_a_stop_hurries() -> None:
+    stop = _Stop()
+    stop(signal.SIGINT, None)
+    assert stop.requested and not stop.hurry
+    stop(signal.SIGINT, None)
+    assert stop.hurry
+    crashed = _Stop()
+    crashed.stopping = True  # a crash loop started the stop: the first Ctrl-C hurries it
+    crashed(signal.SIGINT, None)
+    assert crashed.hurry
+
+
+def test_a_stop_signal_ignored_from_the_start_stays_ignored() -> None:
+    """``nohup tdauto up`` must survive the terminal's hangup."""
+    code = (
+        "import signal; from tdauto.up import _Stop; _Stop().install(); "
+        "print(signal.getsignal(signal.SIGHUP) is signal.SIG_IGN, "
+        "signal.getsignal(signal.SIGTERM) is signal.SIG_IGN)"
+    )
+    out = subprocess.run(
+        ["nohup", sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == ["True", "False"]
+
+
+FOLLOW = """
+import os, sys, time
+from tdauto.processes import follow_parent
+follow_parent(interval_s=0.1, grace_s=float(sys.argv[1]))
+print("following", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_pool_stops_when_the_process_that_started_it_is_gone() -> None:
+    # started by a parent that is still there: it runs on
+    env = {**os.environ, PARENT_ENV: str(os.getpid())}
+    alive = subprocess.Popen([sys.executable, "-c", FOLLOW, "5"], env=env, stdout=subprocess.PIPE)
+    assert alive.stdout is not None and alive.stdout.readline() == b"following\n"
+    time.sleep(0.5)
+    assert alive.poll() is None
+    kill(alive)
+    # started by a parent that died before the pool got going: it stops at once (SIGTERM)
+    env = {**os.environ, PARENT_ENV: "999999999"}
+    orphan = subprocess.run([sys.executable, "-c", FOLLOW, "5"], env=env, timeout=30)
+    assert orphan.returncode == -signal.SIGTERM
+    # a SIGTERM it ignores is followed by SIGKILL to its group after the grace period
+    deaf = FOLLOW.replace(
+        "import os, sys, time",
+        "import os, sys, time, signal; signal.signal(signal.SIGTERM, signal.SIG_IGN)",
+    )
+    stubborn = subprocess.run(
+        [sys.executable, "-c", deaf, "0.5"], env=env, timeout=30, start_new_session=True
+    )
+    assert stubborn.returncode == -signal.SIGKILL
 
 
 def test_exit_codes_read_as_a_person_reads_them() -> None:
@@ -169,6 +258,7 @@ def test_exit_codes_read_as_a_person_reads_them() -> None:
 
 HOLD = """
 import sys, time
+from collections.abc import Iterator
 from pathlib import Path
 from tdauto.uplock import UpLock
 lock = UpLock(Path(sys.argv[1]))
@@ -218,7 +308,7 @@ def test_a_reused_pid_is_not_taken_for_an_orphan(tmp_path: Path) -> None:
     try:
         (tmp_path / "state").mkdir()
         (tmp_path / "state" / "up.lock").write_text(
-            f'{{"pid": 1, "children": {{"cpu": {{"pid": {bystander.pid}, "created": 1.0}}}}}}'
+            f'{{"pid": 1, "pools": {{"cpu": {{"pid": {bystander.pid}, "created": 1.0}}}}}}'
         )
         lock = UpLock(tmp_path)
         assert lock.acquire() == []
@@ -229,6 +319,19 @@ def test_a_reused_pid_is_not_taken_for_an_orphan(tmp_path: Path) -> None:
 
 
 # --- output to a console that went away -------------------------------------------------------
+
+
+def test_text_the_console_cannot_encode_is_replaced_not_taken_for_a_broken_pipe() -> None:
+    read, write = os.pipe()
+    stream = os.fdopen(write, "w", encoding="latin-1")
+    safe = PipeSafe(stream)
+    assert safe.encoding == "latin-1"
+    safe.write("stopping…\n")
+    safe.write("stopped.\n")
+    stream.close()
+    assert not safe.broken
+    assert os.read(read, 100) == b"stopping?\nstopped.\n"
+    os.close(read)
 
 
 def test_writes_to_a_broken_pipe_are_dropped_and_the_descriptor_quieted() -> None:
