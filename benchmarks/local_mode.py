@@ -190,6 +190,8 @@ def run_tdauto(mode: str, redis_url: str | None, work: Path, args: argparse.Name
     env = clean_env(TDAUTO_DATA_DIR=str(data), TDAUTO_PLUGINS=PLUGIN, PYTHONPATH=str(ROOT))
     if redis_url:
         env["TDAUTO_BROKER_URL"] = redis_url
+    if args.poll_interval is not None:
+        env["TDAUTO_POLL_INTERVAL_S"] = str(args.poll_interval)
     system = AutomationSystems(broker_url=redis_url, data_dir=data, plugins=[PLUGIN])
     task = asyncio.run(
         system.create_task(
@@ -361,10 +363,18 @@ def main() -> int:
     parser.add_argument("--systems", default=",".join(SYSTEMS), help="Comma-separated subset.")
     parser.add_argument("--timeout", type=float, default=900.0, help="Seconds per timed run.")
     parser.add_argument("--ready-timeout", type=float, default=120.0)
+    parser.add_argument(
+        "--poll-interval",
+        type=float,
+        default=None,
+        help="TDAUTO_POLL_INTERVAL_S for local and celery-fs (default: tdauto's, 0.2 s).",
+    )
     parser.add_argument("--json", action="store_true", help="Print the report as JSON.")
     args = parser.parse_args()
     for key in [k for k in os.environ if k.startswith("TDAUTO_")]:
         del os.environ[key]  # every process here sees the defaults
+    if args.poll_interval is not None:  # read by the Settings the baseline's config comes from
+        os.environ["TDAUTO_POLL_INTERVAL_S"] = str(args.poll_interval)
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     if not systems or set(systems) - set(SYSTEMS) or args.rounds < 1 or args.n < 1:
         parser.error(f"--systems takes {', '.join(SYSTEMS)}; --rounds and --n at least 1")
@@ -374,6 +384,7 @@ def main() -> int:
         "n": args.n,
         "rounds": args.rounds,
         "warmup": args.warmup,
+        "poll_interval_s": args.poll_interval,
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "load_before": os.getloadavg(),
