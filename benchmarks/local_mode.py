@@ -28,7 +28,8 @@ median executions/s of each system and the ratios local/huey, local/redis and
 local/celery-fs (below 1: local mode is slower), ``--json`` the full report with every round.
 
 Not a timed test: nothing fails on a number. It exits 1 if a run did not finish or an
-execution ended other than SUCCEEDED.
+execution ended other than SUCCEEDED; a ``tdauto up`` that exits during its run (a pool
+died, and ``up`` stopped the rest) ends that run at once, with the workers' last errors.
 
     .venv/bin/python benchmarks/local_mode.py [--n 500] [--rounds 1] [--systems local,huey]
 """
@@ -126,9 +127,12 @@ def wait_lines(path: Path, count: int, timeout_s: float) -> list[float]:
         time.sleep(POLL_S)
 
 
-def wait_ended(system: AutomationSystems, ids: list[str], timeout_s: float) -> list[Any]:
+def wait_ended(
+    system: AutomationSystems, ids: list[str], timeout_s: float, up: subprocess.Popen[bytes]
+) -> list[Any]:
     """Read each run, in trigger order, until it has ended: the ended records (fewer than
-    ``ids`` on timeout). Only the oldest run not seen ended yet is read on each poll."""
+    ``ids`` on timeout, or once ``up`` has exited). Only the oldest run not seen ended yet is
+    read on each poll."""
     deadline = time.monotonic() + timeout_s
     pending = deque(ids)
     ended = []
@@ -138,7 +142,7 @@ def wait_ended(system: AutomationSystems, ids: list[str], timeout_s: float) -> l
             ended.append(record)
             pending.popleft()
             continue
-        if time.monotonic() > deadline:
+        if time.monotonic() > deadline or up.poll() is not None:
             break
         time.sleep(POLL_S)
     return ended
@@ -206,18 +210,23 @@ def run_tdauto(mode: str, redis_url: str | None, work: Path, args: argparse.Name
     proc, watcher, started = start_up(data, env, args.ready_timeout)
     ready_s = watcher.ready_at - started
     members = tree(proc)
+    died = None
     try:
         warm = [system.trigger_sync(task.id).id for _ in range(args.warmup)]
-        if len(wait_ended(system, warm, args.timeout)) < len(warm):
+        if len(wait_ended(system, warm, args.timeout, proc)) < len(warm):
             raise RuntimeError(f"{mode}: the warm-up runs did not end:\n{tail_up(data, watcher)}")
         t0 = time.time()
         ids = [system.trigger_sync(task.id).id for _ in range(args.n)]
         send_s = time.time() - t0
-        ended = wait_ended(system, ids, args.timeout)
+        ended = wait_ended(system, ids, args.timeout, proc)
         wall_s = time.time() - t0
+        if proc.poll() is not None:  # a pool died and up stopped everything (issue 17)
+            died = f"tdauto up exited with {proc.returncode}:\n{tail_up(data, watcher)}"
+            print(f"  {mode}: {died}", file=sys.stderr, flush=True)
     finally:
         members = members + [p for p in tree(proc) if p not in members]
-        os.kill(proc.pid, signal.SIGINT)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGINT)
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=30)
         Spawned.stop(proc, 5)
@@ -226,13 +235,25 @@ def run_tdauto(mode: str, redis_url: str | None, work: Path, args: argparse.Name
     statuses = Counter(r.status.value for r in ended)
     ends = [r.finished_at.timestamp() for r in ended if r.finished_at is not None]
     return result(
-        args.n, t0, send_s, wall_s, ends, ready_s=ready_s, statuses=dict(statuses), leftovers=left
+        args.n,
+        t0,
+        send_s,
+        wall_s,
+        ends,
+        ready_s=ready_s,
+        statuses=dict(statuses),
+        leftovers=left,
+        up_died=died,
     )
 
 
 def tail_up(data: Path, watcher: Any) -> str:
-    logs = sorted((data / "logs" / "processes").glob("*.log"))
-    return "\n".join(watcher.lines[-10:] + [f"--- {f.name}\n{tail(f, 10)}" for f in logs])
+    """The last lines of ``up``'s output and of each worker's log, errors first."""
+    out = watcher.lines[-10:]
+    for f in sorted((data / "logs" / "processes").glob("*.log")):
+        errors = [ln for ln in tail(f, 400).splitlines() if "Error" in ln or "ERROR" in ln]
+        out.append(f"--- {f.name}\n" + "\n".join(errors[-5:] or tail(f, 5).splitlines()))
+    return "\n".join(out)
 
 
 def run_celery_fs(work: Path, args: argparse.Namespace) -> Any:
@@ -348,6 +369,10 @@ def print_report(report: dict[str, Any]) -> None:
         print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
     for key, value in report["ratios"].items():
         print(f"ratio {key}: {fmt(value, 3)}")
+    for name, sys_report in report["systems"].items():
+        for i, run in enumerate(sys_report["runs"]):
+            if run.get("up_died"):
+                print(f"round {i + 1} {name}: FAILED, {run['up_died'].splitlines()[0]}")
     goal = report["goal"]
     print(
         f"goal (issue 17): local >= 0.5 x huey and >= 200/s: "
