@@ -7,7 +7,9 @@ Layout (``data_dir``)::
     logs/<execution_id>.log       the execution's log, capped at ``log_max_bytes``
     state/run_state.json          {task_id: {"next_ts", "last_ts"}} (UTC epoch seconds)
     state/due_index.json          [[fire_ts, task_id], ...] sorted by fire time
+    state/waiting.json            [execution ids] of the WAITING runs (see below)
     state/store.lock              lock of tasks, names, run state and the due index
+    state/waiting.lock            lock of state/waiting.json (taken last, under a stripe)
     state/locks/exec-NN.lock      16 lock stripes of execution records (by id hash)
 
 Every file is replaced atomically (temp file in the same directory, fsync, ``os.replace``), so
@@ -18,6 +20,16 @@ stripe of their id (unrelated executions do not wait on each other). ``snapshot`
 ``restore`` take the store lock and then every stripe, in that order; nothing takes them the
 other way round, so there is no deadlock. Names are found by scanning ``tasks/``: local mode
 holds hundreds of tasks, and a scan cannot drift from the files as a second index could.
+
+``state/waiting.json`` is the one index of executions: every run's end asks whether any run
+WAITS (to start it), and answering by a scan read every record of the data dir on every end
+(``benchmarks/local_store.py``: 23 ms a run with 2,000 records, growing with them). It may
+hold more than the WAITING runs, never fewer: an id is added, under the record's stripe,
+before the record is written WAITING, and removed after the record has left WAITING; an id
+whose record does not wait (a process died between the two writes) is dropped when counted,
+under that record's stripe. It is built by a scan, with every stripe held, when a store
+opens a data dir without one (made before it existed) and on ``restore``; while it is missing
+the count is unknown (None), so the engine scans as before.
 """
 
 from __future__ import annotations
@@ -45,6 +57,7 @@ from tdauto.store.effects import Mutation, Outbox
 from tdauto.store.records import RunState
 
 LOCK_STRIPES = 16
+_WAITING = ExecutionStatus.WAITING.value
 _DIRS = ("tasks", "executions", "logs", "metrics", "reports", "backups", "state")
 
 
@@ -120,11 +133,18 @@ class FileStore(FileMonitoring, Store):
         self._weights_path = state / "weights.json"
         self._decisions_path = state / "decisions.json"
         self._spill_path = state / "spill.json"
+        self._waiting_path = state / "waiting.json"
+        self._waiting_lock = state / "waiting.lock"
         self._lock_path = state / "store.lock"
         self._stripe_paths = [state / "locks" / f"exec-{n:02d}.lock" for n in range(LOCK_STRIPES)]
         with _os_errors(f"creating the data dir {self.root}"):
             for name in (*_DIRS, "state/locks"):
                 (self.root / name).mkdir(parents=True, exist_ok=True)
+            if not self._waiting_path.exists():
+                with contextlib.ExitStack() as stack:
+                    for path in self._stripe_paths:
+                        stack.enter_context(_flock(path))
+                    self._build_waiting()
 
     # --- locks and raw files -----------------------------------------------------------------
 
@@ -171,6 +191,61 @@ class FileStore(FileMonitoring, Store):
             if raw is not None:
                 record = json.loads(raw)
                 yield str(record.get("id", path.stem)), record
+
+    # --- the WAITING index (state/waiting.json) -------------------------------------------------
+
+    def _build_waiting(self, replace: bool = False) -> None:
+        """Write the index from the records; the caller holds every stripe (no record is
+        half-way through an update). One that exists is kept unless ``replace`` (another
+        process may have built it meanwhile)."""
+        with _flock(self._waiting_lock):
+            if self._waiting_path.exists() and not replace:
+                return
+            ids = []
+            for path in self._executions.glob("*.json"):
+                raw = _read_text(path)
+                data = json.loads(raw) if raw else None
+                if data is not None and records.raw_status(data) == _WAITING:
+                    ids.append(str(data["id"]))
+            _write_atomic(self._waiting_path, json.dumps(sorted(ids)))
+
+    def _mark_waiting(self, execution_id: str, waiting: bool) -> None:
+        """Add or remove ``execution_id``; the caller holds its stripe. A missing index stays
+        missing (the count is then unknown, never short)."""
+        with _flock(self._waiting_lock):
+            raw = _read_text(self._waiting_path)
+            if raw is None:
+                return
+            ids: list[str] = json.loads(raw)
+            if (execution_id in ids) == waiting:
+                return
+            if waiting:
+                ids.append(execution_id)
+            else:
+                ids.remove(execution_id)
+            _write_atomic(self._waiting_path, json.dumps(ids))
+
+    def _raw_status(self, execution_id: str) -> str | None:
+        raw = _read_text(self._execution_path(execution_id))
+        return None if raw is None else records.raw_status(json.loads(raw))
+
+    def _count_waiting(self) -> int | None:
+        """The WAITING runs (None while the index is missing); an entry whose record does not
+        wait is checked again under its stripe, and dropped."""
+        raw = _read_text(self._waiting_path)
+        if raw is None:
+            return None
+        count = 0
+        for execution_id in json.loads(raw):
+            if self._raw_status(execution_id) == _WAITING:
+                count += 1
+                continue
+            with _flock(self._stripe(execution_id)):  # no update of it is half-way now
+                if self._raw_status(execution_id) == _WAITING:
+                    count += 1
+                else:
+                    self._mark_waiting(execution_id, False)
+        return count
 
     def _holder_of(self, name: str) -> tuple[str, dict[str, Any]] | None:
         return next((item for item in self._task_records() if item[1].get("name") == name), None)
@@ -304,6 +379,8 @@ class FileStore(FileMonitoring, Store):
             path = self._execution_path(execution.id)
             if path.exists():
                 return False
+            if execution.status is ExecutionStatus.WAITING:
+                self._mark_waiting(execution.id, True)  # before the record: never short
             _write_atomic(path, records.execution_json(execution))
         return True
 
@@ -317,8 +394,8 @@ class FileStore(FileMonitoring, Store):
     ) -> Execution:
         """``mutate``'s own exceptions pass through unwrapped, and then nothing is written.
         Effects are applied right after the write (the store lock is always taken before a
-        stripe lock, never after); ``waiting`` is left unknown (None):
-        counting WAITING records would read every execution file."""
+        stripe lock, never after); ``waiting`` comes from ``state/waiting.json``, which this
+        keeps: an id added before a record is written WAITING, removed after it left it."""
         what = f"updating execution {execution_id}"
         path = self._execution_path(execution_id)
         with _flock(self._stripe(execution_id)):
@@ -328,15 +405,24 @@ class FileStore(FileMonitoring, Store):
                 raise NotFound("execution", execution_id)
             execution = records.load_execution(raw)
             before = records.identity(execution)
+            was_waiting = execution.status is ExecutionStatus.WAITING
             effects = mutate(execution)
             if effects is not None and effects.outbox is not None:
                 raise ValueError("FileStore cannot push messages (pushes_messages)")
             records.check_immutable(before, execution)
+            waiting = execution.status is ExecutionStatus.WAITING
             with _os_errors(what):
+                if waiting and not was_waiting:
+                    self._mark_waiting(execution_id, True)
                 _write_atomic(path, records.execution_json(execution))
+                if was_waiting and not waiting:
+                    self._mark_waiting(execution_id, False)
         if effects is not None:
             # after the stripe lock: the store lock is taken before the stripes elsewhere
             self._apply_effects(execution_id, effects)
+            if effects.count_waiting:
+                with _os_errors("counting the WAITING runs"):
+                    effects.waiting = self._count_waiting()
         return execution
 
     def list_executions(
@@ -600,6 +686,7 @@ class FileStore(FileMonitoring, Store):
             _write_atomic(self._timers_path, json.dumps({}))
             _write_atomic(self._ledger_path, json.dumps({}))
             _write_atomic(self._upstream_path, json.dumps(restored.upstream_pairs(tasks)))
+            self._build_waiting(replace=True)  # from the restored records
 
     def ping(self) -> None:
         if not (self.root.is_dir() and os.access(self.root, os.W_OK)):

@@ -286,3 +286,26 @@ def test_each_system_in_a_process_runs_its_tasks_on_its_own_store(tmp_path: Path
     finally:
         for system in systems:
             system.app.close()
+
+
+def test_a_run_that_ends_with_nothing_waiting_lists_no_executions(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a data dir that already holds finished runs
+    task = add(rt, "quick", [{"type": "flaky", "params": {"fail_times": 0}}], overlap="allow")
+    for _ in range(3):
+        assert drive(rt, trigger(rt, task)).status is S.SUCCEEDED
+    listed: list[Any] = []
+    listing = FileStore.list_executions
+
+    def spy(self: FileStore, *args: Any, **kwargs: Any) -> list[Execution]:
+        listed.append((args, kwargs))
+        return listing(self, *args, **kwargs)
+
+    monkeypatch.setattr(FileStore, "list_executions", spy)
+
+    # When one more run ends, with no run WAITING
+    assert drive(rt, trigger(rt, task)).status is S.SUCCEEDED
+
+    # Then its end read the WAITING count from the index, not by scanning every record
+    assert listed == []

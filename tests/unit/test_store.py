@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -387,9 +388,81 @@ def test_update_writes_its_effects_with_the_record(store: Store) -> None:
     assert store.admit("other", task.id, 1, "db") == []  # place and lock free again
     assert store.read_log(execution.id) == "last line\n"
     assert effects.dependents == ["downstream"]
-    # Redis counts the WAITING runs in the same script; the file store cannot cheaply: None
-    assert effects.waiting == (None if isinstance(store, FileStore) else 1)
+    # Redis counts the WAITING runs in the same script, the file store from its index
+    assert effects.waiting == 1
     assert [e.id for e in store.list_executions(status=ExecutionStatus.SUCCEEDED)] == [execution.id]
+
+
+def waiting_seen(store: Store, execution_id: str) -> int | None:
+    """The WAITING count an update of ``execution_id`` reads back (as a run's end asks it)."""
+    effects = Effects(count_waiting=True)
+    store.update_execution(execution_id, lambda e: effects)
+    return effects.waiting
+
+
+def to_status(status: ExecutionStatus) -> Callable[[Execution], None]:
+    def mutate(e: Execution) -> None:
+        e.status = status
+
+    return mutate
+
+
+def test_the_waiting_count_follows_runs_into_and_out_of_waiting(store: Store) -> None:
+    # Given a running execution and a pending one
+    task, _ = store.create_task(make_task(), T0)
+    other = make_execution(task, 1, status=ExecutionStatus.RUNNING)
+    first = make_execution(task, 2)
+    for execution in (other, first):
+        store.create_execution(execution)
+    assert waiting_seen(store, other.id) == 0
+
+    # When runs go WAITING (by an update, or created so) and leave it, the count follows
+    store.update_execution(first.id, to_status(ExecutionStatus.WAITING))
+    assert waiting_seen(store, other.id) == 1
+    second = make_execution(task, 3, status=ExecutionStatus.WAITING)
+    store.create_execution(second)
+    assert waiting_seen(store, other.id) == 2
+    store.update_execution(first.id, to_status(ExecutionStatus.QUEUED))
+    assert waiting_seen(store, other.id) == 1
+    store.update_execution(second.id, to_status(ExecutionStatus.CANCELLED))
+    assert waiting_seen(store, other.id) == 0
+
+
+def test_file_store_waiting_index_is_built_when_missing_and_drops_stale_ids(
+    tmp_path: Path,
+) -> None:
+    # Given a data dir with a WAITING and a QUEUED run
+    root = tmp_path / "data"
+    store = FileStore(root)
+    task, _ = store.create_task(make_task(), T0)
+    waiting = make_execution(task, 1, status=ExecutionStatus.WAITING)
+    queued = make_execution(task, 2, status=ExecutionStatus.QUEUED)
+    for execution in (waiting, queued):
+        store.create_execution(execution)
+    index = root / "state" / "waiting.json"
+    assert json.loads(index.read_text()) == [waiting.id]
+
+    # When the index is missing (a data dir from before it): the count is unknown, never short,
+    # until a store opens the data dir and builds it from the records
+    index.unlink()
+    assert waiting_seen(store, queued.id) is None
+    assert waiting_seen(FileStore(root), queued.id) == 1
+    assert json.loads(index.read_text()) == [waiting.id]
+
+    # When it lists a run that does not wait (its process died between its two writes), the
+    # count leaves it out and the index drops it
+    index.write_text(json.dumps([waiting.id, queued.id]))
+    assert waiting_seen(store, queued.id) == 1
+    assert json.loads(index.read_text()) == [waiting.id]
+
+    # And a restore rebuilds it from the restored records, where no run waits any more (a
+    # restore ends every run that was in flight): the replaced store's entry is gone too
+    restored = FileStore(tmp_path / "restored")
+    replaced = tmp_path / "restored" / "state" / "waiting.json"
+    replaced.write_text(json.dumps(["a-run-of-the-replaced-store"]))
+    restored.restore(store.snapshot())
+    assert json.loads(replaced.read_text()) == []
+    assert restored.get_execution(waiting.id).status is ExecutionStatus.FAILED  # type: ignore[union-attr]
 
 
 def test_effects_of_a_retried_update_are_written_once(redis_server: RedisServer) -> None:
