@@ -335,7 +335,10 @@ def start_baseline(
         log.close()
     seen: set[str] = set()
     while not set(names) <= seen:
-        for reply in client.control.ping(timeout=0.5) or []:
+        missing = sorted(set(names) - seen)  # the same wait as tdauto up's (tdauto/up.py)
+        for reply in (
+            client.control.ping(destination=missing, limit=len(missing), timeout=0.5) or []
+        ):
             seen.update(reply)
         dead = [p for p in procs if p.poll() is not None]
         if dead or time.monotonic() - started > ready_timeout_s:

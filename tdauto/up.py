@@ -135,15 +135,20 @@ def _wait_ready(
     answered: dict[str, int] = {}  # pool -> pid of the process that answered
     while not stop.requested:
         supervisor.check()
-        replies = {node for reply in system.app.control.ping(timeout=0.5) or [] for node in reply}
         current = {pool: proc.pid for pool in nodes if (proc := supervisor.process(pool))}
+        missing = sorted(
+            n for p, n in nodes.items() if p not in current or answered.get(p) != current[p]
+        )
+        if not missing:
+            return list(nodes.values())
+        # only the missing, and no longer than their replies take (a plain ping waits out
+        # its whole timeout)
+        ping = system.app.control.ping(destination=missing, limit=len(missing), timeout=0.5)
+        replies = {node for reply in ping or [] for node in reply}
         for pool, node in nodes.items():
             if node in replies and pool in current:
                 answered[pool] = current[pool]
-        if all(pool in current and answered.get(pool) == current[pool] for pool in nodes):
-            return list(nodes.values())
         if time.monotonic() > deadline:
-            missing = sorted(n for p, n in nodes.items() if answered.get(p) != current.get(p))
             raise TdautoError(
                 f"workers not ready after {timeout_s:g}s: missing {missing}"
                 f"; see their logs in {system.settings.data_path / 'logs' / 'processes'}"
