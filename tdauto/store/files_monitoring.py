@@ -5,19 +5,26 @@ Layout (under the data dir)::
     metrics/rollups/<tier>-<start_ts>.json   one rollup bucket {field: number}
     metrics/rollups/all.json                 the same counters since the beginning
     metrics/rollups/latest.json              {field: [ts, value]}
+    metrics/rollups/journal.jsonl            rollup deltas not yet folded into the above
+    metrics/rollups/fold.seq                 the number of the last fold
     state/history/<kind>.jsonl               JSON lines, oldest first
     state/cooldowns.json                     {key: expires_ts}
     state/monitoring.lock                    lock of all of the above
 
-A rollup write reads and replaces the handful of bucket files of one event under one lock of
-its own, so recording an execution's end never waits on the store lock that task edits and
-the scheduler take. Kept apart from ``files.py`` (one concern per module); ``FileStore``
-mixes it in and this module reuses its atomic-write and lock helpers.
+A rollup is one line appended to the journal under one lock of its own, so recording an
+execution's end never waits on the store lock that task edits and the scheduler take, and
+costs no file rewrite. The journal is folded into the bucket files, a few hundred events at
+a time, when it reaches ``FOLD_BYTES`` and before any read: it is renamed ``fold-<n>.jsonl``,
+its sums applied to each bucket file, which then records ``n`` so that a fold cut short by a
+crash is finished by the next one without counting anything twice. Kept apart from
+``files.py`` (one concern per module); ``FileStore`` mixes it in and this module reuses its
+atomic-write and lock helpers.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -30,8 +37,14 @@ from tdauto.models import TERMINAL_STATUSES, ExecutionStatus
 from tdauto.store import files as _files
 from tdauto.store import records
 from tdauto.store.backend import ROLLUP_TIERS, RollupDelta
+from tdauto.store.journal import journal_entry, readable
 
 _TERMINAL = frozenset(s.value for s in TERMINAL_STATUSES)
+log = logging.getLogger(__name__)
+FOLD_BYTES = 64 * 1024
+"""A journal this long is folded by the write that makes it so (about 200 run ends)."""
+FOLD_MARK = "_fold"
+"""A bucket file's field: the newest fold applied to it (not a rollup field)."""
 
 
 def _bucket_file(root: Path, bucket_id: str) -> Path:
@@ -65,27 +78,87 @@ class FileMonitoring:
     # --- rollups -------------------------------------------------------------------------------
 
     def add_rollup(self, delta: RollupDelta) -> None:
-        folder = self._rollup_dir
+        line = (journal_entry(delta, "") + "\n").encode()
         with _files._os_errors("recording a rollup"), _files._flock(self._monitoring_lock):
-            for bucket in delta.buckets:
-                path = _bucket_file(folder, bucket.id)
-                data: dict[str, float] = self._json(path, {})
-                delta.add_to(data, data, data)
-                _files._write_atomic(path, json.dumps(data))
-            if delta.latest:
-                path = folder / "latest.json"
-                latest: dict[str, list[Any]] = self._json(path, {})
-                for name, (ts, text) in delta.latest.items():
-                    if name not in latest or latest[name][0] <= ts:
-                        latest[name] = [ts, text]
-                _files._write_atomic(path, json.dumps(latest))
+            fd = os.open(
+                self._rollup_dir / "journal.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600
+            )
+            try:
+                os.write(fd, line)
+                size = os.fstat(fd).st_size
+            finally:
+                os.close(fd)
+            if size >= FOLD_BYTES:
+                self._fold()
+
+    def _fold(self) -> None:
+        """Fold the journal into the bucket files (the monitoring lock held): first what a
+        crashed fold left, then the journal itself."""
+        folder = self._rollup_dir
+        for left in sorted(folder.glob("fold-*.jsonl")):
+            self._apply_fold(left)
+        journal = folder / "journal.jsonl"
+        if not journal.exists():
+            return
+        # numbered by a counter, not the clock, which may step back
+        sequence = folder / "fold.seq"
+        generation = int(_files._read_text(sequence) or 0) + 1
+        _files._write_atomic(sequence, str(generation))
+        target = folder / f"fold-{generation:012d}.jsonl"
+        os.replace(journal, target)
+        self._apply_fold(target)
+
+    def _apply_fold(self, path: Path) -> None:
+        generation = int(path.stem.partition("-")[2])
+        sums: dict[str, RollupDelta] = {}
+        latest: dict[str, tuple[float, str]] = {}
+        for delta in map(readable, path.read_bytes().splitlines()):
+            if delta is None:
+                continue
+            for of in delta.buckets:
+                total = sums.setdefault(of.id, RollupDelta([]))
+                delta.add_to(total.incr, total.maxima, total.minima)
+            for name, (ts, text) in delta.latest.items():
+                if name not in latest or latest[name][0] <= ts:
+                    latest[name] = (ts, text)
+        folder = self._rollup_dir
+        for bucket_id, total in sums.items():
+            bucket = _bucket_file(folder, bucket_id)
+            data: dict[str, float] = self._json(bucket, {})
+            if data.get(FOLD_MARK, 0) >= generation:
+                continue  # applied before a crash cut that fold short
+            total.add_to(data, data, data)
+            data[FOLD_MARK] = generation
+            _files._write_atomic(bucket, json.dumps(data))
+        if latest:
+            bucket = folder / "latest.json"
+            known: dict[str, list[Any]] = self._json(bucket, {})
+            for name, (ts, text) in latest.items():  # newest wins: applying twice is harmless
+                if name not in known or known[name][0] <= ts:
+                    known[name] = [ts, text]
+            _files._write_atomic(bucket, json.dumps(known))
+        os.unlink(path)
+
+    def _folded(self) -> None:
+        """Fold before a read, so what is read is never behind; a fold that fails is
+        logged and the buckets are read as they are."""
+        try:
+            with _files._flock(self._monitoring_lock):
+                self._fold()
+        except Exception:
+            log.warning("could not fold the rollup journal", exc_info=True)
 
     def read_rollups(self, bucket_ids: list[str]) -> list[dict[str, float]]:
+        self._folded()
         folder = self._rollup_dir
         with _files._os_errors("reading rollups"):
-            return [self._json(_bucket_file(folder, b), {}) for b in bucket_ids]
+            buckets = [self._json(_bucket_file(folder, b), {}) for b in bucket_ids]
+        for bucket in buckets:
+            bucket.pop(FOLD_MARK, None)
+        return buckets
 
     def rollup_latest(self) -> dict[str, tuple[float, str]]:
+        self._folded()
         with _files._os_errors("reading rollups"):
             raw = self._json(self._rollup_dir / "latest.json", {})
         return {name: (float(ts), str(value)) for name, (ts, value) in raw.items()}
@@ -95,6 +168,7 @@ class FileMonitoring:
         the start plus the tier's width is compared (``cutoffs`` hold end times)."""
         removed = 0
         with _files._os_errors("purging rollups"), _files._flock(self._monitoring_lock):
+            self._fold()
             for entry in os.scandir(self._rollup_dir):
                 tier, dash, start = entry.name.removesuffix(".json").partition("-")
                 if not dash or tier not in cutoffs or not start.isdigit():

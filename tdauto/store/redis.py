@@ -32,11 +32,12 @@ from tdauto.models import Execution, ExecutionStatus, Task
 from tdauto.store import records, restored
 from tdauto.store.backend import Definition, StaleDefinition, Store, TimerMode
 from tdauto.store.effects import Effects, Mutation, Outbox
+from tdauto.store.journal import journal_entry
 from tdauto.store.keys import DEFAULT_PREFIX, Keys
 from tdauto.store.records import RunState
 from tdauto.store.redis_async import LoopClients, client_factory
 from tdauto.store.redis_errors import driver_errors
-from tdauto.store.redis_monitoring import FOLD_AT, RedisMonitoring, journal_entry
+from tdauto.store.redis_monitoring import FOLD_AT, RedisMonitoring
 
 MAX_WATCH_RETRIES = 1000
 _log = logging.getLogger(__name__)

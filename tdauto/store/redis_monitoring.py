@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from tdauto.models import TERMINAL_STATUSES, ExecutionStatus
 from tdauto.store import records
 from tdauto.store.backend import RollupBucket, RollupDelta
+from tdauto.store.journal import readable
 from tdauto.store.redis_errors import driver_errors
 
 if TYPE_CHECKING:
@@ -44,48 +45,6 @@ _TERMINAL = frozenset(s.value for s in TERMINAL_STATUSES)
 
 def _float(value: Any) -> float:
     return float(value)
-
-
-def journal_entry(delta: RollupDelta, execution_id: str) -> str:
-    """A run end as queued on the rollup journal (by ``cas_execution.lua``); the execution
-    id makes every entry unique, which the fold's guard relies on."""
-    return json.dumps(
-        {
-            "x": execution_id,
-            "b": [[b.id, b.tier, b.end_ts, b.expire_ts] for b in delta.buckets],
-            "i": delta.incr,
-            "mx": delta.maxima,
-            "mn": delta.minima,
-            "l": delta.latest,
-        },
-        separators=(",", ":"),
-    )
-
-
-def _readable(raw: str) -> RollupDelta | None:
-    """An entry's delta, or None (logged) for one that cannot be counted: not JSON of the
-    entry's shape, or a number that is not finite. Such an entry is dropped with the chunk
-    it came in, so it cannot block the journal."""
-    try:
-        delta = delta_of_entry(raw)
-        numbers = [*delta.incr.values(), *delta.maxima.values(), *delta.minima.values()]
-        if all(math.isfinite(float(v)) for v in numbers):
-            return delta
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
-        pass
-    log.warning("dropping a rollup journal entry that cannot be counted: %.200s", raw)
-    return None
-
-
-def delta_of_entry(raw: str) -> RollupDelta:
-    data = json.loads(raw)
-    return RollupDelta(
-        buckets=[RollupBucket(b[0], b[1], b[2], b[3]) for b in data["b"]],
-        incr=data["i"],
-        maxima=data["mx"],
-        minima=data["mn"],
-        latest={f: (float(p[0]), str(p[1])) for f, p in data["l"].items()},
-    )
 
 
 class RedisMonitoring:
@@ -169,7 +128,7 @@ class RedisMonitoring:
                 raws: Any = self._r.lrange(journal, 0, FOLD_CHUNK - 1)
                 if not raws:
                     break
-                deltas = [d for d in map(_readable, raws) if d is not None]
+                deltas = [d for d in map(readable, raws) if d is not None]
                 keys, args = self._rollup_call(deltas, (raws[0], len(raws)))
                 if self._rollup_script()(keys=keys, args=args) == -1:
                     continue  # another process folded them first: read again
