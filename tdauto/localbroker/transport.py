@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from queue import Empty
 from typing import Any
@@ -102,14 +103,21 @@ class Channel(virtual.Channel):
 
     # --- bindings (shared by every process, as Celery's pidbox needs) ---------------------
 
-    def get_table(self, exchange: str) -> list[tuple[str, str, str]]:
+    @contextlib.contextmanager
+    def _storage(self, what: str) -> Iterator[sqlite3.Connection]:
+        """The database for one operation; its error logged and raised as kombu's."""
         try:
             with self.db.use() as db:
-                return db.execute(
-                    "SELECT routing_key, pattern, queue FROM bindings WHERE exchange = ?",
-                    (exchange,)).fetchall()
+                yield db
         except sqlite3.Error as exc:
-            raise ChannelError(f"local broker {self.db.path}: bindings unreadable: {exc}") from exc
+            self.connection.report(f"cannot {what}", exc)
+            raise ChannelError(f"local broker {self.db.path}: cannot {what}: {exc}") from exc
+
+    def get_table(self, exchange: str) -> list[tuple[str, str, str]]:
+        with self._storage(f"read the bindings of {exchange!r}") as db:
+            return db.execute(
+                "SELECT routing_key, pattern, queue FROM bindings WHERE exchange = ?",
+                (exchange,)).fetchall()
 
     def _new_queue(self, queue: str, **kwargs: Any) -> None:
         if kwargs.get("auto_delete") or kwargs.get("exclusive"):
@@ -117,32 +125,36 @@ class Channel(virtual.Channel):
 
     def _queue_bind(self, exchange: str, routing_key: str, pattern: str, queue: str) -> None:
         owner = owner_id() if queue in self._private else None
-        with self.db.use() as db:
-            db.execute(
-                "INSERT INTO bindings VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE"
-                " SET owner = excluded.owner",
-                (exchange, routing_key or "", pattern or "", queue or "", owner))
+        key = (exchange, routing_key or "", pattern or "", queue or "")
+        with self._storage(f"bind {queue!r} to {exchange!r}") as db:
+            found = db.execute(
+                "SELECT owner FROM bindings WHERE exchange = ? AND routing_key = ? AND"
+                " pattern = ? AND queue = ?", key).fetchall()
+            if found != [(owner,)]:  # a read when it is there already: a worker restarts
+                db.execute(
+                    "INSERT INTO bindings VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE"
+                    " SET owner = excluded.owner", (*key, owner))
 
     def queue_unbind(self, queue: str, exchange: str | None = None, routing_key: str = "",
                      arguments: Any = None, **kwargs: Any) -> None:
         super().queue_unbind(queue, exchange, routing_key, arguments, **kwargs)
-        with self.db.use() as db:
+        with self._storage(f"unbind {queue!r}") as db:
             db.execute("DELETE FROM bindings WHERE queue = ? AND exchange = ? AND routing_key = ?",
                        (queue, exchange or "", routing_key or ""))
 
     def _delete(self, queue: str, *args: Any, **kwargs: Any) -> None:
-        with self.db.transaction() as db:
+        with self._storage(f"delete {queue!r}") as db:
             db.execute("DELETE FROM bindings WHERE queue = ?", (queue,))
             db.execute("DELETE FROM messages WHERE queue = ? AND owner IS NULL", (queue,))
 
     def _size(self, queue: str) -> int:
-        with self.db.use() as db:
+        with self._storage(f"count {queue!r}") as db:
             (n,) = db.execute("SELECT COUNT(*) FROM messages WHERE queue = ? AND owner IS NULL",
                               (queue,)).fetchone()
         return int(n)
 
     def _purge(self, queue: str) -> int:
-        with self.db.use() as db:
+        with self._storage(f"purge {queue!r}") as db:
             return db.execute("DELETE FROM messages WHERE queue = ? AND owner IS NULL",
                               (queue,)).rowcount
 
@@ -190,7 +202,7 @@ class Channel(virtual.Channel):
                 continue
             payload["properties"]["delivery_tag"] = str(rowid)  # ack and reject find the row
             if redelivered:
-                payload["redelivered"] = True
+                payload["properties"]["delivery_info"]["redelivered"] = True
             return payload, queue
         raise Empty()
 
