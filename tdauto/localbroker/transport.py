@@ -67,6 +67,7 @@ class Channel(virtual.Channel):
         self._private: set[str] = set()
         self._retry: list[tuple[str, str]] = []
         self._claims: dict[tuple[str, ...], str] = {}
+        self._no_ack: dict[str, str] = {}  # consumer tag -> queue (Celery's pidbox consumer)
 
     @property
     def db(self) -> Database:
@@ -160,6 +161,22 @@ class Channel(virtual.Channel):
 
     # --- consuming -----------------------------------------------------------------------
 
+    def basic_consume(self, queue: str, no_ack: bool, callback: Any, consumer_tag: str,
+                      **kwargs: Any) -> Any:
+        if no_ack:
+            self._no_ack[consumer_tag] = queue
+        return super().basic_consume(queue, no_ack, callback, consumer_tag, **kwargs)
+
+    def basic_cancel(self, consumer_tag: str) -> Any:
+        self._no_ack.pop(consumer_tag, None)
+        return super().basic_cancel(consumer_tag)
+
+    def basic_get(self, queue: str, no_ack: bool = False, **kwargs: Any) -> Any:
+        message = super().basic_get(queue, no_ack, **kwargs)
+        if message is not None and no_ack:
+            self.finish("ack", [message.delivery_tag])
+        return message
+
     def _get(self, queue: str, timeout: float | None = None) -> dict[str, Any]:
         return self._claim([queue])[0]
 
@@ -167,6 +184,8 @@ class Channel(virtual.Channel):
         """One claim across every queue consumed, most urgent first (kombu priority 0, as
         Redis's ``priority_steps``), then in the order the queues were listed."""
         payload, queue = self._claim(list(dict.fromkeys(self._active_queues)))
+        if queue in self._no_ack.values():  # nobody will ack it: delivered is done
+            self.finish("ack", [payload["properties"]["delivery_tag"]])
         return callback(payload, queue)
 
     def _claim_sql(self, queues: tuple[str, ...]) -> str:

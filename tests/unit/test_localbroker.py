@@ -205,3 +205,15 @@ def test_files_are_private_to_their_owner(folder: Path) -> None:
         files = [folder / DB_NAME, *folder.glob(f"{DB_NAME}-*"), *(folder / WAKE_DIR).iterdir()]
         for path in files:
             assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+
+
+def test_a_no_ack_consumer_does_not_hold_its_messages(folder: Path) -> None:
+    """Celery's pidbox consumes with ``no_ack``: delivered is done, nothing stays held."""
+    got: list[object] = []
+    with connection(folder) as conn:
+        conn.SimpleQueue("pidbox").put({"n": 1})
+        Consumer(conn.channel(), [Queue("pidbox")], no_ack=True, accept=["json"],
+                 callbacks=[lambda body, m: got.append(body)]).consume()
+        conn.drain_events(timeout=1)
+        assert got == [{"n": 1}]
+        assert counts(folder) == {"ready": 0, "held": 0, "bad": 0}
