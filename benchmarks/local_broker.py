@@ -11,7 +11,11 @@ events on) and the broker swapped:
 * ``sqlite``: ``tdauto.localbroker`` (SQLite in WAL mode, socket wake-ups), what local mode
   uses now.
 
-For each, one worker as tdauto's cpu pool runs it (``celery worker -P prefork -c 2 -Q
+And ``tdauto``: tdauto itself in local mode (one ``tdauto worker cpu``, ``TDAUTO_PLUGINS=
+benchmarks.noop_plugin``): ``--runs`` one-action ``noop`` runs triggered with ``trigger_sync``
+in a loop, timed until the last has SUCCEEDED (``wait_sync`` on each, in order).
+
+For each bare candidate, one worker as tdauto's cpu pool runs it (``celery worker -P prefork -c 2 -Q
 tdauto.cpu,tdauto.control -E --without-gossip --without-mingle``), ready when it answers
 ``app.control.ping``. Two flows, timed: ``chain``: one task that sends the next one, ``--chain``
 hops (the shape of a run's actions: latency per hop); ``burst``: ``--n`` tasks sent in a loop
@@ -23,6 +27,7 @@ from this process, timed until the worker has run them all (each appends a byte 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import sys
@@ -34,6 +39,7 @@ from typing import Any
 from _common import ROOT, Spawned, clean_env, tail
 from celery import Celery
 
+from tdauto import AutomationSystems
 from tdauto.app import SETTINGS_KEY, celery_config
 from tdauto.settings import Settings
 
@@ -143,18 +149,50 @@ def run(kind: str, args: argparse.Namespace, work: Path) -> dict[str, float]:
             "burst_send_per_s": args.n / sent_s}
 
 
+def run_tdauto(args: argparse.Namespace, work: Path) -> dict[str, float]:
+    data = Path(tempfile.mkdtemp(prefix="tdauto-", dir=work))
+    plugin = "benchmarks.noop_plugin"
+    sys.path[:0] = [str(ROOT)]
+    system = AutomationSystems(data_dir=data, plugins=[plugin], host="bench")
+    env = clean_env(TDAUTO_DATA_DIR=str(data), TDAUTO_PLUGINS=plugin, TDAUTO_HOST="bench",
+                    PYTHONPATH=str(ROOT))
+    log = data / "worker.log"
+    with log.open("w") as out:
+        proc = Spawned.popen([sys.executable, "-m", "tdauto.cli", "worker", "cpu"], env=env,
+                             cwd=ROOT, stdout=out, stderr=out)
+    try:
+        wait_for(lambda: bool(system.app.control.ping(timeout=0.5)), 60, "the worker", log)
+        task = asyncio.run(system.create_task(
+            name="bench-noop", type="maintenance", schedule="interval",
+            schedule_config={"every": "1d"}, actions=[{"type": "noop"}], overlap="allow"))
+        for ex in [system.trigger_sync(task.id) for _ in range(5)]:  # warm-up
+            system.wait_sync(ex.id, timeout=60)
+        start = time.perf_counter()
+        runs = [system.trigger_sync(task.id) for _ in range(args.runs)]
+        triggered_s = time.perf_counter() - start
+        for ex in runs:
+            assert system.wait_sync(ex.id, timeout=args.timeout).status.value == "SUCCEEDED"
+        elapsed = time.perf_counter() - start
+    finally:
+        system.app.close()
+        Spawned.stop(proc)
+    return {"runs_per_s": args.runs / elapsed, "triggers_per_s": args.runs / triggered_s}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=2000, help="Tasks of the burst.")
     parser.add_argument("--chain", type=int, default=300, help="Hops of the chain.")
-    parser.add_argument("--only", action="append", choices=("filesystem", "atomic-fs", "sqlite"))
+    parser.add_argument("--runs", type=int, default=300, help="tdauto runs (local mode).")
+    parser.add_argument("--only", action="append",
+                        choices=("filesystem", "atomic-fs", "sqlite", "tdauto"))
     parser.add_argument("--filesystem-scale", type=float, default=0.05,
                         help="kombu's filesystem transport gets this share of --n and --chain "
                         "(it polls; the full counts take minutes).")
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    kinds = args.only or ["filesystem", "atomic-fs", "sqlite"]
+    kinds = args.only or ["filesystem", "atomic-fs", "sqlite", "tdauto"]
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="tdauto-local-broker-") as work:
         try:
@@ -163,7 +201,8 @@ def main() -> None:
                 if kind == "filesystem":
                     scaled.n = max(20, int(args.n * args.filesystem_scale))
                     scaled.chain = max(10, int(args.chain * args.filesystem_scale))
-                results[kind] = run(kind, scaled, Path(work))
+                results[kind] = (run_tdauto(args, Path(work)) if kind == "tdauto"
+                                 else run(kind, scaled, Path(work)))
                 print(kind, json.dumps({k: round(v, 1) for k, v in results[kind].items()}),
                       flush=True)
         finally:
@@ -173,6 +212,10 @@ def main() -> None:
     else:
         print(f"{'transport':<12} {'chain tasks/s':>14} {'burst tasks/s':>14} {'sends/s':>10}")
         for kind, r in results.items():
+            if kind == "tdauto":
+                print(f"tdauto local mode: {r['runs_per_s']:.1f} runs/s"
+                      f" (triggers {r['triggers_per_s']:.1f}/s)")
+                continue
             print(f"{kind:<12} {r['chain_tasks_per_s']:>14.1f} {r['burst_tasks_per_s']:>14.1f}"
                   f" {r['burst_send_per_s']:>10.1f}")
 
