@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from tdauto.actions.advice import pool_field, pool_sizes
 from tdauto.actions.context import ActionContext, confine
 from tdauto.actions.registry import action
-from tdauto.localbroker import queue_depths
+from tdauto.localbroker import counts, queue_depths
 from tdauto.models import Execution, ExecutionStatus, ResourceClass, utcnow
 from tdauto.settings import Settings
 
@@ -96,7 +96,11 @@ def redis_queue_depths(client: Any) -> tuple[dict[str, int], int]:
 def queue_snapshot(settings: Settings) -> dict[str, Any]:
     """Queue depths from the broker of ``settings`` (local folder or Redis lists)."""
     if settings.local_mode:
-        return {"mode": "local", "depth": local_queue_depths(settings)}
+        from tdauto.app import broker_folder
+
+        found = counts(broker_folder(settings))  # delivered, not acked; and set aside
+        return {"mode": "local", "depth": local_queue_depths(settings),
+                "unacked": found["held"], "bad": found["bad"]}
     import redis
 
     assert settings.broker_url is not None

@@ -345,7 +345,9 @@ class Transport(virtual.Transport):
             if any(ch._consumers and not ch.qos.can_consume() for ch in self.channels):
                 self.waker.wait(min(wait, self._blocked_wait))
                 self._blocked_wait = min(self._blocked_wait * 2, BLOCKED_WAIT_S[1])
-                raise TimeoutError()
+                if deadline is not None:  # without a timeout, the caller expects a message
+                    raise TimeoutError()
+                continue
             self.waker.wait(wait)
 
     def _sweep(self) -> None:

@@ -7,7 +7,9 @@ import logging
 import multiprocessing
 import sqlite3
 import stat
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kombu import Consumer, Exchange, Producer, Queue
@@ -217,3 +219,23 @@ def test_a_no_ack_consumer_does_not_hold_its_messages(folder: Path) -> None:
         conn.drain_events(timeout=1)
         assert got == [{"n": 1}]
         assert counts(folder) == {"ready": 0, "held": 0, "bad": 0}
+
+
+def test_a_full_prefetch_returns_at_once_so_the_caller_can_ack(folder: Path) -> None:
+    """Celery acks from its loop between two ``drain_events`` calls: one that waited out its
+    timeout while the prefetch is full would hold every ack for 2 s."""
+    got: list[Any] = []
+    with connection(folder) as conn:
+        q = conn.SimpleQueue("jobs")
+        q.put({"n": 1})
+        q.put({"n": 2})
+        Consumer(conn.channel(), [Queue("jobs")], accept=["json"], prefetch_count=1,
+                 callbacks=[lambda body, m: got.append(m)]).consume()
+        conn.drain_events(timeout=2)
+        start = time.monotonic()
+        with pytest.raises(TimeoutError):
+            conn.drain_events(timeout=2)
+        assert time.monotonic() - start < 0.5 and len(got) == 1
+        got[0].ack()
+        conn.drain_events(timeout=2)
+        assert [m.payload for m in got] == [{"n": 1}, {"n": 2}]
