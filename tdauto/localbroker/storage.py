@@ -34,6 +34,9 @@ CREATE TABLE IF NOT EXISTS bad (
 """
 
 _me: tuple[int, str] = (0, "")
+# connections a forked child inherited: kept open, as closing one there could let SQLite
+# checkpoint and remove the WAL under the parent (sqlite.org/howtocorrupt.html, 2.6)
+_inherited: list[sqlite3.Connection] = []
 
 
 def owner_id() -> str:
@@ -95,6 +98,8 @@ class Database:
     def use(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
             if self._db is None or self._pid != os.getpid():
+                if self._db is not None:
+                    _inherited.append(self._db)
                 self._db, self._pid = connect(self.path), os.getpid()
             yield self._db
 
@@ -113,6 +118,8 @@ class Database:
         with self._lock:
             if self._db is not None and self._pid == os.getpid():
                 self._db.close()
+            elif self._db is not None:
+                _inherited.append(self._db)
             self._db = None
 
     def sweep(self) -> int:
