@@ -239,3 +239,25 @@ def test_a_full_prefetch_returns_at_once_so_the_caller_can_ack(folder: Path) -> 
         got[0].ack()
         conn.drain_events(timeout=2)
         assert [m.payload for m in got] == [{"n": 1}, {"n": 2}]
+
+
+def test_a_full_disk_refuses_the_publish_and_keeps_serving_what_is_there(
+    folder: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SQLite's own "database or disk is full" (``max_page_count`` at the current size)."""
+    with connection(folder) as conn:
+        q = conn.SimpleQueue("jobs")
+        q.put({"n": 1})
+        with conn.transport.db.use() as db:
+            (pages,) = db.execute("PRAGMA page_count").fetchone()
+            db.execute(f"PRAGMA max_page_count = {pages}")
+        with caplog.at_level(logging.ERROR, "tdauto.localbroker"), \
+                pytest.raises(ChannelError, match="full"):
+            q.put({"big": "x" * 100_000})
+        assert any("cannot store a message" in r.getMessage() for r in caplog.records)
+        message = q.get(timeout=1)
+        assert message.payload == {"n": 1}
+        message.ack()
+        with pytest.raises(q.Empty):
+            q.get(timeout=0.1)
+    assert counts(folder) == {"ready": 0, "held": 0, "bad": 0}
