@@ -90,13 +90,20 @@ class Database:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._lock = threading.RLock()
+        self._locks = (os.getpid(), threading.RLock())
         self._db: sqlite3.Connection | None = None
         self._pid = 0
 
+    def _lock(self) -> threading.RLock:
+        """This process's lock: a child forked while another thread (Celery's timer, sending
+        an event) held the parent's would wait on it for ever."""
+        if self._locks[0] != os.getpid():
+            self._locks = (os.getpid(), threading.RLock())
+        return self._locks[1]
+
     @contextlib.contextmanager
     def use(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
+        with self._lock():
             if self._db is None or self._pid != os.getpid():
                 if self._db is not None:
                     _inherited.append(self._db)
@@ -115,7 +122,7 @@ class Database:
             db.execute("COMMIT")
 
     def close(self) -> None:
-        with self._lock:
+        with self._lock():
             if self._db is not None and self._pid == os.getpid():
                 self._db.close()
             elif self._db is not None:

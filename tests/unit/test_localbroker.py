@@ -7,6 +7,7 @@ import logging
 import multiprocessing
 import sqlite3
 import stat
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -261,3 +262,36 @@ def test_a_full_disk_refuses_the_publish_and_keeps_serving_what_is_there(
         with pytest.raises(q.Empty):
             q.get(timeout=0.1)
     assert counts(folder) == {"ready": 0, "held": 0, "bad": 0}
+
+
+def test_a_child_forked_while_a_thread_uses_the_database_does_not_hang(folder: Path) -> None:
+    """Celery forks its pool children while its timer thread may be publishing an event."""
+    with connection(folder) as conn:
+        conn.SimpleQueue("jobs").put({"n": 1})
+        db = conn.transport.db
+        held, release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with db.use():
+                held.set()
+                release.wait(10)
+
+        thread = threading.Thread(target=hold)
+        thread.start()
+        held.wait(5)
+        try:
+            child = multiprocessing.get_context("fork").Process(target=_use_and_close, args=(db,))
+            child.start()
+            child.join(10)
+        finally:
+            release.set()
+            thread.join()
+        if child.is_alive():
+            child.kill()
+        assert child.exitcode == 0
+
+
+def _use_and_close(db: storage.Database) -> None:
+    with db.use() as conn:
+        assert conn.execute("SELECT COUNT(*) FROM messages").fetchone() == (1,)
+    db.close()
