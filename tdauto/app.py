@@ -71,6 +71,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         conf["broker_transport_options"] = {
             "folder": str(broker_folder(settings)),
             "polling_interval": settings.poll_interval_s,
+            # messages an earlier tdauto left in kombu's filesystem:// folder move over
+            "legacy_queue_folder": str(broker_folder(settings) / "queue"),
         }
     else:
         conf["broker_url"] = settings.broker_url

@@ -4,6 +4,7 @@ queries for monitoring (docs/architecture.md, "The local broker")."""
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import sqlite3
@@ -154,6 +155,46 @@ class Database:
                             " back in their queues", owner, back)
             restored += back
         return restored
+
+
+_imported: set[Path] = set()
+
+
+def import_legacy(db: Database, folder: Path) -> int:
+    """Move the message files kombu's ``filesystem://`` transport left in ``folder`` (local
+    mode before this broker: ``<ms>_<uuid>.<queue>.msg``, body JSON) into the database, once
+    per process; a file is claimed by a rename, so two processes never import it twice.
+    Rows that do not decode are set aside by the consumer as any other; how many moved."""
+    if folder in _imported or not folder.is_dir():
+        return 0
+    _imported.add(folder)
+    moved = 0
+    for path in sorted(folder.glob("*.msg")):
+        claimed = path.with_name(path.name + ".importing")
+        try:
+            path.rename(claimed)
+            text = claimed.read_text(errors="replace")
+        except OSError:
+            continue  # another process took it
+        queue = path.name[: -len(".msg")].partition(".")[2]
+        try:
+            priority = int(json.loads(text)["properties"]["priority"])
+        except (ValueError, KeyError, TypeError):
+            priority = 0
+        try:
+            with db.use() as conn:
+                conn.execute("INSERT INTO messages (queue, priority, payload) VALUES (?, ?, ?)",
+                             (queue, min(max(priority, 0), 9), text))
+        except sqlite3.Error:
+            claimed.rename(path)  # left for the next start
+            _imported.discard(folder)
+            raise
+        claimed.unlink()
+        moved += 1
+    if moved:
+        log.warning("local broker: %d message(s) of the old filesystem broker moved from %s",
+                    moved, folder)
+    return moved
 
 
 def _read(folder: Path, sql: str) -> list[tuple[Any, ...]]:

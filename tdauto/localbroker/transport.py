@@ -16,7 +16,7 @@ from kombu.exceptions import ChannelError, ContentDisallowed
 from kombu.transport import virtual
 from kombu.utils.json import dumps, loads
 
-from tdauto.localbroker.storage import DB_NAME, WAKE_DIR, Database, owner_id
+from tdauto.localbroker.storage import DB_NAME, WAKE_DIR, Database, import_legacy, owner_id
 from tdauto.localbroker.wake import Waker
 
 log = logging.getLogger(__name__)
@@ -306,6 +306,12 @@ class Transport(virtual.Transport):
         self._next_sweep = 0.0
         self._blocked_wait = BLOCKED_WAIT_S[0]
         self._reported: dict[str, float] = {}
+        legacy = client.transport_options.get("legacy_queue_folder")
+        if legacy:
+            try:
+                import_legacy(self.db, Path(legacy))
+            except (OSError, sqlite3.Error) as exc:
+                self.report(f"cannot import the old broker's messages from {legacy}", exc)
 
     def driver_version(self) -> str:
         return sqlite3.sqlite_version

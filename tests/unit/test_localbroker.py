@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kombu import Consumer, Exchange, Producer, Queue
+from kombu import Connection, Consumer, Exchange, Producer, Queue
 from kombu.exceptions import ChannelError, ContentDisallowed
 
 from tdauto.localbroker import DB_NAME, WAKE_DIR, counts, queue_depths, storage
@@ -295,3 +295,23 @@ def _use_and_close(db: storage.Database) -> None:
     with db.use() as conn:
         assert conn.execute("SELECT COUNT(*) FROM messages").fetchone() == (1,)
     db.close()
+
+
+def test_messages_of_the_old_filesystem_broker_move_over(folder: Path) -> None:
+    """An upgrade keeps what kombu's ``filesystem://`` transport had queued; a file it had
+    left empty (celery/kombu#1551) is set aside, not raised."""
+    legacy = folder / "queue"
+    legacy.mkdir(parents=True)
+    with Connection("filesystem://", transport_options={
+            "data_folder_in": str(legacy), "data_folder_out": str(legacy)}) as old:
+        old.SimpleQueue("jobs", serializer="json").put({"n": 1})
+    (legacy / "1_x.jobs.msg").write_text("")
+    with connection(folder, legacy_queue_folder=str(legacy)) as conn:
+        q = conn.SimpleQueue("jobs")
+        message = q.get(timeout=1)
+        assert message.payload == {"n": 1}
+        message.ack()
+        with pytest.raises(q.Empty):
+            q.get(timeout=0.1)
+    assert list(legacy.iterdir()) == []
+    assert counts(folder) == {"ready": 0, "held": 0, "bad": 1}
