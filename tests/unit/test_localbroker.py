@@ -303,7 +303,8 @@ def test_messages_of_the_old_filesystem_broker_move_over(folder: Path) -> None:
     legacy = folder / "queue"
     legacy.mkdir(parents=True)
     with Connection("filesystem://", transport_options={
-            "data_folder_in": str(legacy), "data_folder_out": str(legacy)}) as old:
+            "data_folder_in": str(legacy), "data_folder_out": str(legacy),
+            "control_folder": str(folder / "control")}) as old:
         old.SimpleQueue("jobs", serializer="json").put({"n": 1})
     (legacy / "1_x.jobs.msg").write_text("")
     with connection(folder, legacy_queue_folder=str(legacy)) as conn:
