@@ -1,10 +1,10 @@
 """The Celery app and its configuration, in one place.
 
 ``make_app(settings)`` builds a configured app with the engine's tasks registered; nothing is
-created on import. Local mode (no ``TDAUTO_BROKER_URL``) uses kombu's ``filesystem://``
-transport under ``<data_dir>/broker``; distributed mode uses Redis. Either way messages are
-JSON only, acks are late (an action whose worker dies is redelivered, not lost), and task
-events are on for Flower.
+created on import. Local mode (no ``TDAUTO_BROKER_URL``) uses tdauto's embedded broker
+(``tdauto.localbroker``: SQLite under ``<data_dir>/broker``); distributed mode uses Redis.
+Either way messages are JSON only, acks are late (an action whose worker dies is redelivered,
+not lost), and task events are on for Flower.
 """
 
 from __future__ import annotations
@@ -30,10 +30,12 @@ SETTINGS_KEY = "tdauto_settings"
 RUNTIME_KEY = "tdauto_runtime"
 
 
-def broker_folders(settings: Settings) -> dict[str, Path]:
-    """Where the filesystem broker keeps messages and exchange tables (local mode)."""
-    root = settings.data_path / "broker"
-    return {"queue": root / "queue", "control": root / "control", "processed": root / "processed"}
+LOCAL_TRANSPORT = "tdauto.localbroker:Transport"
+
+
+def broker_folder(settings: Settings) -> Path:
+    """Where the local broker keeps its database and wake-up sockets (local mode)."""
+    return settings.data_path / "broker"
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -62,17 +64,15 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         SETTINGS_KEY: settings,
     }
     if settings.local_mode:
-        folders = broker_folders(settings)
-        for folder in folders.values():
-            folder.mkdir(parents=True, exist_ok=True)
-        conf["broker_url"] = "filesystem://"
+        # the same queues, bindings and priorities as Redis mode (docs/architecture.md,
+        # "The local broker"); consumers are woken by a socket, polling_interval is a fallback
+        conf["broker_url"] = "tdauto-local://"
+        conf["broker_transport"] = LOCAL_TRANSPORT
         conf["broker_transport_options"] = {
-            "data_folder_in": str(folders["queue"]),
-            "data_folder_out": str(folders["queue"]),
-            "control_folder": str(folders["control"]),
-            "processed_folder": str(folders["processed"]),
-            "store_processed": False,
+            "folder": str(broker_folder(settings)),
             "polling_interval": settings.poll_interval_s,
+            # messages an earlier tdauto left in kombu's filesystem:// folder move over
+            "legacy_queue_folder": str(broker_folder(settings) / "queue"),
         }
     else:
         conf["broker_url"] = settings.broker_url

@@ -34,7 +34,7 @@ class Settings(BaseSettings):
     broker_url: str | None = Field(
         default=None,
         description="Redis URL (redis:// or rediss://) for distributed mode; unset = local mode "
-        "(filesystem broker and file store under the data dir).",
+        "(embedded SQLite broker and file store under the data dir).",
     )
     data_dir: Path = Field(
         default=DEFAULT_DATA_DIR,
@@ -78,7 +78,11 @@ class Settings(BaseSettings):
         "TDAUTO_LEADER_TTL_S so one slow renewal does not cost the lead.",
     )
     poll_interval_s: float = Field(
-        default=0.2, gt=0, le=10, description="Filesystem broker polling interval (local mode)."
+        default=1.0,
+        gt=0,
+        le=10,
+        description="Local broker: the longest a consumer waits before looking at its queues "
+        "again when no wake-up came (a lost wake-up, a dead consumer's messages to restore).",
     )
     visibility_timeout_s: int = Field(
         default=3600, ge=60, description="Redis broker visibility timeout (unacked redelivery)."
@@ -272,7 +276,7 @@ class Settings(BaseSettings):
 
     @property
     def local_mode(self) -> bool:
-        """True when no broker URL is set: filesystem broker and file store."""
+        """True when no broker URL is set: local broker and file store."""
         return self.broker_url is None
 
     @cached_property

@@ -1,8 +1,8 @@
 """The ``monitor`` action: a snapshot of tasks, executions in flight, queue depths and this
 host.
 
-Queue depths are read from the broker as it is laid out: the filesystem broker's queue folder
-in local mode, kombu's Redis lists (one per queue and priority) in distributed mode. A broker
+Queue depths are read from the broker as it is laid out: the local broker's database in local
+mode, kombu's Redis lists (one per queue and priority) in distributed mode. A broker
 out of reach is reported in the snapshot's ``errors``, not raised.
 """
 
@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from tdauto.actions.advice import pool_field, pool_sizes
 from tdauto.actions.context import ActionContext, confine
 from tdauto.actions.registry import action
+from tdauto.localbroker import counts, queue_depths
 from tdauto.models import Execution, ExecutionStatus, ResourceClass, utcnow
 from tdauto.settings import Settings
 
@@ -64,22 +65,12 @@ class MonitorParams(DiskPathParams):
 
 
 def local_queue_depths(settings: Settings) -> dict[str, int]:
-    """Messages waiting per queue in the filesystem broker (local mode).
-
-    kombu names each message ``<ms>_<uuid>.<queue>.msg`` in the queue folder and moves it out
-    when a worker takes it, so the files there are what waits.
-    """
-    from tdauto.app import broker_folders  # the one place that knows the folder layout
+    """Messages waiting per queue in the local broker (local mode): its rows not held by a
+    consumer (``tdauto.localbroker.queue_depths``)."""
+    from tdauto.app import broker_folder  # the one place that knows where the broker lives
 
     depths = dict.fromkeys((CONTROL_QUEUE, *CLASS_QUEUES), 0)
-    folder = broker_folders(settings)["queue"]
-    if not folder.is_dir():
-        return depths
-    for entry in os.scandir(folder):
-        if entry.name.endswith(".msg"):
-            _, dot, queue = entry.name[: -len(".msg")].partition(".")
-            if dot and queue:
-                depths[queue] = depths.get(queue, 0) + 1
+    depths.update(queue_depths(broker_folder(settings)))
     return depths
 
 
@@ -105,7 +96,11 @@ def redis_queue_depths(client: Any) -> tuple[dict[str, int], int]:
 def queue_snapshot(settings: Settings) -> dict[str, Any]:
     """Queue depths from the broker of ``settings`` (local folder or Redis lists)."""
     if settings.local_mode:
-        return {"mode": "local", "depth": local_queue_depths(settings)}
+        from tdauto.app import broker_folder
+
+        found = counts(broker_folder(settings))  # delivered, not acked; and set aside
+        return {"mode": "local", "depth": local_queue_depths(settings),
+                "unacked": found["held"], "bad": found["bad"]}
     import redis
 
     assert settings.broker_url is not None

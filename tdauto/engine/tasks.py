@@ -83,7 +83,7 @@ def sender(app: Celery) -> Any:
     were 0.1 of the 0.34 ms of CPU a trigger took, measured in-process on Redis):
 
     - The queue is not declared before each publish. On both brokers tdauto runs on (Redis,
-      and kombu's filesystem transport in local mode; ``Settings`` accepts no other), a
+      and tdauto's local broker in local mode; ``Settings`` accepts no other), a
       message to the default exchange goes straight onto the queue named by its routing
       key, and the workers that read a queue declare it themselves. A kombu declare copies
       and rebinds the queue, even when its cache says it was declared already.

@@ -58,8 +58,8 @@ def _confirmed(replies: list[dict[str, Any]] | None, node: str) -> bool:
 
 
 class CeleryBroker:
-    """Depths read straight from the broker (Redis ``LLEN`` in a pipeline, or the filesystem
-    broker's folder), control through ``app.control`` with the worker's confirmation."""
+    """Depths read straight from the broker (Redis ``LLEN`` in a pipeline, or the local
+    broker's database), control through ``app.control`` with the worker's confirmation."""
 
     def __init__(self, app: Celery, settings: Settings) -> None:
         self._app = app

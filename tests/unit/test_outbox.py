@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import sqlite3
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +20,14 @@ from kombu.transport import redis as kombu_redis
 
 from tdauto import AutomationSystems
 from tdauto.actions.registry import REGISTRY
-from tdauto.app import broker_folders
+from tdauto.app import broker_folder
 from tdauto.engine import outbox
 from tdauto.engine.executions import RECORD_HEADER, new_execution, requeue_action
 from tdauto.engine.lifecycle import trigger_dependents
 from tdauto.engine.runner import _final_failure, run_action, start_execution
 from tdauto.engine.runtime import Runtime
 from tdauto.engine.tasks import sender
+from tdauto.localbroker import DB_NAME
 from tdauto.models import Execution, ExecutionStatus, Trigger
 from tdauto.scheduler import dispatch_due
 from tdauto.settings import Settings
@@ -298,13 +301,15 @@ def test_the_engine_sender_reaches_an_undeclared_queue_without_declaring_it(live
 
 
 def test_in_local_mode_the_engine_sender_reaches_an_undeclared_queue_too(tmp_path: Path) -> None:
-    """The filesystem broker (local mode) takes an undeclared queue's message as well: it
-    is a file named for the queue, which a worker reading that queue picks up."""
+    """The local broker (local mode) takes an undeclared queue's message as well: it is a
+    row of the queue named by the routing key, which a worker reading that queue picks up."""
     system = AutomationSystems(data_dir=tmp_path / "data")
     try:
         sender(system.app)("tdauto.action.cleanup", ["z", 1], "tdauto.storage.nobody-yet")
-        folder = broker_folders(system._rt.settings)["queue"]
-        [message] = [json.loads(p.read_text()) for p in folder.glob("*.nobody-yet.msg")]
+        db = broker_folder(system._rt.settings) / DB_NAME
+        with closing(sqlite3.connect(db)) as conn:
+            rows = conn.execute("SELECT queue, payload FROM messages").fetchall()
+        [message] = [json.loads(payload) for queue, payload in rows if queue.endswith("nobody-yet")]
     finally:
         system.app.close()
     assert message["headers"]["argsrepr"] == "['z', 1]"
