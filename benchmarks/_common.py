@@ -259,6 +259,26 @@ def baseline_conf(broker_url: str | None, data: Path) -> dict[str, Any]:
     return conf
 
 
+def filesystem_conf(data: Path) -> dict[str, Any]:
+    """:func:`baseline_conf` on kombu's ``filesystem://`` transport, as local mode ran before
+    ``tdauto.localbroker`` (folders under ``data/broker``, polled every
+    ``TDAUTO_POLL_INTERVAL_S``)."""
+    conf = baseline_conf(None, data)
+    root = data / "broker"
+    for sub in ("queue", "control", "processed"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    conf.pop("broker_transport", None)
+    conf["broker_url"] = "filesystem://"
+    conf["broker_transport_options"] = {
+        "data_folder_in": str(root / "queue"),
+        "data_folder_out": str(root / "queue"),
+        "control_folder": str(root / "control"),
+        "processed_folder": str(root / "processed"),
+        "polling_interval": Settings().poll_interval_s,
+    }
+    return conf
+
+
 def baseline_argvs(
     data: Path, broker_url: str | None, conf: dict[str, Any]
 ) -> tuple[list[str], list[list[str]]]:

@@ -1,6 +1,6 @@
 """Idle footprint: time to ready and memory of an idle system, tdauto against bare Celery.
 
-For each mode (local: filesystem broker; redis: a redis-server this script starts on a free
+For each mode (local: the local broker; redis: a redis-server this script starts on a free
 port) and each run, it measures:
 
 * tdauto: ``tdauto up`` in a fresh data dir, started in its own session. Ready time is from

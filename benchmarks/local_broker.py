@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import ROOT, Spawned, clean_env, tail
+from _common import ROOT, Spawned, clean_env, filesystem_conf, tail
 from celery import Celery
 
 from tdauto import AutomationSystems
@@ -45,7 +45,7 @@ from tdauto.settings import Settings
 
 BIN = Path(sys.executable).parent
 
-MODULE = '''
+MODULE = """
 import json, os
 from celery import Celery
 
@@ -67,26 +67,16 @@ def tick():
     fd = os.open(COUNT, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     os.write(fd, b"x")
     os.close(fd)
-'''
+"""
 
 
 def conf_for(kind: str, data: Path) -> dict[str, Any]:
+    if kind == "filesystem":
+        return filesystem_conf(data)
     conf = celery_config(Settings(data_dir=data))
     del conf[SETTINGS_KEY]
     root = data / "broker"
-    if kind == "filesystem":
-        for sub in ("queue", "control", "processed"):
-            (root / sub).mkdir(parents=True, exist_ok=True)
-        conf.pop("broker_transport")
-        conf["broker_url"] = "filesystem://"
-        conf["broker_transport_options"] = {
-            "data_folder_in": str(root / "queue"),
-            "data_folder_out": str(root / "queue"),
-            "control_folder": str(root / "control"),
-            "processed_folder": str(root / "processed"),
-            "polling_interval": Settings().poll_interval_s,
-        }
-    elif kind == "atomic-fs":
+    if kind == "atomic-fs":
         conf["broker_transport"] = "atomic_fs:Transport"
         conf["broker_transport_options"] = {
             "folder": str(root),
@@ -110,14 +100,31 @@ def run(kind: str, args: argparse.Namespace, work: Path) -> dict[str, float]:
     data = Path(tempfile.mkdtemp(prefix=f"{kind}-", dir=work))
     conf = conf_for(kind, data)
     count, done = data / "count", data / "done"
-    (data / "bench_local.py").write_text(MODULE.format(conf=json.dumps(conf), count=str(count),
-                                                       done=str(done)))
+    (data / "bench_local.py").write_text(
+        MODULE.format(conf=json.dumps(conf), count=str(count), done=str(done))
+    )
     sys.path[:0] = [str(data)]
     env = clean_env(PYTHONPATH=os.pathsep.join([str(data), str(ROOT / "benchmarks"), str(ROOT)]))
     log = data / "worker.log"
-    argv = [str(BIN / "celery"), "-A", "bench_local", "worker", "-P", "prefork", "-c", "2",
-            "-Q", "tdauto.cpu,tdauto.control", "-n", f"bench-{kind}@localhost", "-l", "WARNING",
-            "-E", "--without-gossip", "--without-mingle"]
+    argv = [
+        str(BIN / "celery"),
+        "-A",
+        "bench_local",
+        "worker",
+        "-P",
+        "prefork",
+        "-c",
+        "2",
+        "-Q",
+        "tdauto.cpu,tdauto.control",
+        "-n",
+        f"bench-{kind}@localhost",
+        "-l",
+        "WARNING",
+        "-E",
+        "--without-gossip",
+        "--without-mingle",
+    ]
     with log.open("w") as out:
         proc = Spawned.popen(argv, env=env, cwd=data, stdout=out, stderr=out)
     app = Celery("bench_local", set_as_current=False)
@@ -138,15 +145,22 @@ def run(kind: str, args: argparse.Namespace, work: Path) -> dict[str, float]:
             for _ in range(args.n):
                 app.send_task("bench.tick", queue="tdauto.cpu", producer=producer)
         sent_s = time.perf_counter() - start
-        wait_for(lambda: count.exists() and count.stat().st_size >= args.n, args.timeout,
-                 "the burst", log)
+        wait_for(
+            lambda: count.exists() and count.stat().st_size >= args.n,
+            args.timeout,
+            "the burst",
+            log,
+        )
         burst_s = time.perf_counter() - start
     finally:
         app.close()
         Spawned.stop(proc)
         sys.path.remove(str(data))
-    return {"chain_tasks_per_s": args.chain / chain_s, "burst_tasks_per_s": args.n / burst_s,
-            "burst_send_per_s": args.n / sent_s}
+    return {
+        "chain_tasks_per_s": args.chain / chain_s,
+        "burst_tasks_per_s": args.n / burst_s,
+        "burst_send_per_s": args.n / sent_s,
+    }
 
 
 def run_tdauto(args: argparse.Namespace, work: Path) -> dict[str, float]:
@@ -154,17 +168,30 @@ def run_tdauto(args: argparse.Namespace, work: Path) -> dict[str, float]:
     plugin = "benchmarks.noop_plugin"
     sys.path[:0] = [str(ROOT)]
     system = AutomationSystems(data_dir=data, plugins=[plugin], host="bench")
-    env = clean_env(TDAUTO_DATA_DIR=str(data), TDAUTO_PLUGINS=plugin, TDAUTO_HOST="bench",
-                    PYTHONPATH=str(ROOT))
+    env = clean_env(
+        TDAUTO_DATA_DIR=str(data), TDAUTO_PLUGINS=plugin, TDAUTO_HOST="bench", PYTHONPATH=str(ROOT)
+    )
     log = data / "worker.log"
     with log.open("w") as out:
-        proc = Spawned.popen([sys.executable, "-m", "tdauto.cli", "worker", "cpu"], env=env,
-                             cwd=ROOT, stdout=out, stderr=out)
+        proc = Spawned.popen(
+            [sys.executable, "-m", "tdauto.cli", "worker", "cpu"],
+            env=env,
+            cwd=ROOT,
+            stdout=out,
+            stderr=out,
+        )
     try:
         wait_for(lambda: bool(system.app.control.ping(timeout=0.5)), 60, "the worker", log)
-        task = asyncio.run(system.create_task(
-            name="bench-noop", type="maintenance", schedule="interval",
-            schedule_config={"every": "1d"}, actions=[{"type": "noop"}], overlap="allow"))
+        task = asyncio.run(
+            system.create_task(
+                name="bench-noop",
+                type="maintenance",
+                schedule="interval",
+                schedule_config={"every": "1d"},
+                actions=[{"type": "noop"}],
+                overlap="allow",
+            )
+        )
         for ex in [system.trigger_sync(task.id) for _ in range(5)]:  # warm-up
             system.wait_sync(ex.id, timeout=60)
         start = time.perf_counter()
@@ -184,11 +211,16 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=2000, help="Tasks of the burst.")
     parser.add_argument("--chain", type=int, default=300, help="Hops of the chain.")
     parser.add_argument("--runs", type=int, default=300, help="tdauto runs (local mode).")
-    parser.add_argument("--only", action="append",
-                        choices=("filesystem", "atomic-fs", "sqlite", "tdauto"))
-    parser.add_argument("--filesystem-scale", type=float, default=0.05,
-                        help="kombu's filesystem transport gets this share of --n and --chain "
-                        "(it polls; the full counts take minutes).")
+    parser.add_argument(
+        "--only", action="append", choices=("filesystem", "atomic-fs", "sqlite", "tdauto")
+    )
+    parser.add_argument(
+        "--filesystem-scale",
+        type=float,
+        default=0.05,
+        help="kombu's filesystem transport gets this share of --n and --chain "
+        "(it polls; the full counts take minutes).",
+    )
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -201,10 +233,14 @@ def main() -> None:
                 if kind == "filesystem":
                     scaled.n = max(20, int(args.n * args.filesystem_scale))
                     scaled.chain = max(10, int(args.chain * args.filesystem_scale))
-                results[kind] = (run_tdauto(args, Path(work)) if kind == "tdauto"
-                                 else run(kind, scaled, Path(work)))
-                print(kind, json.dumps({k: round(v, 1) for k, v in results[kind].items()}),
-                      flush=True)
+                results[kind] = (
+                    run_tdauto(args, Path(work))
+                    if kind == "tdauto"
+                    else run(kind, scaled, Path(work))
+                )
+                print(
+                    kind, json.dumps({k: round(v, 1) for k, v in results[kind].items()}), flush=True
+                )
         finally:
             Spawned.kill_all(exited_too=True)
     if args.json:
@@ -213,11 +249,15 @@ def main() -> None:
         print(f"{'transport':<12} {'chain tasks/s':>14} {'burst tasks/s':>14} {'sends/s':>10}")
         for kind, r in results.items():
             if kind == "tdauto":
-                print(f"tdauto local mode: {r['runs_per_s']:.1f} runs/s"
-                      f" (triggers {r['triggers_per_s']:.1f}/s)")
+                print(
+                    f"tdauto local mode: {r['runs_per_s']:.1f} runs/s"
+                    f" (triggers {r['triggers_per_s']:.1f}/s)"
+                )
                 continue
-            print(f"{kind:<12} {r['chain_tasks_per_s']:>14.1f} {r['burst_tasks_per_s']:>14.1f}"
-                  f" {r['burst_send_per_s']:>10.1f}")
+            print(
+                f"{kind:<12} {r['chain_tasks_per_s']:>14.1f} {r['burst_tasks_per_s']:>14.1f}"
+                f" {r['burst_send_per_s']:>10.1f}"
+            )
 
 
 if __name__ == "__main__":
