@@ -42,7 +42,7 @@ import os
 import tempfile
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -459,32 +459,73 @@ class FileStore(FileMonitoring, Store):
         self, execution_id: str, task_id: str, max_concurrent: int | None, lock: str | None
     ) -> list[str]:
         with _os_errors(f"admitting execution {execution_id}"), _flock(self._lock_path):
-            active = self._read_active()
-            running = active["task"].setdefault(task_id, [])
-            if execution_id in running:
-                return []
-            blockers: set[str] = set()
-            if max_concurrent is not None and len(running) >= max_concurrent:
-                blockers.update(running)
-            holders = active["lock"].setdefault(lock, []) if lock else []
-            blockers.update(h for h in holders if h != execution_id)
-            if blockers:
-                return sorted(blockers)
-            running.append(execution_id)
-            if lock:
-                holders.append(execution_id)
-            _write_atomic(self._active_path, json.dumps(active))
+            return self._admit_held(execution_id, task_id, max_concurrent, lock)
+
+    def _admit_held(
+        self, execution_id: str, task_id: str, max_concurrent: int | None, lock: str | None
+    ) -> list[str]:
+        """``admit`` with the store lock already held."""
+        active = self._read_active()
+        running = active["task"].setdefault(task_id, [])
+        if execution_id in running:
+            return []
+        blockers: set[str] = set()
+        if max_concurrent is not None and len(running) >= max_concurrent:
+            blockers.update(running)
+        holders = active["lock"].setdefault(lock, []) if lock else []
+        blockers.update(h for h in holders if h != execution_id)
+        if blockers:
+            return sorted(blockers)
+        running.append(execution_id)
+        if lock:
+            holders.append(execution_id)
+        _write_atomic(self._active_path, json.dumps(active))
         return []
+
+    def create_admitted(
+        self,
+        execution: Execution,
+        max_concurrent: int | None,
+        lock: str | None,
+        on_admit: Callable[[Execution], None],
+        version: str | None = None,
+        outbox: Outbox | None = None,
+    ) -> tuple[Execution, list[str] | None]:
+        """The record written once, as ``on_admit`` leaves it, instead of the default's
+        PENDING first and then QUEUED: the admission and the write are made under the store
+        lock, which every admission takes, so no other admission can find the place taken
+        by a run whose record is not there yet (it would release it as stale)."""
+        if outbox is not None:
+            raise ValueError("FileStore cannot push messages (pushes_messages)")
+        path = self._execution_path(execution.id)
+        with _os_errors(f"creating execution {execution.id}"), _flock(self._lock_path):
+            with _flock(self._stripe(execution.id)):
+                if path.exists():
+                    return execution, None
+            blockers = self._admit_held(execution.id, execution.task_id, max_concurrent, lock)
+            if not blockers and execution.status is ExecutionStatus.PENDING:
+                on_admit(execution)
+            with _flock(self._stripe(execution.id)):
+                if path.exists():  # made in between by a create that takes no store lock
+                    if not blockers:
+                        self._release_held(execution.id, execution.task_id, lock)
+                    return execution, None
+                _write_atomic(path, records.execution_json(execution))
+        return execution, blockers
 
     def release(self, execution_id: str, task_id: str, lock: str | None) -> None:
         with _os_errors(f"releasing execution {execution_id}"), _flock(self._lock_path):
-            active = self._read_active()
-            for group, key in (("task", task_id), ("lock", lock)):
-                if key and execution_id in active[group].get(key, []):
-                    active[group][key].remove(execution_id)
-                    if not active[group][key]:
-                        del active[group][key]
-            _write_atomic(self._active_path, json.dumps(active))
+            self._release_held(execution_id, task_id, lock)
+
+    def _release_held(self, execution_id: str, task_id: str, lock: str | None) -> None:
+        """``release`` with the store lock already held."""
+        active = self._read_active()
+        for group, key in (("task", task_id), ("lock", lock)):
+            if key and execution_id in active[group].get(key, []):
+                active[group][key].remove(execution_id)
+                if not active[group][key]:
+                    del active[group][key]
+        _write_atomic(self._active_path, json.dumps(active))
 
     def _read_json(self, path: Path) -> dict[str, Any]:
         raw = _read_text(path)

@@ -713,6 +713,32 @@ def test_create_admitted_writes_a_free_run_queued_and_a_blocked_one_pending(stor
     assert store.get_execution(first.id).status is S.QUEUED  # type: ignore[union-attr]
 
 
+def test_file_store_admission_never_finds_a_place_without_its_record(tmp_path: Path) -> None:
+    """The file store writes an admitted record once, under the lock every admission takes:
+    a competitor that finds the place taken always finds its record too, so it never
+    releases a live run's place as stale (``lifecycle.admit_live``) and gets in as well."""
+    store = FileStore(tmp_path / "data")
+    task, _ = store.create_task(make_task(), T0)
+    stale: list[str] = []
+
+    def trigger(k: int) -> None:
+        for i in range(60):
+            run = make_execution(task, 1000 * k + i)
+            _, blockers = store.create_admitted(run, 1, None, lambda e: None)
+            if blockers == []:
+                store.release(run.id, task.id, None)  # it ran: the next one may start
+            for blocker in blockers or []:
+                if store.get_execution(blocker) is None:
+                    stale.append(blocker)
+
+    threads = [threading.Thread(target=trigger, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert stale == []
+
+
 # --- resources --------------------------------------------------------------------------------
 
 
