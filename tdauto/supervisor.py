@@ -205,8 +205,9 @@ class Supervisor:
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=5)
         procs = self.processes
-        for proc in procs:
-            _kill_group(proc.pid, signal.SIGTERM)
+        for proc in procs:  # the leader only: Celery stops its pool children itself
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGTERM)
         deadline = self._clock() + grace_s
         while not all(_exited(p) for p in procs) and self._clock() < deadline and not hurry():
             time.sleep(0.05)
