@@ -40,25 +40,51 @@ _me: tuple[int, str] = (0, "")
 _inherited: list[sqlite3.Connection] = []
 
 
+def _started(pid: int) -> tuple[str, bool] | None:
+    """When ``pid`` started, in clock ticks since boot (``/proc/<pid>/stat`` field 22), and
+    whether it is a zombie; None when there is no such process. Ticks, not psutil's epoch
+    seconds: those are computed from the boot time the kernel reports now, which moves when
+    the wall clock is stepped (NTP, a resumed VM), and every live consumer would look dead."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    fields = raw[raw.rindex(b")") + 2 :].split()  # the name (field 2) may hold ") "
+    return fields[19].decode(), fields[0] == b"Z"
+
+
+def _start_mark(pid: int) -> str | None:
+    """The start of ``pid`` as an owner id holds it: ticks on Linux, else psutil's time."""
+    if os.path.isdir("/proc/self"):
+        started = _started(pid)
+        return None if started is None or started[1] else started[0]
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return f"{proc.create_time():.2f}"
+    except psutil.NoSuchProcess:
+        return None
+    except psutil.AccessDenied:
+        return "?"
+
+
 def owner_id() -> str:
-    """This process as a message owner: ``pid:start time``, which a reused pid does not match."""
+    """This process as a message owner: ``pid:start``, which a reused pid does not match."""
     global _me
     pid = os.getpid()
     if _me[0] != pid:
-        _me = (pid, f"{pid}:{psutil.Process(pid).create_time():.2f}")
+        _me = (pid, f"{pid}:{_start_mark(pid)}")
     return _me[1]
 
 
 def owner_alive(owner: str) -> bool:
     """Whether the process ``owner`` names still runs (a zombie does not)."""
     pid, _, started = owner.partition(":")
-    try:
-        proc = psutil.Process(int(pid))
-        return proc.status() != psutil.STATUS_ZOMBIE and f"{proc.create_time():.2f}" == started
-    except (psutil.NoSuchProcess, ValueError):
+    if not pid.isdigit():
         return False
-    except psutil.AccessDenied:
-        return True
+    mark = _start_mark(int(pid))
+    return mark == "?" or (mark is not None and mark == started)
 
 
 def private_dir(path: Path) -> None:
@@ -79,6 +105,7 @@ def connect(path: Path) -> sqlite3.Connection:
     try:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")  # WAL: a process crash loses nothing
+        db.execute("PRAGMA journal_size_limit=67108864")  # the WAL shrinks back after a burst
         db.executescript(SCHEMA)
     except sqlite3.Error as exc:  # a read-only or full disk: each operation reports it
         log.error("local broker %s: cannot set up the database: %s", path, exc)
@@ -113,14 +140,21 @@ class Database:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` (the write lock first, so two writers never deadlock on an
+        upgrade) to ``COMMIT``; anything that fails, the commit too, rolls back, so the
+        connection is never left inside a transaction for the next caller."""
         with self.use() as db:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             db.execute("BEGIN IMMEDIATE")
             try:
                 yield db
+                db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        db.execute("ROLLBACK")
                 raise
-            db.execute("COMMIT")
 
     def close(self) -> None:
         with self._lock():

@@ -328,9 +328,11 @@ class Transport(virtual.Transport):
         """Deliver one message, waiting on the wake-up socket (at most ``polling_interval``
         at a time, which covers a lost wake-up) until ``timeout``.
 
-        While a consumer's prefetch is full it returns within 1 to 50 ms instead: Celery acks
-        from its own loop between two calls (``Consumer.call_soon``), so waiting here for the
-        slot to free would wait out the whole timeout (2 s in Celery's ``synloop``).
+        While a consumer holds a delivery not yet acked it returns within 1 to 50 ms instead:
+        Celery acks from its own loop between two calls (``Consumer.call_soon``), so waiting
+        here would delay the ack by the whole timeout (2 s in Celery's ``synloop``): the
+        slot of a full prefetch stays taken, and a message already done stays held, to be
+        run again if the worker is killed meanwhile.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
@@ -348,7 +350,7 @@ class Transport(virtual.Transport):
                 if left <= 0:
                     raise TimeoutError()
                 wait = min(wait, left)
-            if any(ch._consumers and not ch.qos.can_consume() for ch in self.channels):
+            if any(len(ch.qos._delivered) > len(ch.qos._dirty) for ch in self.channels):
                 self.waker.wait(min(wait, self._blocked_wait))
                 self._blocked_wait = min(self._blocked_wait * 2, BLOCKED_WAIT_S[1])
                 if deadline is not None:  # without a timeout, the caller expects a message

@@ -15,6 +15,7 @@ from tdauto.localbroker.storage import private_dir
 
 log = logging.getLogger(__name__)
 _counter = itertools.count()
+_bases: dict[tuple[int, str], str] = {}  # (pid, folder) -> its address prefix, one fd each
 
 
 class Waker:
@@ -26,19 +27,20 @@ class Waker:
         self._sock: socket.socket | None = None
         self._name = ""
         self._pid = 0
-        self._sender: tuple[int, socket.socket] | None = None
-        self._base: tuple[int, str] | None = None
         self._failed = False
 
     def _address(self, name: str) -> str:
         """The socket's address; through ``/proc/self/fd`` when the path is too long for
-        ``sun_path`` (108 bytes), as a pytest tmp dir may be."""
-        if self._base is None or self._base[0] != os.getpid():
+        ``sun_path`` (108 bytes), as a pytest tmp dir may be (one descriptor per process and
+        folder, however many connections)."""
+        key = (os.getpid(), str(self.folder))
+        base = _bases.get(key)
+        if base is None:
             base = str(self.folder)
             if len(base) > 80 and os.path.isdir("/proc/self/fd"):
                 base = f"/proc/self/fd/{os.open(self.folder, os.O_PATH | os.O_DIRECTORY)}"
-            self._base = (os.getpid(), base)
-        return f"{self._base[1]}/{name}"
+            _bases[key] = base
+        return f"{base}/{name}"
 
     def listen(self) -> socket.socket | None:
         """This process's socket, bound on first use (None if the folder refuses it)."""
@@ -76,30 +78,34 @@ class Waker:
         else:
             select.select([sock], [], [], seconds)
 
-    def _send(self, name: str) -> None:
-        if self._sender is None or self._sender[0] != os.getpid():
-            sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-            sender.setblocking(False)
-            self._sender = (os.getpid(), sender)
-        try:
-            self._sender[1].sendto(b"\0", self._address(name))
-        except (ConnectionRefusedError, FileNotFoundError):  # its process is gone
-            with contextlib.suppress(OSError):
-                (self.folder / name).unlink()
-        except OSError:  # a full buffer: that consumer has wake-ups pending already
-            pass
+    def _send(self, names: list[str]) -> None:
+        """One byte to each socket in ``names``, from a sender of its own: a datagram is
+        charged to its sender's buffer until it is read, so with one long-lived sender,
+        sockets nobody reads (a client that pinged once and kept its connection) would fill
+        that buffer and every later wake-up would be dropped. A receiver whose queue is
+        full has wake-ups pending already."""
+        sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sender.setblocking(False)
+        with sender:
+            for name in names:
+                try:
+                    sender.sendto(b"\0", self._address(name))
+                except (ConnectionRefusedError, FileNotFoundError):  # its process is gone
+                    with contextlib.suppress(OSError):
+                        (self.folder / name).unlink()
+                except OSError:
+                    pass
 
     def wake_all(self) -> None:
         try:
             names = [e.name for e in os.scandir(self.folder) if e.name.endswith(".sock")]
         except OSError:
             return
-        for name in names:
-            self._send(name)
+        self._send(names)
 
     def wake_self(self) -> None:
         if self._sock is not None and self._pid == os.getpid():
-            self._send(self._name)
+            self._send([self._name])
 
     def close(self) -> None:
         if self._sock is not None and self._pid == os.getpid():

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import select
+import socket
 import sqlite3
 import stat
 import threading
@@ -12,11 +14,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from kombu import Connection, Consumer, Exchange, Producer, Queue
 from kombu.exceptions import ChannelError, ContentDisallowed
 
 from tdauto.localbroker import DB_NAME, WAKE_DIR, counts, queue_depths, storage
+from tdauto.localbroker.wake import Waker
 from tests.support.localbroker import connection, insert_raw, rows, take_and_die
 
 
@@ -240,6 +244,61 @@ def test_a_full_prefetch_returns_at_once_so_the_caller_can_ack(folder: Path) -> 
         got[0].ack()
         conn.drain_events(timeout=2)
         assert [m.payload for m in got] == [{"n": 1}, {"n": 2}]
+
+
+def test_a_delivery_not_yet_acked_returns_at_once_even_with_room_to_take_more(
+    folder: Path,
+) -> None:
+    """A worker with a free slot but a task done and not yet acked (Celery acks between two
+    ``drain_events`` calls) must get its loop back at once, or the ack waits 2 s and a
+    kill meanwhile runs the task again."""
+    got: list[Any] = []
+    with connection(folder) as conn:
+        conn.SimpleQueue("jobs").put({"n": 1})
+        Consumer(conn.channel(), [Queue("jobs")], accept=["json"], prefetch_count=2,
+                 callbacks=[lambda body, m: got.append(m)]).consume()
+        conn.drain_events(timeout=2)
+        start = time.monotonic()
+        with pytest.raises(TimeoutError):
+            conn.drain_events(timeout=2)
+        assert time.monotonic() - start < 0.5 and len(got) == 1
+
+
+def test_a_consumer_is_not_taken_for_dead_when_the_clock_is_stepped(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """psutil's start times follow the boot time the kernel reports now, which a step of the
+    wall clock (NTP, a resumed VM) moves: the owner id must not."""
+    me = storage.owner_id()
+    real = psutil.Process.create_time
+    monkeypatch.setattr(psutil.Process, "create_time", lambda self: real(self) + 1.0)
+    monkeypatch.setattr(storage, "_me", (0, ""))
+    assert storage.owner_id() == me
+    assert storage.owner_alive(me)
+    assert not storage.owner_alive("999999999:" + me.partition(":")[2])
+
+
+def test_wake_ups_still_arrive_past_sockets_nobody_reads(folder: Path) -> None:
+    """Datagrams are charged to their sender until read: 40 sockets of clients that pinged
+    once and never read again must not swallow a live consumer's wake-ups."""
+    wake = folder / WAKE_DIR
+    wake.mkdir(parents=True, exist_ok=True)
+    deaf = []
+    for n in range(40):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(str(wake / f"deaf-{n}.sock"))
+        deaf.append(sock)
+    publisher = Waker(wake)
+    for _ in range(50):
+        publisher.wake_all()
+    consumer = Waker(wake)
+    listening = consumer.listen()
+    assert listening is not None
+    publisher.wake_all()
+    assert select.select([listening], [], [], 1.0)[0] == [listening]
+    for sock in deaf:
+        sock.close()
+    consumer.close()
 
 
 def test_a_full_disk_refuses_the_publish_and_keeps_serving_what_is_there(
