@@ -12,7 +12,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import yaml
@@ -21,17 +21,21 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from tdauto.api import AutomationSystems
 from tdauto.engine.redact import redact
 from tdauto.errors import TdautoError
-from tdauto.models import Execution, Task
 from tdauto.processes import POOLS, follow_parent
+
+if TYPE_CHECKING:  # the facade is imported when a command needs it: `up` starts pools first
+    from tdauto.api import AutomationSystems
+    from tdauto.models import Execution, Task
 
 console = Console()
 err_console = Console(stderr=True)
 
 
 def _system() -> AutomationSystems:
+    from tdauto.api import AutomationSystems
+
     return AutomationSystems()
 
 
@@ -84,19 +88,20 @@ def up(ready_timeout: float, metrics_no_auth_on_localhost: bool) -> None:
 
     Pools that exit are restarted with backoff; a second `up` on the data dir is refused."""
     from tdauto.console import pipe_safe
+    from tdauto.settings import Settings
     from tdauto.up import run_up
 
     out = Console(file=pipe_safe(sys.stdout))
     err = Console(file=pipe_safe(sys.stderr), stderr=True)
-    system = _system()
     try:
         code = run_up(
-            system,
+            Settings(),
+            _system,
             ready_timeout_s=ready_timeout,
             metrics_no_auth_on_localhost=metrics_no_auth_on_localhost,
             say=lambda text: out.print(text, soft_wrap=True),
             warn=lambda text: err.print(f"[red]{escape(str(text))}[/red]", soft_wrap=True),
-            on_ready=lambda: _print_tasks(asyncio.run(system.list_tasks()), out),
+            on_ready=lambda system: _print_tasks(asyncio.run(system.list_tasks()), out),
         )
     except TdautoError as exc:  # everything is stopped by now; say why on a stderr that may be gone
         err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)

@@ -19,12 +19,13 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from celery import Celery
-from celery.beat import EmbeddedService
-
-from tdauto.actions.process import stop_groups
 from tdauto.settings import Settings
+
+if TYPE_CHECKING:  # Celery is imported when a beat is made: `up` starts its pools first
+    from celery import Celery
+    from celery.beat import EmbeddedService
 
 POOLS = ("cpu", "memory", "storage")
 # the pid of the process that started a pool (not a TDAUTO_ setting: Settings refuses those)
@@ -60,11 +61,15 @@ def pool_spawns(settings: Settings) -> dict[str, Callable[[], subprocess.Popen[b
 def stop_processes(procs: list[subprocess.Popen[bytes]], grace_s: float = 15.0) -> None:
     """SIGTERM every worker's process group (Celery's warm shutdown), then SIGKILL whatever
     outlives ``grace_s``."""
+    from tdauto.actions.process import stop_groups
+
     stop_groups(procs, grace_s)
 
 
 def embedded_beat(app: Celery) -> EmbeddedService:
     """A beat running ``StoreScheduler`` in a daemon thread of this process."""
+    from celery.beat import EmbeddedService
+
     from tdauto.scheduler import StoreScheduler
 
     service = EmbeddedService(app, thread=True, scheduler_cls=StoreScheduler)

@@ -59,27 +59,27 @@ class _Stop:
 
 
 def run_up(
-    system: AutomationSystems,
+    settings: Settings,
+    make_system: Callable[[], AutomationSystems],
     *,
     ready_timeout_s: float,
     metrics_no_auth_on_localhost: bool,
     say: Say,
     warn: Say,
-    on_ready: Callable[[], None] = lambda: None,
+    on_ready: Callable[[AutomationSystems], None] = lambda system: None,
     grace_s: float = 15.0,
 ) -> int:
     """Run until stopped; returns the exit code (0 when stopped by a signal, 1 when a pool
-    crash-looped). Raises the error that stopped a start-up, after stopping everything."""
+    crash-looped). Raises the error that stopped a start-up, after stopping everything.
+
+    The pools are started before ``make_system`` builds the facade (the Celery app, every
+    action, the store), so their start-up and this process's overlap."""
     stop = _Stop()
     stop.install()
-    settings = system.settings
     lock = UpLock(settings.data_path)
     left = lock.acquire()
     if left:
         warn(f"killed {len(left)} pool process(es) a killed tdauto up left running: {left}")
-    mode = "local (no server)" if settings.local_mode else f"distributed ({settings.broker_url})"
-    say(f"tdauto up: mode {mode}")
-    say(f"data dir: {settings.data_path}")
     started = time.monotonic()
     log_dir = settings.data_path / "logs" / "processes"
     supervisor = Supervisor(pool_spawns(settings), lock=lock, say=warn)
@@ -88,6 +88,12 @@ def run_up(
     code = 0
     try:
         supervisor.start()
+        mode = (
+            "local (no server)" if settings.local_mode else f"distributed ({settings.broker_url})"
+        )
+        say(f"tdauto up: mode {mode}")
+        say(f"data dir: {settings.data_path}")
+        system = make_system()
         beat = embedded_beat(system.app)
         beat.start()
         metrics_server = _metrics_server(system, supervisor, metrics_no_auth_on_localhost, say)
@@ -95,7 +101,7 @@ def run_up(
         if names is not None:
             say(f"ready in {time.monotonic() - started:.1f}s: workers {', '.join(names)}")
             say(f"worker logs: {log_dir}")
-            on_ready()
+            on_ready(system)
             say("Ctrl-C stops everything.")
         while not stop.requested:
             supervisor.check()
