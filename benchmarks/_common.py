@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import threading
@@ -257,6 +258,26 @@ def baseline_conf(broker_url: str | None, data: Path) -> dict[str, Any]:
     conf["beat_schedule"] = BEAT_SCHEDULE
     json.dumps(conf)  # everything must survive the trip through the generated module
     return conf
+
+
+def flush(url: str) -> None:
+    """Empty the Redis at ``url`` between two runs."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    client.flushall()
+    client.close()
+
+
+def median(values: list[float | None]) -> float | None:
+    """The median of the values measured (None: a run that measured nothing)."""
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    """``a / b``, tdauto over its baseline; None when either is missing."""
+    return None if a is None or not b else a / b
 
 
 def filesystem_conf(data: Path) -> dict[str, Any]:

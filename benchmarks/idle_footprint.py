@@ -30,7 +30,6 @@ import os
 import platform
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -45,6 +44,9 @@ from _common import (
     baseline_argvs,
     baseline_conf,
     clean_env,
+    flush,
+    median,
+    ratio,
     start_baseline,
     start_redis,
     start_up,
@@ -200,20 +202,7 @@ def run_baseline(mode: str, broker_url: str | None, work: Path, args: argparse.N
 # --- redis ---------------------------------------------------------------------------------
 
 
-def flush(url: str) -> None:
-    import redis
-
-    client = redis.Redis.from_url(url)
-    client.flushall()
-    client.close()
-
-
 # --- report --------------------------------------------------------------------------------
-
-
-def median(values: list[float | None]) -> float | None:
-    present = [v for v in values if v is not None]
-    return statistics.median(present) if present else None
 
 
 def summarize(runs: list[Run]) -> dict[str, Any]:
@@ -224,10 +213,6 @@ def summarize(runs: list[Run]) -> dict[str, Any]:
         "procs": median([r.procs for r in runs]),
         "stop_s": median([r.stop_s for r in runs]),
     }
-
-
-def ratio(a: float | None, b: float | None) -> float | None:
-    return None if a is None or not b else a / b
 
 
 def fmt(value: float | None, digits: int = 2) -> str:

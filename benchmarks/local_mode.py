@@ -48,7 +48,6 @@ import os
 import platform
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -71,6 +70,9 @@ from _common import (  # noqa: E402
     baseline_conf,
     clean_env,
     filesystem_conf,
+    flush,
+    median,
+    ratio,
     start_baseline,
     start_redis,
     start_up,
@@ -339,24 +341,7 @@ def run_huey(work: Path, args: argparse.Namespace) -> Any:
     return result(args.n, t0, send_s, wall_s, times, warm_s=ready_s)
 
 
-def flush(url: str) -> None:
-    import redis
-
-    client = redis.Redis.from_url(url)
-    client.flushall()
-    client.close()
-
-
 # --- report --------------------------------------------------------------------------------
-
-
-def median(values: list[float | None]) -> float | None:
-    present = [v for v in values if v is not None]
-    return statistics.median(present) if present else None
-
-
-def ratio(a: float | None, b: float | None) -> float | None:
-    return None if a is None or not b else a / b
 
 
 def fmt(value: float | None, digits: int = 1) -> str:
