@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -76,10 +77,10 @@ def pool_pid(data_dir: Path, pool: str) -> int | None:
     return int(entry["pid"]) if entry else None
 
 
-def wait_for(predicate: object, timeout: float, what: str) -> float:
+def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> float:
     """Seconds until ``predicate()`` is true."""
     started = time.monotonic()
-    while not predicate():  # type: ignore[operator]
+    while not predicate():
         assert time.monotonic() - started < timeout, f"not within {timeout}s: {what}"
         time.sleep(0.1)
     return time.monotonic() - started
