@@ -201,16 +201,22 @@ def plan_store_restore(
 
 
 def live_workers(app: Celery, timeout_s: float = PING_TIMEOUT_S) -> list[str]:
-    """Node names of the workers that answer a ping on ``app``'s broker, sorted."""
+    """Node names of the workers that answer a ping on ``app``'s broker, sorted. A broker
+    connection dropped once (a Redis just started closes a client now and then) is asked
+    again; only a third failure in a row is reported."""
     nodes: set[str] = set()
-    try:
-        replies = app.control.ping(timeout=timeout_s) or []
-    except Exception as exc:  # kombu's and redis-py's connection errors have no common base
-        raise StoreError(
-            f"cannot ask the workers whether they run ({type(exc).__name__}: "
-            f"{redact_text(str(exc))}); "
-            "check TDAUTO_BROKER_URL, or pass --force to restore without asking them"
-        ) from exc
+    for attempt in range(3):
+        try:
+            replies = app.control.ping(timeout=timeout_s) or []
+            break
+        except Exception as exc:  # kombu's and redis-py's connection errors share no base
+            if attempt < 2:
+                continue
+            raise StoreError(
+                f"cannot ask the workers whether they run ({type(exc).__name__}: "
+                f"{redact_text(str(exc))}); "
+                "check TDAUTO_BROKER_URL, or pass --force to restore without asking them"
+            ) from exc
     for reply in replies:
         nodes.update(reply)
     return sorted(nodes)
