@@ -98,17 +98,6 @@ class AutomationSystems:
         stored, _ = self._rt.store.create_task(task, next_ts)
         return stored
 
-    def _check_upstream(self, task: Task) -> None:
-        if task.run_after is None:
-            return
-        if task.run_after.task == task.name:
-            raise InvalidInput("run_after.task", "a task cannot run after itself")
-        if self._rt.store.get_task_by_name(task.run_after.task) is None:
-            raise InvalidInput(
-                "run_after.task",
-                f"no task named {task.run_after.task!r}; create the upstream task first",
-            )
-
     async def create_task(
         self,
         name: str,
@@ -173,9 +162,14 @@ class AutomationSystems:
         data = {**current.model_dump(exclude={"next_run_at", "last_run_at"}), **changes}
         data["updated_at"] = utcnow()
         task = self._validate(data)
-        self._check_upstream(task)
+        if task.run_after is not None and task.run_after.task == task.name:
+            raise InvalidInput("run_after.task", "a task cannot run after itself")
+        return self._save(task)
+
+    def _save(self, task: Task) -> Task:
+        """Write ``task`` (the store moves its run_after link and refuses a missing upstream
+        or a loop, in the same step) and reschedule it from now."""
         self._rt.store.save_task(task)
-        self._rt.store.set_upstream(task.id, task.run_after.task if task.run_after else None)
         self._rt.store.set_next_run(
             task.id, compute_next_ts(task, time.time(), self.settings.timezone)
         )
@@ -185,11 +179,17 @@ class AutomationSystems:
         """Re-validate with ``changes`` applied and reschedule from now."""
         return await asyncio.to_thread(self._update_task_sync, id, changes)
 
+    def _set_enabled_sync(self, id_or_name: str, enabled: bool) -> Task:
+        """Pause or resume without validating the definition again: an allow-list narrowed
+        since the task was made must never keep a failing task from being paused."""
+        current = self._find(id_or_name)
+        return self._save(current.model_copy(update={"enabled": enabled, "updated_at": utcnow()}))
+
     async def pause_task(self, id: str) -> Task:
-        return await self.update_task(id, enabled=False)
+        return await asyncio.to_thread(self._set_enabled_sync, id, False)
 
     async def resume_task(self, id: str) -> Task:
-        return await self.update_task(id, enabled=True)
+        return await asyncio.to_thread(self._set_enabled_sync, id, True)
 
     def _delete_task_sync(self, id_or_name: str) -> None:
         task = self._find(id_or_name)

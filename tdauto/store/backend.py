@@ -101,8 +101,9 @@ class Store(abc.ABC):
         ``errors.NameTaken`` is raised. Otherwise returns ``(task, True)``.
 
         A ``task.run_after`` is recorded in the same step (as ``set_upstream`` would), and
-        its upstream must be a task that exists then, else ``errors.InvalidInput`` on
-        ``run_after.task`` and nothing is written.
+        its upstream must be a task that exists then, and must not lead back to this name
+        through other tasks' upstreams, else ``errors.InvalidInput`` on ``run_after.task`` and
+        nothing is written.
         """
 
     async def acreate_task(self, task: Task, next_ts: float | None) -> tuple[Task, bool]:
@@ -112,10 +113,14 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def save_task(self, task: Task) -> None:
-        """Replace the definition of an existing task (run state untouched).
+        """Replace the definition of an existing task (run state untouched), and move its
+        ``run_after`` link in the same step.
 
         Raises ``errors.NotFound`` if it does not exist and ``errors.NameTaken`` if it was
-        renamed to a name another task holds.
+        renamed to a name another task holds. A changed link or name is checked in that step:
+        ``errors.InvalidInput`` on ``run_after.task`` if the upstream does not exist or if
+        following upstreams from it comes back to this task (a loop that would run forever);
+        an unchanged link is never checked again, so pausing a task always saves.
         """
 
     @abc.abstractmethod

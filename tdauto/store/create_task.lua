@@ -4,7 +4,10 @@
 -- win, and a task never runs after an upstream that did not exist when it was made.
 -- next_ts is a decimal number, or "" for a task outside the due index; upstream_name is the
 -- run_after task's name or "" (then KEYS[5] and KEYS[6] are not touched).
--- Returns {"created"}; {"id_taken"}; {"no_upstream"}; or, writing nothing, {"exists",
+-- Following upstreams from upstream_name must not come back to this task's name (a task that
+-- ran after a deleted task of that name would close a loop; records.run_after_cycle).
+-- Returns {"created"}; {"id_taken"}; {"no_upstream"}; {"loop", name, upstream, ...}; or,
+-- writing nothing, {"exists",
 -- holder_id, holder_json, holder_state_json} when the name is held (the caller compares
 -- definitions).
 local holder = redis.call('HGET', KEYS[2], ARGV[2])
@@ -18,6 +21,29 @@ end
 local upstream = ARGV[6] or ''
 if upstream ~= '' and redis.call('HEXISTS', KEYS[2], upstream) == 0 then
   return {'no_upstream'}
+end
+if upstream ~= '' then
+  local chain = {ARGV[2], upstream}
+  local current = upstream
+  for _ = 1, redis.call('HLEN', KEYS[1]) + 1 do
+    local held = redis.call('HGET', KEYS[2], current)
+    if not held then
+      chain = nil
+      break
+    end
+    current = redis.call('HGET', KEYS[5], held)
+    if not current then
+      chain = nil
+      break
+    end
+    table.insert(chain, current)
+    if current == ARGV[2] then
+      break
+    end
+  end
+  if chain then
+    return {'loop', unpack(chain)}
+  end
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[1])

@@ -279,6 +279,7 @@ class FileStore(FileMonitoring, Store):
                 if self._holder_of(upstream) is None:
                     raise records.no_upstream(upstream)
                 pairs = self._read_json(self._upstream_path)
+                self._check_loop(task, None, pairs)
                 pairs[task.id] = upstream
                 _write_atomic(self._upstream_path, json.dumps(pairs))
             states = self._read_states()
@@ -294,12 +295,42 @@ class FileStore(FileMonitoring, Store):
     def save_task(self, task: Task) -> None:
         with _os_errors(f"saving task {task.id}"), _flock(self._lock_path):
             path = self._task_path(task.id)
-            if not path.exists():
+            raw = _read_text(path)
+            if raw is None:
                 raise NotFound("task", task.id)
             holder = self._holder_of(task.name)
             if holder is not None and holder[0] != task.id:
                 raise NameTaken(task.name, holder[0])
+            pairs = self._read_json(self._upstream_path)
+            old_name = json.loads(raw).get("name")
+            upstream = records.upstream_of(task)
+            if upstream != pairs.get(task.id) or task.name != old_name:
+                # the links change: check them; an unchanged one is never re-checked, so a
+                # pause of a task whose upstream was deleted still saves
+                moved = upstream is not None and upstream not in (pairs.get(task.id), task.name)
+                if moved and (upstream == old_name or self._holder_of(str(upstream)) is None):
+                    raise records.no_upstream(str(upstream))
+                self._check_loop(task, old_name, pairs)
+                if upstream is None:
+                    pairs.pop(task.id, None)
+                else:
+                    pairs[task.id] = upstream
+                _write_atomic(self._upstream_path, json.dumps(pairs))
             _write_atomic(path, records.task_json(task))
+
+    def _check_loop(self, task: Task, old_name: str | None, pairs: dict[str, str]) -> None:
+        """Refuse a ``run_after`` that closes a loop, as the store will be once ``task`` (once
+        named ``old_name``) is written; under the store lock."""
+        names = {r.get("name"): i for i, r in self._task_records()}
+        if old_name is not None and names.get(old_name) == task.id:
+            del names[old_name]
+        names[task.name] = task.id
+        links = {**pairs, task.id: records.upstream_of(task)}
+        chain = records.run_after_cycle(
+            task.id, task.name, records.upstream_of(task), names.get, links.get, len(names)
+        )
+        if chain is not None:
+            raise records.cycle_error(chain)
 
     def get_task(self, task_id: str) -> Task | None:
         with _os_errors(f"reading task {task_id}"):

@@ -8,9 +8,10 @@ definition, and is merged into the ``Task`` only when it is read.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, TypedDict
 
@@ -70,6 +71,47 @@ def upstream_of(task: Task) -> str | None:
 def no_upstream(name: str) -> InvalidInput:
     """The error for a ``run_after`` naming a task that does not exist."""
     return InvalidInput("run_after.task", f"no task named {name!r}; create the upstream task first")
+
+
+def run_after_cycle(
+    task_id: str,
+    name: str,
+    upstream: str | None,
+    holder: Callable[[str], str | None],
+    upstream_by_id: Callable[[str], str | None],
+    limit: int,
+) -> list[str] | None:
+    """The names of the loop ``task`` would close by running after ``upstream``, or None.
+
+    ``holder`` maps a name to the id holding it and ``upstream_by_id`` an id to the name it
+    runs after, both as they will be once the task is written. Only the task's own edge is
+    new, so any new loop passes through it: following upstreams from ``upstream`` either ends
+    or comes back to the task. ``limit`` (the number of tasks) bounds a walk that meets a loop
+    stored before this check existed. ``run_after_cycle.lua`` walks the same way in Redis.
+    """
+    chain = [name]
+    current = upstream
+    for _ in range(limit + 1):
+        if current is None:
+            return None
+        chain.append(current)
+        held_by = task_id if current == name else holder(current)
+        if held_by is None:
+            return None
+        if held_by == task_id:
+            return chain
+        current = upstream_by_id(held_by)
+    return chain  # an old loop upstream of this task: refused as well
+
+
+def cycle_error(chain: list[str]) -> InvalidInput:
+    """The error for a ``run_after`` that would close a loop (``chain`` from the task on)."""
+    path = ", ".join(f"{a!r} runs after {b!r}" for a, b in itertools.pairwise(chain))
+    return InvalidInput(
+        "run_after.task",
+        f"{path}: a loop, each run would start the next forever; "
+        "remove run_after from one of these tasks",
+    )
 
 
 def load_task(raw: str | bytes | dict[str, Any], state: RunState | dict[str, Any] | None) -> Task:

@@ -45,6 +45,7 @@ _RECENT_MAX = 1024  # execution records remembered per store for compare-and-set
 _DEFINITIONS_MAX = 256  # task definitions remembered per store for triggers
 _PARSED_MAX = 64  # parsed records kept for update_execution(base=...)
 _PAGE = 200
+_SAVE_TRIES = 5  # save_task calls when another save moves the same task's link meanwhile
 
 
 @cache
@@ -169,20 +170,43 @@ class RedisStore(RedisMonitoring, Store):
             raise InvalidInput("id", f"task id {task.id!r} is taken; leave id unset")
         if reply[0] == "no_upstream":
             raise records.no_upstream(records.upstream_of(task) or "")
+        if reply[0] == "loop":
+            raise records.cycle_error([str(n) for n in reply[1:]])
         stored = task.model_copy()
         stored.next_run_at, stored.last_run_at = records.ts_to_dt(next_ts), None
         return stored, True
 
     def save_task(self, task: Task) -> None:
+        """One Lua call moves the definition, the name and the run_after link; it names the
+        old link's dependents set from a read just before, and says ``retry`` if it moved."""
         k = self.keys
-        with driver_errors(f"saving task {task.id}"):
-            reply = self._save_task(
-                keys=[k.tasks, k.task_names], args=[task.id, task.name, records.task_json(task)]
-            )
+        upstream = records.upstream_of(task) or ""
+        for _ in range(_SAVE_TRIES):
+            with driver_errors(f"saving task {task.id}"):
+                old: Any = self._r.hget(k.upstream, task.id)
+                old_upstream = str(old) if old else ""
+                reply = self._save_task(
+                    keys=[
+                        k.tasks,
+                        k.task_names,
+                        k.upstream,
+                        k.dependents(old_upstream),
+                        k.dependents(upstream),
+                    ],
+                    args=[task.id, task.name, records.task_json(task), upstream, old_upstream],
+                )
+            if reply[0] != "retry":
+                break
+        else:
+            raise StoreError(f"task {task.id}: its run_after kept changing while being saved")
         if reply[0] == "not_found":
             raise NotFound("task", task.id)
         if reply[0] == "name_taken":
             raise NameTaken(task.name, reply[1])
+        if reply[0] == "no_upstream":
+            raise records.no_upstream(upstream)
+        if reply[0] == "loop":
+            raise records.cycle_error([str(n) for n in reply[1:]])
 
     def get_task(self, task_id: str) -> Task | None:
         with driver_errors(f"reading task {task_id}"):
