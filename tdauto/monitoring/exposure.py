@@ -19,7 +19,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from pydantic import SecretStr
 
-from tdauto.errors import InvalidInput
+from tdauto.errors import InvalidInput, TdautoError
 
 log = logging.getLogger(__name__)
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -81,10 +81,20 @@ class _QuietHandler(WSGIRequestHandler):
 class HttpServer:
     """A small threaded WSGI server in a background thread (``stop()`` ends it)."""
 
-    def __init__(self, app: WSGIApp, address: str, port: int) -> None:
-        self._server = make_server(
-            address, port, app, server_class=_ThreadingServer, handler_class=_QuietHandler
-        )
+    def __init__(
+        self, app: WSGIApp, address: str, port: int, setting: str = "TDAUTO_METRICS_PORT"
+    ) -> None:
+        """Bind now, so a taken port is one line naming ``setting`` (the variable that picks
+        the port), not a traceback."""
+        try:
+            self._server = make_server(
+                address, port, app, server_class=_ThreadingServer, handler_class=_QuietHandler
+            )
+        except OSError as exc:
+            raise TdautoError(
+                f"cannot listen on {address}:{port} ({exc.strerror or exc}): "
+                f"set {setting} to a free port"
+            ) from exc
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="tdauto-http", daemon=True
         )

@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -169,9 +170,21 @@ def test_a_signal_to_up_piped_to_tee_stops_every_process(
 
 
 def test_a_failed_start_stops_what_it_started(env: dict[str, str], data_dir: Path) -> None:
-    failed = tdauto(env, "up", "--ready-timeout", "0.2", check=False, timeout=60)
+    # /metrics cannot listen: its port is taken. The pools were already started by then.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        metrics = {
+            "TDAUTO_METRICS_PORT": str(port),
+            "TDAUTO_METRICS_ADDRESS": "127.0.0.1",
+            "TDAUTO_METRICS_USER": "ops",
+            "TDAUTO_METRICS_PASSWORD": "a-long-metrics-password",
+        }
+        failed = tdauto({**env, **metrics}, "up", check=False, timeout=60)
     assert failed.returncode == 2
-    assert "workers not ready after 0.2s" in failed.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in failed.stderr
+    assert "set TDAUTO_METRICS_PORT to a free port" in failed.stderr
     assert "Traceback" not in failed.stderr + failed.stdout
     assert wait_for(lambda: not tdauto_processes(data_dir), 20, "nothing left") < 20
 
