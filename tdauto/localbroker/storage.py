@@ -87,6 +87,14 @@ def owner_alive(owner: str) -> bool:
     return mark == "?" or (mark is not None and mark == started)
 
 
+class BrokerUnavailable(ConnectionError):
+    """The broker's folder or database cannot be opened (not a directory, read-only, full).
+
+    A connection error, so Celery's consumer logs it and retries with backoff, as it does
+    for a Redis that is down, instead of the worker exiting: it resumes once the folder is
+    fixed."""
+
+
 def private_dir(path: Path) -> None:
     """Create ``path`` (and parents) readable by its owner only."""
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -135,7 +143,14 @@ class Database:
             if self._db is None or self._pid != os.getpid():
                 if self._db is not None:
                     _inherited.append(self._db)
-                self._db, self._pid = connect(self.path), os.getpid()
+                try:
+                    self._db, self._pid = connect(self.path), os.getpid()
+                except (OSError, sqlite3.Error) as exc:
+                    self._db = None
+                    raise BrokerUnavailable(
+                        f"local broker {self.path}: cannot open it: {exc}; make its folder "
+                        "a writable directory (it is under TDAUTO_DATA_DIR)"
+                    ) from exc
             yield self._db
 
     @contextlib.contextmanager

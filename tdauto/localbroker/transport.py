@@ -16,7 +16,14 @@ from kombu.exceptions import ChannelError, ContentDisallowed
 from kombu.transport import virtual
 from kombu.utils.json import dumps, loads
 
-from tdauto.localbroker.storage import DB_NAME, WAKE_DIR, Database, import_legacy, owner_id
+from tdauto.localbroker.storage import (
+    DB_NAME,
+    WAKE_DIR,
+    BrokerUnavailable,
+    Database,
+    import_legacy,
+    owner_id,
+)
 from tdauto.localbroker.wake import Waker
 
 log = logging.getLogger(__name__)
@@ -291,6 +298,7 @@ class Transport(virtual.Transport):
     broker's folder) and ``polling_interval`` (the fallback wait, in seconds)."""
 
     Channel = Channel
+    connection_errors = (*virtual.Transport.connection_errors, BrokerUnavailable)
     polling_interval = 1.0
     default_port = 0
     driver_type = driver_name = "tdauto-sqlite"
@@ -312,6 +320,14 @@ class Transport(virtual.Transport):
                 import_legacy(self.db, Path(legacy))
             except (OSError, sqlite3.Error) as exc:
                 self.report(f"cannot import the old broker's messages from {legacy}", exc)
+
+    def establish_connection(self) -> Any:
+        """Open the database now: a folder that cannot be used is then a connection error
+        that Celery retries with backoff and one line a try, not a declare failing again and
+        again right after each "Connected"."""
+        with self.db.use():
+            pass
+        return super().establish_connection()
 
     def driver_version(self) -> str:
         return sqlite3.sqlite_version

@@ -17,7 +17,7 @@ from typing import Any
 import psutil
 import pytest
 from kombu import Connection, Consumer, Exchange, Producer, Queue
-from kombu.exceptions import ChannelError, ContentDisallowed
+from kombu.exceptions import ChannelError, ContentDisallowed, OperationalError
 
 from tdauto.localbroker import DB_NAME, WAKE_DIR, counts, queue_depths, storage
 from tdauto.localbroker.wake import Waker
@@ -162,6 +162,28 @@ def test_a_read_only_broker_is_reported_and_loses_or_doubles_nothing(
         q.get(timeout=1).ack()
         with pytest.raises(q.Empty):
             q.get(timeout=0.1)
+
+
+def test_a_broker_folder_that_cannot_be_made_is_a_connection_error_retried_until_fixed(
+    tmp_path: Path,
+) -> None:
+    """A worker keeps running on such a folder: Celery retries connection errors with
+    backoff, one line a try (seen: "Cannot connect ... Trying again in 2.00 seconds")."""
+    blocker = tmp_path / "data"
+    blocker.write_text("a file where the data dir should be")
+    folder = blocker / "broker"
+    with connection(folder) as conn:
+        # kombu raises its own OperationalError for a connection error it gave up on.
+        with pytest.raises(OperationalError, match="make its folder a writable") as no:
+            conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0)
+        assert isinstance(no.value.__cause__, storage.BrokerUnavailable)
+        assert isinstance(no.value.__cause__, conn.recoverable_connection_errors)
+        assert "Not a directory" in str(no.value)
+    blocker.unlink()
+    with connection(folder) as conn:
+        q = conn.SimpleQueue("jobs")
+        q.put({"n": 1})
+        assert q.get(timeout=1).payload == {"n": 1}
 
 
 def test_an_ack_that_cannot_be_written_is_retried_not_redelivered(
