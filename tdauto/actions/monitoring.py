@@ -103,12 +103,13 @@ def trend_of(
     line = fit(points)
     if line is None:
         return {"metric": metric, "points": len(points), "fit": None, "forecast": None}
-    target = limit if limit is not None else (0.0 if metric == "disk_free_bytes" else 100.0)
+    upper = metric != "disk_free_bytes"  # free bytes fall to their limit, percents rise
+    target = limit if limit is not None else (100.0 if upper else 0.0)
     return {
         "metric": metric,
         "points": len(points),
         "fit": line,
-        "forecast": forecast(line, target, now_ts),
+        "forecast": forecast(line, target, now_ts, upper),
     }
 
 
@@ -126,14 +127,18 @@ def trend(
     who = host or ctx.settings.host
     points = samples.series(ctx.store, metric, now - window_s, who)
     result = {"host": who, **trend_of(points, metric, limit, now)}
-    days = (result["forecast"] or {}).get("days_until")
-    ctx.logger.info(
-        "%s on %s: %s",
-        metric,
-        who,
-        "not enough samples (collect first)"
-        if result["fit"] is None
-        else f"slope {result['fit']['slope_per_day']:.4g}/day, r2 {result['fit']['r2']}, "
-        f"days until {result['forecast']['limit']:g}: {days if days is not None else 'never'}",
-    )
+    ctx.logger.info("%s on %s: %s", metric, who, trend_line(result))
     return result
+
+
+def trend_line(result: dict[str, Any]) -> str:
+    """The ``trend`` result in one line a person reads (the action's log)."""
+    line, when = result["fit"], result["forecast"]
+    if line is None:
+        return "not enough samples (collect first)"
+    days = when["days_until"]
+    until = f"{days:.1f}" if days is not None else when["reason"]
+    return (
+        f"slope {line['slope_per_day']:.4g}/day (+/- {line['slope_stderr']:.2g}), "
+        f"r2 {line['r2']}, days until {when['limit']:g}: {until}"
+    )

@@ -34,6 +34,9 @@ STATUS_COLOURS = {
     "MISSED": "#6a1b9a",
 }
 CHART_IDS = ("executions", "durations", "failures", "host-load")
+DOTS = "lines+markers"
+"""Scatter traces draw their points too: a run in an hour alone between empty ones (a daily
+task's) is a point with no line to either side, which a line-only trace does not draw."""
 
 
 def _iso(ts: float) -> str:
@@ -99,30 +102,54 @@ def _figures(data: dict[str, Any]) -> list[tuple[str, str, Any]]:
 
     layout = {"margin": {"l": 50, "r": 20, "t": 40, "b": 40}, "height": 340}
     times = data["series"]["time"]
-    runs = go.Figure(layout={**layout, "barmode": "stack", "title": "Executions by status"})
+    period = data["period"]
+    layout_t = {**layout, "xaxis": {"range": [period["since"], period["until"]]}}  # aligned
+    runs = go.Figure(layout={**layout_t, "barmode": "stack", "title": "Executions by status"})
     for status, counts in data["series"]["executions_by_status"].items():
         runs.add_bar(x=times, y=counts, name=status, marker_color=STATUS_COLOURS.get(status))
-    durations = go.Figure(layout={**layout, "title": "Run duration (s)"})
-    durations.add_scatter(x=times, y=data["series"]["duration_p50_s"], name="p50", mode="lines")
-    durations.add_scatter(x=times, y=data["series"]["duration_p95_s"], name="p95", mode="lines")
+    durations = go.Figure(layout={**layout_t, "title": "Run duration (s)"})
+    for name, size in (("p50", 9), ("p95", 5)):  # a lone run's p50 and p95 are often equal
+        durations.add_scatter(
+            x=times,
+            y=data["series"][f"duration_{name}_s"],
+            name=name,
+            mode=DOTS,
+            marker={"size": size},
+        )
     fails = data["failures_by_task"]
     failures = go.Figure(layout={**layout, "title": "Failures by task"})
     failures.add_bar(x=list(fails), y=list(fails.values()), marker_color="#c62828")
-    load = go.Figure(layout={**layout, "title": "Host load (%)", "yaxis": {"range": [0, 100]}})
+    if not data["series"]["executions_by_status"]:
+        _say(runs, "No run ended in this period")
+    if all(v is None for v in data["series"]["duration_p50_s"]):
+        _say(durations, "No run finished in this period")
+    if not fails:
+        _say(failures, "No failures in this period")
+    load = go.Figure(layout={**layout_t, "title": "Host load (%)", "yaxis": {"range": [0, 100]}})
     for host, metrics in data["hosts"].items():
         for metric, points in metrics.items():
             load.add_scatter(
                 x=[p[0] for p in points],
                 y=[p[1] for p in points],
                 name=f"{host} {metric.removesuffix('_percent')}",
-                mode="lines",
+                mode=DOTS,
+                marker={"size": 4},
             )
+    if not data["hosts"]:
+        _say(load, "No host samples in this period (the collect action records them)")
     return [
         ("executions", "Executions", runs),
         ("durations", "Durations", durations),
         ("failures", "Failures", failures),
         ("host-load", "Host load", load),
     ]
+
+
+def _say(figure: Any, text: str) -> None:
+    """A line in the middle of an empty chart, so it does not look broken."""
+    figure.add_annotation(
+        text=text, xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False, font={"size": 16}
+    )
 
 
 def render_html(data: dict[str, Any], plotly_js: str) -> str:

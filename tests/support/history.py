@@ -58,3 +58,39 @@ def write_history(
         store.create_execution(ex)
         store.add_rollup(execution_delta(ex))
     return made
+
+
+def run_at(
+    created: datetime, status: ExecutionStatus, task: str = "Daily Backup", took_s: float = 12.0
+) -> Execution:
+    """One finished run of ``task`` (a single ``backup`` action) created at ``created``."""
+    started, finished = created + timedelta(seconds=1), created + timedelta(seconds=1 + took_s)
+    run = ActionRun(index=0, type="backup", resource_class=ResourceClass.STORAGE, status=status)
+    run.sent_at, run.started_at, run.finished_at = created, started, finished
+    return Execution(
+        task_id=f"task-{task}",
+        task_name=task,
+        status=status,
+        trigger=Trigger.SCHEDULE,
+        scheduled_for=created,
+        created_at=created,
+        started_at=started,
+        finished_at=finished,
+        actions=[run],
+    )
+
+
+def write_daily_runs(
+    store: Store, end: datetime, days: int, failed: frozenset[int] = frozenset()
+) -> list[Execution]:
+    """One run a day for ``days`` days up to ``end`` (as the usage guide's daily backup
+    makes), the ``failed`` day numbers (0 the oldest) FAILED, the others SUCCEEDED."""
+    made = []
+    for day in range(days):
+        created = end - timedelta(days=days - day, hours=-1)
+        status = S.FAILED if day in failed else S.SUCCEEDED
+        made.append(run_at(created, status, took_s=10.0 + day))
+    for ex in made:
+        store.create_execution(ex)
+        store.add_rollup(execution_delta(ex))
+    return made
