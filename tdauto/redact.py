@@ -41,6 +41,17 @@ _PAIR = re.compile(
     re.I,
 )
 
+# every _WORDS match (and `sig`) holds one of these; `in` is far faster than the regex
+_HINTS = (
+    "passw", "secret", "token", "api", "sig", "session", "authoriz", "cookie", "credential",
+    "private",
+)  # fmt: skip
+
+
+def _may_name_a_secret(text: str) -> bool:
+    low = text.lower()
+    return any(hint in low for hint in _HINTS)
+
 
 def is_secret_key(key: str) -> bool:
     """Whether a value stored under ``key`` (a param, an output field, a header, a query
@@ -118,4 +129,8 @@ def redact_text(text: str) -> str:
     """Free text (an error, a log line, a command's output) with URL passwords and the values
     of secret ``name=value`` / ``name: value`` pairs hidden."""
     text = _URL_USERINFO.sub(lambda m: f"{m.group('scheme')}{m.group('user')}:{REDACTED}@", text)
-    return _PAIR.sub(_pair, text)
+    if not _may_name_a_secret(text):  # the common case, and much cheaper than the search
+        return text
+    # a pair never spans lines: only lines that may name a secret are searched
+    lines = text.split("\n")
+    return "\n".join(_PAIR.sub(_pair, ln) if _may_name_a_secret(ln) else ln for ln in lines)

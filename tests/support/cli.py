@@ -26,8 +26,8 @@ def unsafe_chars(text: str) -> list[str]:
 
 
 def run_cli(data: Path, *args: str, **env: str | None) -> Result:
-    """``tdauto ARGS`` in local mode on ``data``, 250 columns wide (no wrapped cells)."""
-    environ = {"TDAUTO_DATA_DIR": str(data), "TDAUTO_BROKER_URL": None, "COLUMNS": "250"}
+    """``tdauto ARGS`` in local mode on ``data``, 1000 columns wide (no wrapped cells)."""
+    environ = {"TDAUTO_DATA_DIR": str(data), "TDAUTO_BROKER_URL": None, "COLUMNS": "1000"}
     return CliRunner().invoke(cli.main, list(args), env={**environ, **env})
 
 

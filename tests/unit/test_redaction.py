@@ -128,6 +128,7 @@ def test_the_policy_keeps_names_and_hides_values() -> None:
         "curl https://h/x?sig=***&access_token=***&q=1"
     )
     assert redact_text("password_env=PGPASSWORD is not set") == "password_env=PGPASSWORD is not set"
+    assert redact_text("private_key=k1 note: password=k2") == "private_key=*** note: password=***"
 
 
 @pytest.fixture
