@@ -94,7 +94,7 @@ def up(ready_timeout: float, metrics_no_auth_on_localhost: bool) -> None:
             _system,
             ready_timeout_s=ready_timeout,
             metrics_no_auth_on_localhost=metrics_no_auth_on_localhost,
-            say=lambda text: out.print(text, soft_wrap=True),
+            say=lambda text: out.print(safe(text), soft_wrap=True),
             warn=lambda text: err.print(f"[red]{safe(text)}[/red]", soft_wrap=True),
             on_ready=lambda system: _print_tasks(asyncio.run(system.list_tasks()), out),
         )
