@@ -12,7 +12,9 @@ from rich.console import Console
 from tdauto import AutomationSystems
 from tdauto.models import Task
 from tdauto.resources.view import render
+from tdauto.store.files import FileStore
 from tests.support.cli import run_cli, store_execution, store_task, unsafe_chars
+from tests.support.restore import make_task, write_store_backup
 
 ESC = "\x1b[31mred\x1b[0m"
 OSC = "\x1b]0;owned\x07"
@@ -86,3 +88,13 @@ def test_resources_view_prints_record_text_escaped() -> None:
     text = out.getvalue()
     assert not unsafe_chars(text), text
     assert "h\\x1b[31mred" in text and "p\\u{202e}[red]x" in text and "\\x07" in text
+
+
+def test_backup_restore_prints_a_nasty_path_escaped(tmp_path: Path, data: Path) -> None:
+    source = FileStore(tmp_path / "source")
+    source.create_task(make_task("from-backup"), None)
+    archive = write_store_backup(tmp_path / f"b{OSC}[red]x", source.snapshot())
+    result = run_cli(data, "backup", "restore", str(archive), "--yes")
+    assert result.exit_code == 0, result.output
+    assert not unsafe_chars(result.output), result.output
+    assert "b\\x1b]0;owned\\x07[red]x/database-" in result.output
