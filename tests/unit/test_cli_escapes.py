@@ -98,3 +98,17 @@ def test_backup_restore_prints_a_nasty_path_escaped(tmp_path: Path, data: Path) 
     assert result.exit_code == 0, result.output
     assert not unsafe_chars(result.output), result.output
     assert "b\\x1b]0;owned\\x07[red]x/database-" in result.output
+
+
+def test_alerts_print_the_summary_escaped_and_what_notifiers_said_redacted(system, data) -> None:
+    record = {
+        "at": "2026-12-08T01:00:00Z", "severity": "warning", "rule": "failures",
+        "summary": f"task {ESC}{OSC} failed",
+        "delivered": {"webhook": "URLError: https://u:k-hook-1@hooks.example/x?token=k-hook-2"},
+    }  # fmt: skip
+    system.store.append_history("alerts", record, 10)
+    result = run_cli(data, "alerts")
+    assert result.exit_code == 0, result.output
+    assert not unsafe_chars(result.output), result.output
+    assert "task \\x1b[31mred\\x1b[0m\\x1b]0;owned\\x07 failed" in result.output
+    assert "k-hook-1" not in result.output and "k-hook-2" not in result.output
