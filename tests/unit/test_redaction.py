@@ -148,7 +148,7 @@ def _run_once(rt: Runtime, name: str, actions: list[dict[str, object]]) -> dict[
     run_action(rt, ex.id, 0)
     stored = rt.store.get_execution(ex.id)
     assert stored is not None
-    return stored.model_dump(mode="json")["actions"][0]
+    return {**stored.model_dump(mode="json")["actions"][0], "log": rt.store.read_log(ex.id)}
 
 
 def test_the_record_of_a_run_holds_no_secret_of_its_error_or_output(rt: Runtime) -> None:
@@ -157,6 +157,8 @@ def test_the_record_of_a_run_holds_no_secret_of_its_error_or_output(rt: Runtime)
     assert failed["status"] == "FAILED"
     assert "k-err-8" not in failed["error"] and "k-err-9" not in failed["error"]
     assert "X-Api-Key: ***" in failed["error"]
+    # the log keeps the error and its traceback, hidden the same way
+    assert "X-Api-Key: ***" in failed["log"] and "k-err-9" not in failed["log"]
 
     argv = ["echo", "access_token=k-out-10"]
     done = _run_once(rt, "echoes", [{"type": "command", "params": {"argv": argv}}])
