@@ -18,10 +18,9 @@ import click
 import yaml
 from pydantic import ValidationError
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
-from tdauto.engine.redact import redact
+from tdauto.cli_print import cell, emit_json, error_line, json_inline, log_text, safe, show_json
 from tdauto.errors import TdautoError
 from tdauto.processes import POOLS, follow_parent
 
@@ -29,18 +28,14 @@ if TYPE_CHECKING:  # the facade is imported when a command needs it: `up` starts
     from tdauto.api import AutomationSystems
     from tdauto.models import Execution, Task
 
-console = Console()
-err_console = Console(stderr=True)
+console = Console(emoji=False)  # `:name:` in a record prints as typed
+err_console = Console(stderr=True, emoji=False)
 
 
 def _system() -> AutomationSystems:
     from tdauto.api import AutomationSystems
 
     return AutomationSystems()
-
-
-def _emit_json(value: Any) -> None:
-    click.echo(json.dumps(redact(value), indent=2, default=str))
 
 
 def _task_json(task: Task) -> dict[str, Any]:
@@ -64,7 +59,7 @@ class _Group(click.Group):
         except (TdautoError, ValidationError, ValueError) as exc:
             # one line whatever the width (rich wraps at 80 columns when not on a terminal),
             # and the message is text, not markup
-            err_console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
+            err_console.print(f"[red]error:[/red] {error_line(exc)}", soft_wrap=True)
             sys.exit(2)
 
 
@@ -91,20 +86,20 @@ def up(ready_timeout: float, metrics_no_auth_on_localhost: bool) -> None:
     from tdauto.settings import Settings
     from tdauto.up import run_up
 
-    out = Console(file=pipe_safe(sys.stdout))
-    err = Console(file=pipe_safe(sys.stderr), stderr=True)
+    out = Console(file=pipe_safe(sys.stdout), emoji=False)
+    err = Console(file=pipe_safe(sys.stderr), stderr=True, emoji=False)
     try:
         code = run_up(
             Settings(),
             _system,
             ready_timeout_s=ready_timeout,
             metrics_no_auth_on_localhost=metrics_no_auth_on_localhost,
-            say=lambda text: out.print(text, soft_wrap=True),
-            warn=lambda text: err.print(f"[red]{escape(str(text))}[/red]", soft_wrap=True),
+            say=lambda text: out.print(safe(text), soft_wrap=True),
+            warn=lambda text: err.print(f"[red]{safe(text)}[/red]", soft_wrap=True),
             on_ready=lambda system: _print_tasks(asyncio.run(system.list_tasks()), out),
         )
     except TdautoError as exc:  # everything is stopped by now; say why on a stderr that may be gone
-        err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
+        err.print(f"[red]error:[/red] {error_line(exc)}", soft_wrap=True)
         code = 2
     sys.exit(code)
 
@@ -234,18 +229,20 @@ def task_create(path: Path, as_json: bool) -> None:
     for item in _load_definitions(path):
         created.append(asyncio.run(system.create_task(**item)))
     if as_json:
-        _emit_json([_task_json(t) for t in created])
+        emit_json([_task_json(t) for t in created])
     else:
         for t in created:
-            console.print(f"Task created: {t.id} {t.name} next run {_fmt_time(t.next_run_at)}")
+            console.print(
+                f"Task created: {safe(t.id)} {safe(t.name)} next run {_fmt_time(t.next_run_at)}"
+            )
 
 
 def _print_tasks(tasks: list[Task], out: Console = console) -> None:
     table = Table("name", "id", "type", "schedule", "enabled", "next run (UTC)", "last run")
     for t in tasks:
         table.add_row(
-            t.name,
-            t.id[:12],
+            cell(t.name),
+            cell(t.id[:12]),
             t.type.value,
             t.schedule.value,
             "yes" if t.enabled else "paused",
@@ -261,7 +258,7 @@ def task_list(as_json: bool) -> None:
     """List tasks."""
     tasks = asyncio.run(_system().list_tasks())
     if as_json:
-        _emit_json([_task_json(t) for t in tasks])
+        emit_json([_task_json(t) for t in tasks])
     else:
         _print_tasks(tasks)
 
@@ -288,9 +285,9 @@ def task_show(name: str, count: int, as_json: bool) -> None:
         upcoming.append(datetime.fromtimestamp(nxt, UTC))
         after = nxt
     if as_json:
-        _emit_json({**_task_json(t), "upcoming": [u.isoformat() for u in upcoming]})
+        emit_json({**_task_json(t), "upcoming": [u.isoformat() for u in upcoming]})
         return
-    console.print_json(json.dumps(redact(_task_json(t)), default=str))
+    show_json(console, _task_json(t))
     zone = ZoneInfo(t.zone or system.settings.timezone)
     for u in upcoming:
         console.print(
@@ -306,9 +303,9 @@ def _task_change(verb: str) -> Any:
         method = getattr(system, f"{verb}_task")
         result = asyncio.run(method(name))
         if as_json:
-            _emit_json(_task_json(result) if result is not None else {"deleted": name})
+            emit_json(_task_json(result) if result is not None else {"deleted": name})
         else:
-            console.print(f"{verb}d {name}")
+            console.print(f"{verb}d", cell(name))
 
     command.__doc__ = f"{verb.capitalize()} a task (by name or id)."
     return command
@@ -334,16 +331,16 @@ def task_run(
     execution = system.trigger_sync(name, json.loads(params) if params else None)
     if not wait_:
         if as_json:
-            _emit_json(_exec_json(execution))
+            emit_json(_exec_json(execution))
         else:
-            console.print(f"Execution queued: {execution.id}")
+            console.print("Execution queued:", cell(execution.id))
         return
     deadline = None if timeout is None else time.monotonic() + timeout
     with console.status("waiting…") as status:
         while True:
             execution = system.get_execution_sync(execution.id)
             steps = ", ".join(f"{r.type}:{r.status.value}" for r in execution.actions)
-            status.update(f"{execution.status.value}  [{steps}]")
+            status.update(f"{execution.status.value}  {safe(f'[{steps}]')}")
             if execution.status.terminal:
                 break
             if deadline is not None and time.monotonic() > deadline:
@@ -371,50 +368,49 @@ def exec_list(task_name: str | None, status: str | None, limit: int, as_json: bo
     """List executions, newest first."""
     items = asyncio.run(_system().list_executions(task_name, status, limit))
     if as_json:
-        _emit_json([_exec_json(e) for e in items])
+        emit_json([_exec_json(e) for e in items])
         return
     table = Table("id", "task", "status", "trigger", "created (UTC)", "duration s", "error")
     for e in items:
         d = e.duration_s
         table.add_row(
-            e.id,
-            e.task_name,
+            cell(e.id),
+            cell(e.task_name),
             e.status.value,
             e.trigger.value,
             _fmt_time(e.created_at),
             f"{d:.2f}" if d is not None else "-",
-            (e.error or "")[:60],
+            cell(e.error or "", 60),
         )
     console.print(table)
 
 
 def _show_execution(execution: Execution, as_json: bool) -> None:
     if as_json:
-        _emit_json(_exec_json(execution))
+        emit_json(_exec_json(execution))
         return
     e = execution
     console.print(
-        f"[bold]{e.id}[/bold]  {e.task_name}  {e.status.value}  trigger={e.trigger.value}"
+        f"[bold]{safe(e.id)}[/bold]  {safe(e.task_name)}  {e.status.value}  "
+        f"trigger={e.trigger.value}"
     )
     console.print(
         f"created {_fmt_time(e.created_at)}  started {_fmt_time(e.started_at)}  "
         f"finished {_fmt_time(e.finished_at)}"
     )
     if e.error:
-        console.print(f"[red]error:[/red] {e.error}")
+        console.print(f"[red]error:[/red] {safe(e.error)}")
     table = Table("#", "action", "status", "attempts", "host", "queue", "output / error")
     for r in e.actions:
-        detail = (
-            r.error or json.dumps(redact(r.output), default=str) if (r.error or r.output) else ""
-        )
+        detail = r.error or (json_inline(r.output) if r.output else "")
         table.add_row(
             str(r.index),
-            r.type,
+            cell(r.type),
             r.status.value,
             str(r.attempts),
-            r.host or "-",
-            r.queue or "-",
-            detail[:120],
+            cell(r.host or "-"),
+            cell(r.queue or "-"),
+            cell(detail, 120),
         )
     console.print(table)
 
@@ -437,7 +433,7 @@ def exec_logs(execution_id: str, follow: bool) -> None:
     printed = 0
     while True:
         text = system.store.read_log(execution_id)
-        click.echo(text[printed:], nl=False)
+        click.echo(log_text(text[printed:]), nl=False)
         printed = len(text)
         if not follow or system.get_execution_sync(execution_id).status.terminal:
             break
@@ -449,7 +445,7 @@ def exec_logs(execution_id: str, follow: bool) -> None:
 def exec_cancel(execution_id: str) -> None:
     """Cancel an execution."""
     e = _system().cancel_sync(execution_id)
-    console.print(f"{e.id}: {e.status.value}")
+    console.print(f"{safe(e.id)}: {e.status.value}")
 
 
 @main.command()
@@ -474,7 +470,7 @@ def resources(as_json: bool, watch_s: float | None, decisions: int) -> None:
     broker = CeleryBroker(system.app, system.settings)
     try:
         if as_json:
-            _emit_json(snapshot(system.store, broker, decisions))
+            emit_json(snapshot(system.store, broker, decisions))
             return
         if watch_s is None:
             console.print(render(snapshot(system.store, broker, decisions)))
@@ -498,7 +494,7 @@ def config(markdown: bool) -> None:
     if markdown:
         click.echo(settings_table())
         return
-    _emit_json(Settings().model_dump(mode="json"))
+    emit_json(Settings().model_dump(mode="json"))
 
 
 @main.command()
@@ -517,16 +513,16 @@ def actions(as_json: bool) -> None:
         for d in system._rt.registry.all()
     ]
     if as_json:
-        _emit_json(rows)
+        emit_json(rows, records=False)
         return
     table = Table("action", "process type", "class", "params", "description")
     for r in rows:
         table.add_row(
-            r["name"],
+            cell(r["name"]),
             r["process_type"] or "-",
             r["resource_class"],
-            ", ".join(r["params"].get("properties", {})),
-            r["description"],
+            cell(", ".join(r["params"].get("properties", {}))),
+            cell(r["description"]),
         )
     console.print(table)
 
@@ -567,7 +563,7 @@ def stats(since: str | None, as_json: bool) -> None:
         "executions": system.get_execution_stats(_since(since)),
     }
     if as_json:
-        _emit_json(data)
+        emit_json(data)
         return
     t, e = data["tasks"], data["executions"]
     console.print(
@@ -598,7 +594,7 @@ def stats(since: str | None, as_json: bool) -> None:
         )
     console.print(table)
     for row in t["next_runs"]:
-        console.print(f"  next: {row['next_run_at']}  {row['name']}")
+        console.print(f"  next: {row['next_run_at']}  {safe(row['name'])}")
 
 
 @main.command()
@@ -612,7 +608,7 @@ def report(since: str, self_contained: bool, as_json: bool) -> None:
     system = _system()
     made = write_report(system.store, system.settings, _since(since), None, self_contained)
     if as_json:
-        _emit_json(made)
+        emit_json(made)
     else:
         console.print(f"report: {made['html']}\ndata:   {made['json']}")
 
@@ -626,12 +622,13 @@ def alerts(limit: int, as_json: bool) -> None:
 
     records = _system().store.history(HISTORY, limit)
     if as_json:
-        _emit_json(records)
+        emit_json(records)
         return
     table = Table("at", "severity", "rule", "summary", "delivered")
     for r in records:
         table.add_row(
-            r["at"], r["severity"], r["rule"], r["summary"][:80], json.dumps(r.get("delivered"))
+            *map(cell, (r["at"], r["severity"], r["rule"], r["summary"][:80])),
+            cell(json_inline(r.get("delivered"))),
         )
     console.print(table if records else "no alerts sent yet")
 

@@ -5,23 +5,18 @@ the CLI calls the same functions as Python callers), and errors become one line 
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 from rich.console import Console
 
-from tdauto.engine.redact import redact
+from tdauto.cli_print import emit_json, safe
 from tdauto.errors import TdautoError
+from tdauto.printable import printable
 
-console = Console()
-err_console = Console(stderr=True)
-
-
-def _emit_json(value: Any) -> None:
-    click.echo(json.dumps(redact(value), indent=2, default=str))
+console = Console(emoji=False)
+err_console = Console(stderr=True, emoji=False)
 
 
 @click.group()
@@ -71,11 +66,13 @@ def backup_restore(
                     f"stdin is not a terminal, so restore cannot ask: {plan.summary()}? "
                     "Pass --yes to restore without asking"
                 )
-            if not click.confirm(f"{plan.summary()}?", err=True):
+            if not click.confirm(f"{printable(plan.summary())}?", err=True):
                 err_console.print("nothing restored")
                 sys.exit(1)
         result = store_restore.apply_store_restore(plan, settings, force=force)
     if as_json:
-        _emit_json(result)
+        emit_json(result)
     else:
-        console.print(f"restored {result['kind']} backup {path} (sha256 {result['sha256']})")
+        console.print(
+            f"restored {safe(result['kind'])} backup {safe(path)} (sha256 {safe(result['sha256'])})"
+        )

@@ -17,6 +17,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from tdauto.redact import redact_text
+
 DEFAULT_DATA_DIR = Path("data/enterprise/automation")
 
 
@@ -29,7 +31,10 @@ def _split_csv(value: object) -> object:
 class Settings(BaseSettings):
     """tdauto's configuration; see the README for the table of variables."""
 
-    model_config = SettingsConfigDict(env_prefix="TDAUTO_", extra="forbid", frozen=True)
+    # a refused value is not echoed by pydantic: it may be a password (a broker URL's)
+    model_config = SettingsConfigDict(
+        env_prefix="TDAUTO_", extra="forbid", frozen=True, hide_input_in_errors=True
+    )
 
     broker_url: str | None = Field(
         default=None,
@@ -254,8 +259,8 @@ class Settings(BaseSettings):
         assert value is not None
         if not value.startswith(("redis://", "rediss://")):
             raise ValueError(
-                f"unsupported broker URL {value!r}; use redis://host:port/db or rediss:// "
-                "(or leave TDAUTO_BROKER_URL unset for local mode)"
+                f"unsupported broker URL {redact_text(value)!r}; use redis://host:port/db or "
+                "rediss:// (or leave TDAUTO_BROKER_URL unset for local mode)"
             )
         return value
 

@@ -50,8 +50,8 @@ from redis.retry import Retry
 
 from tdauto.actions.dbconn import PostgresConn, RedisConn, connection_for, pg_tool
 from tdauto.actions.process import ProcessGroup, run_command
-from tdauto.engine.redact import redact_text
 from tdauto.errors import ActionError, InvalidInput
+from tdauto.redact import redact_text
 
 if TYPE_CHECKING:
     from tdauto.actions.backup_targets import Target

@@ -30,8 +30,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from tdauto.actions.context import confine
-from tdauto.engine.redact import redact_text
 from tdauto.errors import ActionError, InvalidInput
+from tdauto.redact import redact_text
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 _CONNINFO_PASSWORD = re.compile(r"(^|\s)password\s*=", re.I)

@@ -32,8 +32,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from tdauto.actions.context import ActionContext, confine
 from tdauto.actions.registry import action
-from tdauto.engine.redact import REDACTED, is_secret_key, redact, redact_text
 from tdauto.errors import ActionError
+from tdauto.redact import is_secret_key, redact, redact_headers, redact_text, redact_url
 from tdauto.settings import Settings
 from tdauto.units import parse_duration_s
 
@@ -42,7 +42,6 @@ OUTPUT_CAP = 256_000  # what ctx.run keeps of a command's output, bytes
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _LOADER_VARS = ("LD_", "DYLD_")  # would let a task inject code into an allowed program
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-_SECRET_HEADERS = {"authorization", "proxy-authorization", "cookie", "set-cookie"}
 
 
 # --- shell ------------------------------------------------------------------------------------
@@ -222,36 +221,6 @@ def shell(
 Method = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
-def is_secret_header(name: str) -> bool:
-    """Authorization, cookies, and any header named like a token, secret, password or key."""
-    lower = name.lower()
-    return lower in _SECRET_HEADERS or is_secret_key(lower.replace("-", "_"))
-
-
-def redact_headers(headers: dict[str, str], also: set[str] | None = None) -> dict[str, str]:
-    """``headers`` with secret ones (and those named in ``also``) shown as ``***``."""
-    hidden = {h.lower() for h in also or ()}
-    return {
-        k: (REDACTED if (is_secret_header(k) or k.lower() in hidden) and v else v)
-        for k, v in headers.items()
-    }
-
-
-def redact_url(url: str) -> str:
-    """``url`` with its password and secret-looking query values replaced."""
-    parts = urllib.parse.urlsplit(url)
-    netloc = parts.netloc
-    if parts.password:
-        netloc = netloc.replace(f":{parts.password}@", f":{REDACTED}@", 1)
-    query = parts.query
-    if query:
-        pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
-        query = urllib.parse.urlencode(
-            [(k, REDACTED if is_secret_key(k) and v else v) for k, v in pairs], safe="*"
-        )
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc, query=query))
-
-
 class HttpParams(BaseModel):
     """Params of ``http``.
 
@@ -376,7 +345,7 @@ class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
         new = super().redirect_request(req, fp, code, msg, headers, newurl)
         old, to = urllib.parse.urlsplit(req.full_url), urllib.parse.urlsplit(newurl)
         if new is not None and (old.netloc != to.netloc or old.scheme != to.scheme):
-            secret = [k for k in new.headers if is_secret_header(k) or k.lower() in self.private]
+            secret = [k for k in new.headers if is_secret_key(k) or k.lower() in self.private]
             for name in secret:
                 del new.headers[name]
         return new
@@ -493,7 +462,6 @@ __all__ = [
     "ShellParams",
     "allowed_program",
     "http",
-    "is_secret_header",
     "redact_url",
     "shell",
 ]

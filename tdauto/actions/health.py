@@ -41,8 +41,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from tdauto.actions.context import ActionContext, confine
 from tdauto.actions.dbconn import PostgresConn, RedisConn, pg_tool
 from tdauto.actions.registry import action
-from tdauto.engine.redact import redact_text
 from tdauto.errors import ActionError
+from tdauto.redact import redact_text
 
 BODY_CAP_BYTES = 1_000_000  # of an HTTP body read for matching
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?)b?\s*$", re.I)

@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from tdauto.engine.redact import redact_text
 from tdauto.errors import ActionError, InvalidInput, StoreError, TdautoError
 from tdauto.models import ExecutionStatus
+from tdauto.redact import redact_text
 from tdauto.store import open_store, records, restored
 from tdauto.store.backend import SNAPSHOT_FORMAT
 from tdauto.store.files import FileStore

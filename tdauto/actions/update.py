@@ -24,8 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from tdauto.actions.context import ActionContext, confine
 from tdauto.actions.registry import action
-from tdauto.engine.redact import redact, redact_text
 from tdauto.errors import ActionError, InvalidInput
+from tdauto.redact import redact, redact_text
 from tdauto.units import parse_duration_s
 
 _SETTING = "TDAUTO_UPDATE_ALLOW"

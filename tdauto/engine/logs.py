@@ -13,9 +13,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tdauto.engine.redact import redact_text
 from tdauto.engine.runtime import Runtime
 from tdauto.models import Execution
+from tdauto.redact import redact_text
 
 _FORMAT = logging.Formatter(
     "%(asctime)s %(levelname)s [%(action)s] %(message)s", datefmt="%Y-%m-%dT%H:%M:%S%z"

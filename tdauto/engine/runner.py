@@ -40,6 +40,7 @@ from tdauto.engine.runtime import Runtime
 from tdauto.engine.watch import LEASES, Outcome, lease_member, run_watched
 from tdauto.errors import ActionError
 from tdauto.models import ActionRun, Execution, ExecutionStatus, Task, utcnow
+from tdauto.redact import redact, redact_text
 from tdauto.resources.ledger import Admission, admit_action, release
 from tdauto.store.effects import Effects
 
@@ -145,8 +146,9 @@ def start_new(rt: Runtime, ex: Execution, task: Task, version: str | None = None
 
 
 def _jsonable(output: Any) -> dict[str, Any]:
-    """Handlers return dicts; anything else is wrapped, and non-JSON values become strings."""
-    value = json.loads(json.dumps(output, default=str))
+    """Handlers return dicts; anything else is wrapped, non-JSON values become strings, and
+    secrets are hidden before the record is written (tdauto.redact)."""
+    value = redact(json.loads(json.dumps(output, default=str)))
     return value if isinstance(value, dict) else {"result": value}
 
 
@@ -297,7 +299,8 @@ def _attempt(
     except Exception as exc:  # params that no longer validate fail the action, no retry
         close_log(True)
         rt.store.timer_take(*lease)
-        _final_failure(rt, ex.id, run.index, S.FAILED, f"invalid params: {exc}", "invalid")
+        error = redact_text(f"invalid params: {exc}")  # pydantic quotes the input
+        _final_failure(rt, ex.id, run.index, S.FAILED, error, "invalid")
         return S.FAILED
     ctx = ActionContext(
         execution_id=ex.id,
@@ -344,7 +347,7 @@ def _attempt(
     if result.outcome is Outcome.TIMEOUT:
         error = f"timed out after {elapsed:.1f}s (timeout {min(limits):g}s)"
     else:
-        error = f"{type(result.error).__name__}: {result.error}"
+        error = redact_text(f"{type(result.error).__name__}: {result.error}")
     logger.error("%s failed: %s", run.type, error, exc_info=result.error)
     close_log(True)
     kinds = error_kinds(result.error, timed_out)

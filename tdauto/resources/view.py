@@ -12,6 +12,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from tdauto.printable import cell
 from tdauto.resources.broker import Broker
 from tdauto.resources.ledger import CAPACITY
 from tdauto.resources.router import is_stale
@@ -68,8 +69,8 @@ def render(data: dict[str, Any]) -> Group:
     )  # fmt: skip
     for x in data["samples"]:
         pools.add_row(
-            x["host"],
-            x["pool"],
+            cell(x["host"]),
+            cell(x["pool"]),
             f"{x['cpu_percent']:.0f}",
             f"{x['memory_percent']:.0f}",
             f"{x['disk_percent']:.0f}",
@@ -92,26 +93,26 @@ def render(data: dict[str, Any]) -> Group:
             for host, e in hosts.items():
                 weights.add_row(
                     klass,
-                    host,
+                    cell(host),
                     f"{e['weight']:g}",
                     f"{e['free_percent']:g}",
                     str(e["slots"]),
                     str(e["queued_here"]),
-                    e.get("reason") or "",
+                    cell(e.get("reason") or ""),
                 )
         parts.append(weights)
     if data["queues"] is not None:
         queues = Table("queue", "waiting", title="queue depths")
         for name, n in data["queues"].items():
             if n or "." not in name.removeprefix("tdauto."):
-                queues.add_row(name, str(n))
+                queues.add_row(cell(name), str(n))
         parts.append(queues)
     for name, used in sorted(data["reserved"].items()):
         shares = ", ".join(f"{k} {v:.0f}%" for k, v in used.items())
-        parts.append(Text(f"reserved on {name}: {shares}"))
+        parts.append(cell(f"reserved on {name}: {shares}"))
     parts.append(Text(f"actions waiting for room: {len(data['waiting'])}"))
     for node, loan in sorted(data["lent"].items()):
-        parts.append(Text(f"lent: {node} reads {', '.join(loan['queues'])}"))
+        parts.append(cell(f"lent: {node} reads {', '.join(loan['queues'])}"))
     if data["decisions"]:
         decisions = Table("time", "tick", "decision", "class", "host/node", "detail")
         decisions.title = "latest resource-manager decisions"
@@ -119,12 +120,12 @@ def render(data: dict[str, Any]) -> Group:
             decisions.add_row(
                 _when(d.get("at")),
                 str(d.get("tick", "")),
-                d["kind"] + ("" if d.get("ok", True) else " (failed)"),
-                d.get("class") or "",
-                d.get("node") or d.get("host") or "",
-                str(d.get("detail") or ""),
+                cell(d["kind"] + ("" if d.get("ok", True) else " (failed)")),
+                cell(d.get("class") or ""),
+                cell(d.get("node") or d.get("host") or ""),
+                cell(d.get("detail") or ""),
             )
         parts.append(decisions)
     for section, error in data["errors"].items():
-        parts.append(Text(f"{section}: {error}", style="red"))
+        parts.append(Text(cell(f"{section}: {error}").plain, style="red"))
     return Group(*parts)

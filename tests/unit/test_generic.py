@@ -248,7 +248,7 @@ class Handler(BaseHTTPRequestHandler):
         elif self.path == "/big":
             self._reply(200, b"x" * 100_000, "text/plain")
         elif self.path == "/headers":
-            self._reply(200, json.dumps({"authorization": self.headers["Authorization"]}).encode())
+            self._reply(200, json.dumps({"seen": self.headers["Authorization"]}).encode())
         elif self.path in ("/hop-same", "/hop-other"):
             host = "127.0.0.1" if self.path == "/hop-same" else "localhost"
             self.send_response(302)
@@ -269,7 +269,7 @@ class Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length", 0))
         echo = {
             "body": json.loads(self.rfile.read(length)),
-            "authorization": self.headers.get("Authorization"),
+            "seen": self.headers.get("Authorization"),
             "content_type": self.headers.get("Content-Type"),
         }
         self._reply(201, json.dumps(echo).encode())
@@ -311,7 +311,7 @@ def test_http_post_json_with_a_secret_header_redacted(settings, store, server, l
     )
     # the server got the real values ...
     assert out["json"]["body"] == {"release": "1.4", "dry_run": False}
-    assert out["json"]["authorization"] == f"Bearer {TOKEN}"
+    assert out["json"]["seen"] == f"Bearer {TOKEN}"
     assert out["json"]["content_type"] == "application/json"
     # ... the record and the log do not
     assert out["request_headers"]["Authorization"] == "***"
@@ -333,7 +333,7 @@ def test_http_header_from_the_environment(settings, store, server, monkeypatch) 
             "expected_status": 201,
         },
     )
-    assert out["json"]["authorization"] == f"Bearer {TOKEN}"  # the server got the value
+    assert out["json"]["seen"] == f"Bearer {TOKEN}"  # the server got the value
     assert out["request_headers"]["Authorization"] == out["request_headers"]["X-Deploy"] == "***"
     monkeypatch.delenv("TDAUTO_TEST_AUTH")
     with pytest.raises(ActionError, match=r"TDAUTO_TEST_AUTH .* is not set on this worker"):
@@ -378,14 +378,14 @@ def test_http_redirect_keeps_credentials_with_their_host(
 ) -> None:
     auth = {"headers": {"Authorization": f"Bearer {TOKEN}"}}
     same = run("http", make_ctx(settings, store), {"url": f"{server}/hop-same", **auth})
-    assert same["json"] == {"authorization": f"Bearer {TOKEN}"}
+    assert same["json"] == {"seen": f"Bearer {TOKEN}"}
     other = run("http", make_ctx(settings, store), {"url": f"{server}/hop-other", **auth})
-    assert other["status"] == 200 and other["json"] == {"authorization": None}
+    assert other["status"] == 200 and other["json"] == {"seen": None}
 
     monkeypatch.setenv("TDAUTO_TEST_AUTH", f"Bearer {TOKEN}")
     env_auth = {"headers_env": {"Authorization": "TDAUTO_TEST_AUTH"}}
     other = run("http", make_ctx(settings, store), {"url": f"{server}/hop-other", **env_auth})
-    assert other["json"] == {"authorization": None}
+    assert other["json"] == {"seen": None}
 
 
 def test_http_body_is_capped(settings, store, server) -> None:

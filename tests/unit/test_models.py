@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from tdauto.engine.redact import REDACTED, redact, redact_text
 from tdauto.models import (
     ExecutionStatus,
     ProcessType,
@@ -16,6 +15,7 @@ from tdauto.models import (
     Task,
     slot_execution_id,
 )
+from tdauto.redact import REDACTED, redact, redact_text
 
 
 def task(**changes: object) -> Task:
