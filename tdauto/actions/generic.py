@@ -14,6 +14,7 @@ values) in its output and log.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -31,6 +32,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from tdauto.actions.context import ActionContext, confine
+from tdauto.actions.paths import confined_cwd
 from tdauto.actions.registry import action
 from tdauto.engine.redact import REDACTED, is_secret_key, redact, redact_text
 from tdauto.errors import ActionError
@@ -186,17 +188,17 @@ def shell(
     except ValueError as exc:
         raise ActionError(f"argv: {exc}", "not_allowed") from exc
     workdir = ctx.confine(ctx.data_dir / cwd, "cwd") if cwd else ctx.data_dir
-    if not workdir.is_dir():
-        raise ActionError(f"cwd {workdir} is not a directory", "invalid")
     shown = redact([program, *argv[1:]])
-    ctx.logger.info("running %s in %s", shlex.join(shown), workdir)
-    result = ctx.run(
-        [program, *argv[1:]],
-        timeout_s=timeout,
-        cwd=workdir,
-        env=_environment(env or {}, inherit_env),
-        check=False,
-    )
+    held = confined_cwd(ctx, workdir, "cwd") if cwd else contextlib.nullcontext(workdir)
+    with held as pinned:  # the data dir itself is the operator's, not a param
+        ctx.logger.info("running %s in %s", shlex.join(shown), workdir)
+        result = ctx.run(
+            [program, *argv[1:]],
+            timeout_s=timeout,
+            cwd=pinned,
+            env=_environment(env or {}, inherit_env),
+            check=False,
+        )
     output = result.output.encode("utf-8", "replace")
     kept = output[:max_output].decode("utf-8", "ignore")
     ctx.logger.info(
