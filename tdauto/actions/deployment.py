@@ -30,6 +30,7 @@ from tdauto.actions.deploy_params import (
     confined_path,
     refuse_nesting,
 )
+from tdauto.actions.paths import confined_cwd
 from tdauto.actions.registry import action
 from tdauto.actions.release_build import artifact_format, build_release, check_archive
 from tdauto.actions.releases import (
@@ -90,7 +91,8 @@ def validate(
     output["check"] = None
     if check:
         argv = [arg.replace("{artifact}", str(path)) for arg in check]
-        result = ctx.run(argv, cwd=path.parent, timeout_s=check_timeout_s, check=False)
+        with confined_cwd(ctx, _check_dir(ctx, path), "artifact") as cwd:
+            result = ctx.run(argv, cwd=cwd, timeout_s=check_timeout_s, check=False)
         output["check"] = {
             "argv": argv,
             "returncode": result.returncode,
@@ -103,6 +105,13 @@ def validate(
             )
     ctx.logger.info("artifact %s (%s, %d bytes) is valid", path, fmt, output["bytes"])
     return output
+
+
+def _check_dir(ctx: ActionContext, artifact: Path) -> Path:
+    """Where a check runs: the artifact's folder, or the artifact itself when that folder
+    lies outside the allowed paths (a directory artifact that is an allowed path)."""
+    inside = any(artifact.parent.is_relative_to(root) for root in ctx.settings.confined_paths)
+    return artifact.parent if inside else artifact
 
 
 # --- deploy -------------------------------------------------------------------------------

@@ -41,14 +41,18 @@ def plant(link: Path, target: Path) -> Path:
     return link
 
 
-def swap_after_check(ctx: ActionContext, folder: Path, target: Path) -> None:
-    """Make ``ctx.confine`` replace ``folder`` by a link to ``target`` right after its check
-    passes: the race of a link swapped in between the check and the use, without timing."""
+def swap_after_check(ctx: ActionContext, folder: Path, target: Path, calls: int = 1) -> None:
+    """Make ``ctx.confine`` replace ``folder`` by a link to ``target`` right after its
+    ``calls``-th check passes: the race of a link swapped in between an action's last check
+    and its use, without timing."""
     check: Callable[..., Path] = ctx.confine
+    seen = 0
 
     def confine_then_swap(path: str | Path, field_name: str = "path") -> Path:
+        nonlocal seen
         resolved = check(path, field_name)
-        if folder.is_dir() and not folder.is_symlink():
+        seen += 1
+        if seen == calls:
             shutil.rmtree(folder)
             plant(folder, target)
         return resolved

@@ -44,6 +44,7 @@ def settings(tmp_path: Path, work: Path) -> Settings:
 
 
 def artifact(work: Path, version: str) -> Path:
+    work.mkdir(exist_ok=True)
     path = work / f"v{version}.tar"
     source = fill(work / f"src-{version}", {"VERSION": version})
     with tarfile.open(path, "w") as tar:
@@ -125,6 +126,34 @@ def test_rollback_refuses_a_releases_symlink(settings, store, work, outside):
     refused("app_dir", partial(run, "rollback", ctx, {"app_dir": str(work / "app")}))
 
     assert contents(outside) == before
+
+
+def test_verify_runs_no_check_command_in_a_release_swapped_for_a_symlink(
+    settings, store, work, outside
+):
+    release = deploy(settings, store, work, "1", "d1")()["release"]
+    ctx = make_ctx(settings, store, "v")
+    # after its last check (app_dir, then the live release current leads to)
+    swap_after_check(ctx, work / "app" / "releases" / release, outside, calls=2)
+    params = {"app_dir": str(work / "app"), "checks": [{"command": ["touch", "planted"]}]}
+
+    refused("app_dir", partial(run, "verify", ctx, params))
+
+    assert contents(outside) == {}
+
+
+def test_validate_runs_no_check_in_a_folder_swapped_for_a_symlink(
+    settings, store, work, outside
+):
+    built = artifact(work / "dist", "1")
+    ctx = make_ctx(settings, store, "v")
+    # after its last check: the folder the check command runs in
+    swap_after_check(ctx, work / "dist", outside, calls=2)
+    params = {"artifact": str(built), "check": ["touch", "planted"]}
+
+    refused("artifact", partial(run, "validate", ctx, params))
+
+    assert contents(outside) == {}
 
 
 # --- backup -----------------------------------------------------------------------------------
