@@ -142,9 +142,7 @@ def test_verify_runs_no_check_command_in_a_release_swapped_for_a_symlink(
     assert contents(outside) == {}
 
 
-def test_validate_runs_no_check_in_a_folder_swapped_for_a_symlink(
-    settings, store, work, outside
-):
+def test_validate_runs_no_check_in_a_folder_swapped_for_a_symlink(settings, store, work, outside):
     built = artifact(work / "dist", "1")
     ctx = make_ctx(settings, store, "v")
     # after its last check: the folder the check command runs in
