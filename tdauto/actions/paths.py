@@ -98,8 +98,20 @@ class Folder:
 
     @property
     def pinned(self) -> Path:
-        """A path that names this open directory, whatever happens to ``path`` meanwhile."""
-        return Path(f"/proc/{os.getpid()}/fd/{self.fd}")  # this process now (after a fork)
+        """A path that names this open directory, whatever happens to ``path`` meanwhile.
+
+        Without ``/proc`` (not Linux) it is ``path``, checked to still be this folder: a link
+        swapped in after that check would be followed."""
+        proc = Path(f"/proc/{os.getpid()}/fd/{self.fd}")  # this process now (after a fork)
+        if proc.is_dir():
+            return proc
+        try:
+            same = os.path.samestat(os.stat(self.path), os.fstat(self.fd))
+        except OSError:
+            same = False
+        if not same:
+            raise refused(self.param, self.path, "changed while the action used it; run it again")
+        return self.path
 
     def sub(self, name: str, *, create: bool = False) -> Folder:
         """Open the child directory ``name``; a symlink there is refused, never followed.
@@ -195,7 +207,9 @@ def open_dir(path: Path, allowed: Sequence[Path], param: str, *, create: bool = 
     Raises ``FileNotFoundError`` for a missing part when ``create`` is false, and
     ``ActionError`` naming ``param`` for a link or a file in the way."""
     root = _root_of(path, allowed)
-    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # the operator's root
+    if create:
+        os.makedirs(root, exist_ok=True)  # the operator's own folder, as a first write makes it
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # links here are theirs
     folder = Folder(fd, root, param)
     try:
         for part in path.relative_to(root).parts:
