@@ -16,9 +16,11 @@ import pytest
 
 from tdauto.actions.registry import load_plugins
 from tdauto.errors import ActionError, InvalidInput
+from tdauto.models import ExecutionStatus
 from tdauto.settings import Settings
 from tests.support import actions
 from tests.support.actions import run
+from tests.support.engine import create, run_once, runtime
 from tests.support.files import contents, fill, plant, swap_after_check
 
 store = actions.store  # the fixture: a FileStore on the settings fixture's data path
@@ -29,6 +31,12 @@ BACKUPS = {
     f"src-2020010{n}T000000Z-0000000{n}.tar.gz{ext}": f"backup {n}"
     for n in range(1, 4)
     for ext in ("", ".sha256")
+}
+TASK = {
+    "name": "confine",
+    "type": "deployment",
+    "schedule": "daily",
+    "schedule_config": {"hour": 2},
 }
 
 
@@ -152,6 +160,23 @@ def test_validate_runs_no_check_in_a_folder_swapped_for_a_symlink(settings, stor
     refused("artifact", partial(run, "validate", ctx, params))
 
     assert contents(outside) == {}
+
+
+def test_a_deploy_run_fails_naming_app_dir_and_leaves_the_outside_alone(settings, work, outside):
+    fill(outside, RELEASES)
+    before = contents(outside)
+    plant(work / "app" / "releases", outside)
+    rt = runtime(settings)
+    params = {"artifact": str(artifact(work, "1")), "app_dir": str(work / "app"), "keep": 1}
+    task = create(rt, TASK | {"actions": [{"type": "deploy", "params": params}]})
+
+    ex = run_once(rt, task)
+
+    assert ex.status is ExecutionStatus.FAILED
+    (failed,) = ex.actions
+    assert (failed.error or "").removeprefix("ActionError: ").startswith("app_dir: ")
+    assert failed.error_kind == "not_allowed" and "releases is a symlink" in (ex.error or "")
+    assert contents(outside) == before
 
 
 # --- backup -----------------------------------------------------------------------------------
