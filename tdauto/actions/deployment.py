@@ -190,10 +190,15 @@ def _build(
     _discard(site, staging)  # what a crashed attempt left
     ctx.logger.info("building release %s from %s", release, source)
     try:
-        with site.releases.sub(staging, create=True) as folder:
+        with contextlib.ExitStack() as stack:
+            folder = stack.enter_context(site.releases.sub(staging, create=True))
             built, files = build_release(source, folder.pinned, strip_components, ctx.cancel_event)
-            inner = built.relative_to(folder.pinned).as_posix()
-        commit_release(site, staging if inner == "." else f"{staging}/{inner}", release)
+            # the built tree, ``strip_components`` levels down: renamed from its own folder
+            parent, name = site.releases, staging
+            for part in built.relative_to(folder.pinned).parts:
+                parent = stack.enter_context(parent.sub(name))
+                name = part
+            commit_release(site, parent, name, release)
     except (tarfile.TarError, zipfile.BadZipFile, EOFError) as exc:
         raise ActionError(f"cannot unpack {source}: {exc}", "invalid") from exc
     except OSError as exc:

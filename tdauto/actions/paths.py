@@ -140,8 +140,14 @@ class Folder:
         return info is not None and stat.S_ISREG(info.st_mode)
 
     def open_fd(self, name: str, flags: int, mode: int = 0o666) -> int:
-        """``os.open`` of a file here; a link in its place fails (ELOOP), never followed."""
-        return os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=self.fd)
+        """``os.open`` of a file here; a link in its place is refused, never followed."""
+        try:
+            return os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=self.fd)
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            why = "is a symlink; an action never follows a link in the folders it works in"
+            raise refused(self.param, self.path / name, f"{why}: remove it") from None
 
     def read_text(self, name: str) -> str:
         with open(self.open_fd(name, os.O_RDONLY), encoding="utf-8") as handle:

@@ -228,14 +228,14 @@ def write_record(site: Site, kind: str, suffix: str, data: dict[str, Any]) -> No
     site.state.write_text(f"{kind}-{suffix}.json", json.dumps(data))
 
 
-def commit_release(site: Site, built: str, release: str) -> None:
-    """Rename the built tree (``built``, relative to ``releases/``) into ``releases/<release>``
-    and stamp it the newest release."""
+def commit_release(site: Site, parent: Folder, built: str, release: str) -> None:
+    """Rename the built tree (``built`` in the open folder ``parent``) into
+    ``releases/<release>`` and stamp it the newest release."""
     newest = max(
         (info.st_mtime_ns for r in site.release_ids() if (info := site.releases.lstat(r))),
         default=0,
     )
-    site.releases.rename(built, site.releases, release)
+    parent.rename(built, site.releases, release)
     stamp = max(time.time_ns(), newest + 1)
     site.releases.touch(release, (stamp, stamp))
     site.releases.fsync()
