@@ -107,6 +107,18 @@ def test_deploy_refuses_a_rolled_back_symlink_and_prunes_nothing_outside(
     assert (work / "app" / "current" / "VERSION").read_text() == "1"
 
 
+def test_deploy_refuses_a_lock_file_symlink_and_writes_nothing_outside(
+    settings, store, work, outside
+):
+    (work / "app" / ".tdauto").mkdir(parents=True)
+    (work / "app" / ".tdauto" / "lock").symlink_to(outside / "lock")
+
+    message = refused("app_dir", deploy(settings, store, work, "1"))
+
+    assert "lock is a symlink" in message
+    assert contents(outside) == {}
+
+
 def test_rollback_refuses_a_rolled_back_symlink_and_moves_no_release_out(
     settings, store, work, outside
 ):
