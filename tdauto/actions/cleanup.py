@@ -190,6 +190,12 @@ class _Sweep:
             folder = open_dir(root, allowed, "path")
         except FileNotFoundError:
             return  # nothing to clean yet (a default folder nothing has written to)
+        except ActionError as exc:
+            if exc.kind != "io":
+                raise  # a link or a file in the way: refused
+            if len(self.errors) < LIST_CAP:  # e.g. no permission: listed, the rest goes on
+                self.errors.append(str(exc).removeprefix("path: "))
+            return
         with folder:
             self._directory(folder.fd, root)
 

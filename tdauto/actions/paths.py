@@ -45,21 +45,24 @@ def refused(param: str, where: Path, why: str) -> ActionError:
     return ActionError(f"{param}: {where} {why}", "not_allowed")
 
 
-def _why_not(parent_fd: int, name: str, exc: OSError) -> str:
-    """Say why ``name`` could not be opened as a directory without following links."""
+def _refusal(parent_fd: int, name: str, where: Path, param: str, exc: OSError) -> ActionError:
+    """Why ``name`` could not be opened as a directory without following links: a link or a
+    file in the way (kind ``not_allowed``), or the system's own reason (kind ``io``)."""
     try:
         info = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
     except OSError:
-        return f"cannot be opened ({exc.strerror or exc})"
-    if stat.S_ISLNK(info.st_mode):
+        info = None
+    if info is not None and stat.S_ISLNK(info.st_mode):
         target = os.readlink(name, dir_fd=parent_fd)
-        return (
+        return refused(
+            param,
+            where,
             f"is a symlink (to {target}); an action never follows a link in the folders it "
-            "works in: replace it with a real directory"
+            "works in: replace it with a real directory",
         )
-    if not stat.S_ISDIR(info.st_mode):
-        return "is not a directory; move it away or give another path"
-    return f"cannot be opened ({exc.strerror or exc})"
+    if info is not None and not stat.S_ISDIR(info.st_mode):
+        return refused(param, where, "is not a directory; move it away or give another path")
+    return ActionError(f"{param}: {where} cannot be opened ({exc.strerror or exc})", "io")
 
 
 def _open_child(parent_fd: int, name: str, where: Path, param: str, create: bool) -> int:
@@ -73,7 +76,7 @@ def _open_child(parent_fd: int, name: str, where: Path, param: str, create: bool
             with contextlib.suppress(FileExistsError):
                 os.mkdir(name, 0o777, dir_fd=parent_fd)
         except OSError as exc:
-            raise refused(param, where, _why_not(parent_fd, name, exc)) from None
+            raise _refusal(parent_fd, name, where, param, exc) from None
     return os.open(name, DIR_FLAGS, dir_fd=parent_fd)
 
 
