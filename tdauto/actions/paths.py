@@ -5,17 +5,18 @@ symlink planted later inside an allowed folder (``<app_dir>/releases -> /etc``) 
 the action out when it opens, writes or deletes by path. So an action opens the folders it
 works in here, and then acts only relative to their descriptors:
 
-- ``open_dir`` resolves and checks the param's path, then opens it from its allowed root one
-  component at a time with ``O_DIRECTORY | O_NOFOLLOW`` and ``dir_fd`` (creating missing
-  components when asked). A component that is a symlink, even one swapped in after the
-  check, is refused with an error naming the param.
+- ``open_dir`` opens a checked path from its allowed root one component at a time with
+  ``O_DIRECTORY | O_NOFOLLOW`` and ``dir_fd`` (creating missing components when asked). A
+  component that is a symlink or a file, even one swapped in after the check, is refused
+  with an error naming the param (kind ``not_allowed``); another failure, such as no
+  permission, is kind ``io``. ``held`` checks the param's path (``ctx.confine``) first.
 - ``Folder`` is such an open directory: ``sub(name)`` opens a child the same way; files are
   read, written, renamed and deleted with ``dir_fd`` and never through a link;
   ``remove_tree`` deletes a subtree through ``shutil.rmtree``'s descriptor-based walk, which
   never follows a link.
 - ``Folder.pinned`` is a path to the open directory itself (``/proc/<pid>/fd/<n>``) for code
   that takes paths (tarfile, sqlite, a child's ``cwd``): it cannot be redirected by renames
-  or links once the folder is open.
+  or links once the folder is open. Without ``/proc`` it falls back to the path, re-checked.
 - ``held`` and ``confined_cwd`` are the context managers the handlers use.
 """
 
@@ -245,7 +246,9 @@ def confined_cwd(ctx: ActionContext, value: str | Path, param: str = "cwd") -> I
     try:
         folder = held(ctx, value, param)
     except FileNotFoundError:
-        raise refused(param, Path(value), "is not a directory (it does not exist)") from None
+        raise ActionError(
+            f"{param}: {value} does not exist; create it or give another directory", "invalid"
+        ) from None
     with folder:
         yield folder.pinned
 
