@@ -17,13 +17,15 @@ it came from, without secrets), written before the checksum so a finished backup
 
 Reading an archive back is ``tdauto.actions.maintenance.restore_backup``. Paths are confined
 to ``TDAUTO_ALLOWED_PATHS`` by ``resolve_target`` (targets) and the action (``dest``); the
-functions below trust the paths they are given.
+backup folder is then opened and written through ``tdauto.actions.paths``, so a link planted
+in ``dest`` (``<dest>/<target> -> /elsewhere``) fails the backup instead of leading it out.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import fnmatch
 import gzip
 import hashlib
 import json
@@ -31,6 +33,7 @@ import os
 import re
 import shutil
 import sqlite3
+import stat
 import tarfile
 import time
 import uuid
@@ -50,6 +53,7 @@ from tdauto.actions.backup_targets import (
     resolve_target,
 )
 from tdauto.actions.context import ActionContext
+from tdauto.actions.paths import Folder, open_dir
 from tdauto.errors import ActionError
 
 BACKUP_NAME = re.compile(
@@ -70,22 +74,30 @@ def write_backup(
 ) -> dict[str, Any]:
     """Back ``target`` up under ``root/<name>/`` once per idempotency key, then prune.
 
+    ``root`` (the ``dest`` param, confined) and its ``<name>`` folder are opened without
+    following links (``tdauto.actions.paths``), and the archive is written and old ones are
+    pruned only through them: a link planted there fails the backup, naming ``dest``.
+
     Returns the action's output: ``target``, ``kind``, ``path``, ``bytes``, ``sha256``,
     ``pruned``, ``created_at`` and ``reused`` (true when an earlier attempt wrote it).
     """
-    folder = root / target.name
-    folder.mkdir(parents=True, exist_ok=True)
     suffix = hashlib.sha256(ctx.idempotency_key.encode()).hexdigest()[:8]
     ext = ARCHIVE_EXTS[target.kind]
-    with _locked(folder / f".{target.name}-{suffix}.lock"):
-        existing = _find(folder, target.name, suffix, ext)
-        if existing is not None:
-            ctx.logger.info("backup %s was written by an earlier attempt", existing)
-            output = _describe(existing, target, reused=True)
-        else:
-            _remove_leftovers(folder, target.name, suffix)
-            output = _write(ctx, target, folder / _stamped(target.name, suffix, ext))
-    output["pruned"] = prune(folder, target.name, Path(output["path"]), retention_s, keep)
+    allowed = ctx.settings.confined_paths
+    with (
+        open_dir(root, allowed, "dest", create=True) as dest,
+        dest.sub(target.name, create=True) as folder,
+    ):
+        with _locked(folder, f".{target.name}-{suffix}.lock"):
+            existing = _find(folder, target.name, suffix, ext)
+            if existing is not None:
+                ctx.logger.info("backup %s was written by an earlier attempt", existing)
+                output = _describe(folder, existing, target, reused=True)
+            else:
+                _remove_leftovers(folder, target.name, suffix)
+                output = _write(ctx, target, folder, _stamped(target.name, suffix, ext))
+        newest = Path(output["path"]).name
+        output["pruned"] = prune(folder, target.name, newest, retention_s, keep)
     for pruned in output["pruned"]:
         ctx.logger.info("pruned old backup %s", pruned)
     return output
@@ -96,36 +108,42 @@ def _stamped(name: str, suffix: str, ext: str) -> str:
 
 
 @contextlib.contextmanager
-def _locked(lock_path: Path) -> Iterator[None]:
+def _locked(folder: Folder, name: str) -> Iterator[None]:
     """Serialize attempts with one key (a redelivery running beside a stalled original).
 
     The lock file goes once a backup is in place; after a failure it stays for the retry,
     so a waiting attempt and a newcomer cannot hold two different lock files at once.
     """
-    with open(lock_path, "a") as handle:
+    fd = folder.open_fd(name, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    with open(fd, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         yield
-        lock_path.unlink(missing_ok=True)
+        folder.unlink(name)
 
 
-def _find(folder: Path, name: str, suffix: str, ext: str) -> Path | None:
+def _find(folder: Folder, name: str, suffix: str, ext: str) -> str | None:
     """The finished backup of this key (archive renamed into place), if any."""
-    for candidate in sorted(folder.glob(f"{name}-*-{suffix}.{ext}")):
-        if BACKUP_NAME.match(candidate.name) and sidecar_of(candidate).is_file():
+    for candidate in sorted(fnmatch.filter(folder.names(), f"{name}-*-{suffix}.{ext}")):
+        if (
+            BACKUP_NAME.match(candidate)
+            and folder.is_file(candidate)
+            and folder.is_file(sidecar_of(Path(candidate)).name)
+        ):
             return candidate
     return None
 
 
-def _remove_leftovers(folder: Path, name: str, suffix: str) -> None:
+def _remove_leftovers(folder: Folder, name: str, suffix: str) -> None:
     """Temp files and orphan sidecars that a crashed attempt with this key left behind."""
-    for leftover in folder.glob(f".{name}-*-{suffix}.*.tmp"):
-        leftover.unlink(missing_ok=True)
-    for sidecar in folder.glob(f"{name}-*-{suffix}.*.sha256"):
-        if not sidecar.with_suffix("").exists():
-            sidecar.unlink(missing_ok=True)
-    for manifest in folder.glob(f"{name}-*-{suffix}.*.manifest.json"):
-        if not manifest.with_name(manifest.name.removesuffix(".manifest.json")).exists():
-            manifest.unlink(missing_ok=True)
+    names = folder.names()
+    for leftover in fnmatch.filter(names, f".{name}-*-{suffix}.*.tmp"):
+        folder.unlink(leftover)
+    for sidecar in fnmatch.filter(names, f"{name}-*-{suffix}.*.sha256"):
+        if folder.lstat(sidecar.removesuffix(".sha256")) is None:
+            folder.unlink(sidecar)
+    for manifest in fnmatch.filter(names, f"{name}-*-{suffix}.*.manifest.json"):
+        if folder.lstat(manifest.removesuffix(".manifest.json")) is None:
+            folder.unlink(manifest)
 
 
 def sidecar_of(archive: Path) -> Path:
@@ -141,15 +159,16 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _write(ctx: ActionContext, target: Target, final: Path) -> dict[str, Any]:
+def _write(ctx: ActionContext, target: Target, folder: Folder, final: str) -> dict[str, Any]:
     """Produce the archive in a temp file, checksum it, then rename it into place.
 
-    The sidecar goes first: the archive's rename is the commit point, and a finished archive
-    always has its checksum beside it.
+    The producers write to a path under ``folder.pinned``, which names the open folder
+    itself. The sidecar goes first: the archive's rename is the commit point, and a finished
+    archive always has its checksum beside it.
     """
-    tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.tmp")
-    sidecar_tmp = tmp.with_name(tmp.name + ".sha256.tmp")
-    manifest_tmp = tmp.with_name(tmp.name + ".manifest.tmp")
+    tmp_name = f".{final}.{uuid.uuid4().hex[:8]}.tmp"
+    tmp = folder.pinned / tmp_name
+    shown = folder.path / final
     producers: dict[str, Callable[[ActionContext, Target, Path], None]] = {
         "store": _write_store,
         "sqlite": _write_sqlite,
@@ -158,47 +177,46 @@ def _write(ctx: ActionContext, target: Target, final: Path) -> dict[str, Any]:
         "redis": write_redis,
     }
     ctx.logger.info(
-        "backing up %s (%s, %s) to %s", target.name, target.kind, target.describe(), final
+        "backing up %s (%s, %s) to %s", target.name, target.kind, target.describe(), shown
     )
     try:
+        folder.unlink(tmp_name)  # never write through a link planted under this name
         producers[target.kind](ctx, target, tmp)
         _fsync(tmp)
         if target.kind in DB_KINDS:
-            manifest_tmp.write_text(json.dumps(manifest_data(target), indent=2), encoding="utf-8")
-            os.replace(manifest_tmp, manifest_of(final))
+            manifest = json.dumps(manifest_data(target), indent=2)
+            folder.write_text(manifest_of(Path(final)).name, manifest)
         digest = sha256_file(tmp)
-        sidecar_tmp.write_text(f"{digest}  {final.name}\n", encoding="utf-8")
-        os.replace(sidecar_tmp, sidecar_of(final))
-        os.replace(tmp, final)
-        _fsync(final.parent)
+        folder.write_text(sidecar_of(Path(final)).name, f"{digest}  {final}\n")
+        folder.rename(tmp_name, folder, final)
+        folder.fsync()
     except OSError as exc:
-        raise ActionError(f"backup of {target.name!r} failed writing {final}: {exc}", "io") from exc
+        raise ActionError(f"backup of {target.name!r} failed writing {shown}: {exc}", "io") from exc
     finally:
-        tmp.unlink(missing_ok=True)
-        sidecar_tmp.unlink(missing_ok=True)
-        manifest_tmp.unlink(missing_ok=True)
-    output = _describe(final, target, reused=False)
-    ctx.logger.info("backup %s: %d bytes, sha256 %s", final.name, output["bytes"], digest)
+        folder.unlink(tmp_name)
+    output = _describe(folder, final, target, reused=False)
+    ctx.logger.info("backup %s: %d bytes, sha256 %s", final, output["bytes"], digest)
     return output
 
 
 def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
 
 
-def _describe(archive: Path, target: Target, *, reused: bool) -> dict[str, Any]:
-    match = BACKUP_NAME.match(archive.name)
+def _describe(folder: Folder, archive: str, target: Target, *, reused: bool) -> dict[str, Any]:
+    match = BACKUP_NAME.match(archive)
     stamp = datetime.strptime(match["stamp"], _STAMP).replace(tzinfo=UTC) if match else None
+    info = folder.lstat(archive)
     return {
         "target": target.name,
         "kind": target.kind,
-        "path": str(archive),
-        "bytes": archive.stat().st_size,
-        "sha256": sidecar_of(archive).read_text(encoding="utf-8").split()[0],
+        "path": str(folder.path / archive),
+        "bytes": info.st_size if info is not None else 0,
+        "sha256": folder.read_text(sidecar_of(Path(archive)).name).split()[0],
         "pruned": [],
         "created_at": stamp.isoformat() if stamp else None,
         "reused": reused,
@@ -243,7 +261,8 @@ def _write_directory(ctx: ActionContext, target: Target, tmp: Path) -> None:
     if not source.is_dir():
         raise ActionError(f"directory target {target.name!r}: no directory {source}", "not_found")
     # Never archive the backups themselves (dest may lie inside the directory backed up).
-    inside = [p for p in (tmp.parent.parent, tmp.parent) if source in p.parents]
+    here = Path(os.path.realpath(tmp.parent))  # the pinned folder's real path
+    inside = [p for p in (here.parent, here) if source in p.parents]
     skip = inside[0].relative_to(source).as_posix() if inside else None
 
     def member(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
@@ -253,20 +272,24 @@ def _write_directory(ctx: ActionContext, target: Target, tmp: Path) -> None:
             return None
         return info
 
-    with tarfile.open(tmp, "w:gz") as tar:
-        for child in sorted(source.iterdir()):
+    with (
+        open_dir(source, ctx.settings.confined_paths, "path") as held,
+        tarfile.open(tmp, "w:gz") as tar,
+    ):
+        for child in sorted(held.pinned.iterdir()):  # read through the folder held open
             tar.add(child, arcname=child.name, filter=member)
 
 
 def prune(
-    folder: Path,
+    folder: Folder,
     name: str,
-    newest: Path,
+    newest: str,
     retention_s: float | None,
     keep: int | None,
     now_ts: float | None = None,
 ) -> list[str]:
-    """Delete the backups of ``name`` in ``folder`` that no rule keeps, never ``newest``.
+    """Delete the backups of ``name`` in the open ``folder`` that no rule keeps, never
+    ``newest``; only regular files are counted or deleted, never a link or what it points to.
 
     Age is the file's mtime (seconds before ``now_ts``); "newest" ranks by mtime, then name.
     """
@@ -274,22 +297,23 @@ def prune(
         return []
     now = time.time() if now_ts is None else now_ts
     backups = []
-    for candidate in folder.iterdir():
-        match = BACKUP_NAME.match(candidate.name)
-        if match and match["target"] == name and candidate.is_file():
-            backups.append((candidate.stat().st_mtime, candidate.name, candidate))
+    for candidate in folder.names():
+        match = BACKUP_NAME.match(candidate)
+        info = folder.lstat(candidate) if match and match["target"] == name else None
+        if info is not None and stat.S_ISREG(info.st_mode):
+            backups.append((info.st_mtime, candidate))
     backups.sort(reverse=True)
     pruned: list[str] = []
-    for rank, (mtime, _, candidate) in enumerate(backups):
+    for rank, (mtime, candidate) in enumerate(backups):
         kept = (keep is not None and rank < keep) or (
             retention_s is not None and now - mtime < retention_s
         )
         if candidate == newest or kept:
             continue
-        candidate.unlink(missing_ok=True)
-        sidecar_of(candidate).unlink(missing_ok=True)
-        manifest_of(candidate).unlink(missing_ok=True)
-        pruned.append(str(candidate))
+        folder.unlink(candidate)
+        folder.unlink(sidecar_of(Path(candidate)).name)
+        folder.unlink(manifest_of(Path(candidate)).name)
+        pruned.append(str(folder.path / candidate))
     return pruned
 
 

@@ -1,12 +1,13 @@
 """The ``cleanup`` action: delete old files under confined directories.
 
-Deleting is the most dangerous thing a scheduled task does, so the walk is defensive: every
-directory is opened relative to its parent's file descriptor with ``O_NOFOLLOW`` and every
-file is removed with ``unlink(name, dir_fd=...)``. A symlink is never followed and never
-removed, and a directory swapped for a symlink half-way through the walk cannot lead it out
-of the confined roots (they are resolved and checked against ``TDAUTO_ALLOWED_PATHS`` first).
-Only directories the sweep itself emptied are removed, never the roots, so an empty folder
-someone made on purpose stays.
+Deleting is the most dangerous thing a scheduled task does, so the walk is defensive: each
+root is resolved and checked against ``TDAUTO_ALLOWED_PATHS``, then opened from its allowed
+path down without following a link (``tdauto.actions.paths.open_dir``); every directory
+below is opened relative to its parent's file descriptor with ``O_NOFOLLOW`` and every file
+is removed with ``unlink(name, dir_fd=...)``. A symlink is never followed and never removed,
+and a directory swapped for a symlink, before or half-way through the walk, cannot lead it
+out of the confined roots. Only directories the sweep itself emptied are removed, never the
+roots, so an empty folder someone made on purpose stays.
 """
 
 from __future__ import annotations
@@ -24,13 +25,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from tdauto.actions.context import ActionContext, confine
+from tdauto.actions.paths import DIR_FLAGS, open_dir
 from tdauto.actions.registry import action
 from tdauto.errors import ActionError
 from tdauto.units import parse_duration_s
 
 DEFAULT_FOLDERS = ("executions", "logs", "metrics", "reports")
 LIST_CAP = 100  # paths listed in the output; the counts cover everything
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
 
 
 class CleanupParams(BaseModel):
@@ -138,7 +139,7 @@ def cleanup(
             older_than,
             " (dry run)" if dry_run else "",
         )
-        sweep.root(root)
+        sweep.root(root, ctx.settings.confined_paths)
     ctx.logger.info(
         "cleanup %s %d files, %d bytes%s",
         "would remove" if dry_run else "removed",
@@ -182,18 +183,21 @@ class _Sweep:
     bytes_freed: int = 0
     dirs_removed: int = 0
 
-    def root(self, root: Path) -> None:
+    def root(self, root: Path, allowed: list[Path]) -> None:
+        """Sweep one root, opened from its allowed path without following a link (a link
+        swapped in on the way since the check fails the action, naming ``path``)."""
         try:
-            fd = os.open(root, _DIR_FLAGS)
+            folder = open_dir(root, allowed, "path")
         except FileNotFoundError:
             return  # nothing to clean yet (a default folder nothing has written to)
-        except OSError as exc:
-            self._error(root, exc)
+        except ActionError as exc:
+            if exc.kind != "io":
+                raise  # a link or a file in the way: refused
+            if len(self.errors) < LIST_CAP:  # e.g. no permission: listed, the rest goes on
+                self.errors.append(str(exc).removeprefix("path: "))
             return
-        try:
-            self._directory(fd, root)
-        finally:
-            os.close(fd)
+        with folder:
+            self._directory(folder.fd, root)
 
     def _directory(self, fd: int, where: Path) -> bool:
         """Sweep the open directory ``fd``; true if the sweep emptied it."""
@@ -223,7 +227,7 @@ class _Sweep:
 
     def _subdirectory(self, parent_fd: int, name: str, where: Path) -> bool:
         try:
-            fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
+            fd = os.open(name, DIR_FLAGS, dir_fd=parent_fd)
         except OSError as exc:  # e.g. swapped for a symlink since it was listed: ELOOP
             self._error(where, exc)
             return False

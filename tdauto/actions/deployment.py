@@ -15,7 +15,7 @@ that fails its health checks is switched back by itself.
 
 from __future__ import annotations
 
-import shutil
+import contextlib
 import tarfile
 import zipfile
 from pathlib import Path
@@ -30,16 +30,16 @@ from tdauto.actions.deploy_params import (
     confined_path,
     refuse_nesting,
 )
+from tdauto.actions.paths import confined_cwd
 from tdauto.actions.registry import action
+from tdauto.actions.release_build import artifact_format, build_release, check_archive
 from tdauto.actions.releases import (
-    App,
-    artifact_format,
-    build_release,
-    check_archive,
+    Site,
     commit_release,
     default_release_id,
     key_suffix,
     locked,
+    opened,
     prune,
     read_record,
     set_aside,
@@ -91,7 +91,8 @@ def validate(
     output["check"] = None
     if check:
         argv = [arg.replace("{artifact}", str(path)) for arg in check]
-        result = ctx.run(argv, cwd=path.parent, timeout_s=check_timeout_s, check=False)
+        with confined_cwd(ctx, _check_dir(ctx, path), "artifact") as cwd:
+            result = ctx.run(argv, cwd=cwd, timeout_s=check_timeout_s, check=False)
         output["check"] = {
             "argv": argv,
             "returncode": result.returncode,
@@ -104,6 +105,13 @@ def validate(
             )
     ctx.logger.info("artifact %s (%s, %d bytes) is valid", path, fmt, output["bytes"])
     return output
+
+
+def _check_dir(ctx: ActionContext, artifact: Path) -> Path:
+    """Where a check runs: the artifact's folder, or the artifact itself when that folder
+    lies outside the allowed paths (a directory artifact that is an allowed path)."""
+    inside = any(artifact.parent.is_relative_to(root) for root in ctx.settings.confined_paths)
+    return artifact.parent if inside else artifact
 
 
 # --- deploy -------------------------------------------------------------------------------
@@ -126,40 +134,40 @@ def deploy(
     earlier attempt of this action built the release).
     """
     source = confined_path(ctx, artifact, "artifact")
-    app = App(confined_path(ctx, app_dir, "app_dir"))
+    root = confined_path(ctx, app_dir, "app_dir")
     if not source.exists():
         raise ActionError(f"artifact {source} does not exist", "not_found")
     try:
-        refuse_nesting(source, app.root)
+        refuse_nesting(source, root)
     except ValueError as exc:
         raise ActionError(str(exc), "invalid") from None
     suffix = key_suffix(ctx.idempotency_key)
-    app.releases_dir.mkdir(parents=True, exist_ok=True)
-    with locked(app):
-        current = app.current()
-        record = read_record(app, "deploy", suffix)
+    with opened(root, ctx.settings.confined_paths, create=True) as site, locked(site):
+        app = site.app
+        current = site.current()
+        record = read_record(site, "deploy", suffix)
         if record is None:
             release = release_id or default_release_id(ctx.idempotency_key)
-            for taken in (app.release_path(release), app.rolled_back_dir / release):
-                if taken.exists():
-                    raise ActionError(
-                        f"release {release!r} already exists ({taken}); give another release_id",
-                        "exists",
-                    )
+            if site.releases.lstat(release) is not None or site.set_aside_exists(release):
+                raise ActionError(
+                    f"release {release!r} already exists (in {app.releases_dir} or "
+                    f"{app.rolled_back_dir}); give another release_id",
+                    "exists",
+                )
             record = {"release": release, "previous": current, "artifact": str(source)}
-            write_record(app, "deploy", suffix, record)
+            write_record(site, "deploy", suffix, record)
         release, previous = record["release"], record["previous"]
         path = app.release_path(release)
-        reused = path.is_dir()
+        reused = site.has_release(release)
         if reused:
             ctx.logger.info("release %s was built by an earlier attempt", release)
             files = None
         else:
-            files = _build(ctx, app, source, release, strip_components)
+            files = _build(ctx, site, source, release, strip_components)
         if current != release:
-            app.switch(release)
+            site.switch(release)
             ctx.logger.info("current -> releases/%s (was %s)", release, current)
-        pruned, errors = prune(app, keep, {r for r in (release, previous) if r})
+        pruned, errors = prune(site, keep, {r for r in (release, previous) if r})
     for gone in pruned:
         ctx.logger.info("pruned %s", gone)
     for error in errors:
@@ -175,21 +183,35 @@ def deploy(
     }
 
 
-def _build(ctx: ActionContext, app: App, source: Path, release: str, strip_components: int) -> int:
-    staging = app.releases_dir / f".staging-{release}"
-    shutil.rmtree(staging, ignore_errors=True)  # what a crashed attempt left
+def _build(
+    ctx: ActionContext, site: Site, source: Path, release: str, strip_components: int
+) -> int:
+    staging = f".staging-{release}"
+    _discard(site, staging)  # what a crashed attempt left
     ctx.logger.info("building release %s from %s", release, source)
     try:
-        root, files = build_release(source, staging, strip_components, ctx.cancel_event)
-        commit_release(app, root, release)
+        with contextlib.ExitStack() as stack:
+            folder = stack.enter_context(site.releases.sub(staging, create=True))
+            built, files = build_release(source, folder.pinned, strip_components, ctx.cancel_event)
+            # the built tree, ``strip_components`` levels down: renamed from its own folder
+            parent, name = site.releases, staging
+            for part in built.relative_to(folder.pinned).parts:
+                parent = stack.enter_context(parent.sub(name))
+                name = part
+            commit_release(site, parent, name, release)
     except (tarfile.TarError, zipfile.BadZipFile, EOFError) as exc:
         raise ActionError(f"cannot unpack {source}: {exc}", "invalid") from exc
     except OSError as exc:
         raise ActionError(f"deploy of {source} failed: {exc}", "io") from exc
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        _discard(site, staging)
     ctx.logger.info("release %s: %d entries", release, files)
     return files
+
+
+def _discard(site: Site, staging: str) -> None:
+    with contextlib.suppress(OSError):
+        site.releases.remove_tree(staging)
 
 
 # --- rollback -----------------------------------------------------------------------------
@@ -204,24 +226,28 @@ def rollback(
     Output: ``from``, ``to``, ``path`` (of ``to``), ``discarded`` (where the release left
     went, or None) and ``reused`` (an earlier attempt of this action decided the switch).
     """
-    app = App(confined_path(ctx, app_dir, "app_dir"))
+    root = confined_path(ctx, app_dir, "app_dir")
     suffix = key_suffix(ctx.idempotency_key)
-    if not app.root.is_dir():
-        raise ActionError(f"{app.root} does not exist: nothing to roll back", "rollback")
-    with locked(app):
-        record = read_record(app, "rollback", suffix)
+    with contextlib.ExitStack() as stack:
+        try:
+            site = stack.enter_context(opened(root, ctx.settings.confined_paths, create=False))
+        except FileNotFoundError:
+            raise ActionError(f"{root} does not exist: nothing to roll back", "rollback") from None
+        app = site.app
+        stack.enter_context(locked(site))
+        record = read_record(site, "rollback", suffix)
         reused = record is not None
         if record is None:
-            record = _plan_rollback(app, release)
-            write_record(app, "rollback", suffix, record)
+            record = _plan_rollback(site, release)
+            write_record(site, "rollback", suffix, record)
         source, target = record["from"], record["to"]
-        if not app.release_path(target).is_dir():
+        if not site.has_release(target):
             raise ActionError(f"release {target!r} is gone from {app.releases_dir}", "rollback")
-        if app.current() != target:
-            app.switch(target)
+        if site.current() != target:
+            site.switch(target)
             ctx.logger.info("current -> releases/%s (rolled back from %s)", target, source)
-        aside = set_aside(app, source) if discard else None
-        if discard and aside is None and (app.rolled_back_dir / source).is_dir():
+        aside = set_aside(site, source) if discard else None
+        if discard and aside is None and site.rolled_back and site.rolled_back.is_dir(source):
             aside = app.rolled_back_dir / source  # set aside by an earlier attempt
     if aside is not None:
         ctx.logger.info("release %s set aside in %s", source, aside)
@@ -234,12 +260,13 @@ def rollback(
     }
 
 
-def _plan_rollback(app: App, release: str | None) -> dict[str, str]:
-    current = app.current()
+def _plan_rollback(site: Site, release: str | None) -> dict[str, str]:
+    app = site.app
+    current = site.current()
     if current is None:
         raise ActionError(f"{app.current_link} does not exist: nothing to roll back", "rollback")
     if release is None:
-        target = app.previous_of(current)
+        target = site.previous_of(current)
         if target is None:
             raise ActionError(
                 f"no release before {current!r} in {app.releases_dir}: nothing to roll back "
@@ -249,13 +276,13 @@ def _plan_rollback(app: App, release: str | None) -> dict[str, str]:
         return {"from": current, "to": target}
     if release == current:
         raise ActionError(f"release {release!r} is already current", "rollback")
-    if release not in app.releases():
+    if release not in site.release_ids():
         where = (
             " (it was rolled back: move it back into releases/ to use it)"
-            if (app.rolled_back_dir / release).exists()
+            if site.set_aside_exists(release)
             else ""
         )
-        known = ", ".join(app.releases()) or "none"
+        known = ", ".join(site.release_ids()) or "none"
         raise ActionError(
             f"no release {release!r} in {app.releases_dir}{where}; releases: {known}", "rollback"
         )

@@ -10,9 +10,16 @@ An application directory holds::
 
 ``current`` only ever changes by ``os.replace`` of a fresh symlink over it, so a reader sees
 the old release or the new one, never a missing link. A release appears in ``releases/``
-whole (it is built in a hidden staging directory and renamed into place). Releases are
-ordered by the directory's mtime, then by name; a deploy stamps its release newer than every
-other, and the default ids start with a UTC stamp, so both orders agree.
+whole (it is built in a hidden staging directory, ``tdauto.actions.release_build``, and
+renamed into place). Releases are ordered by the directory's mtime, then by name; a deploy
+stamps its release newer than every other, and the default ids start with a UTC stamp, so
+both orders agree.
+
+An action works on a ``Site``: the app directory and its ``releases``, ``rolled_back`` and
+``.tdauto`` folders opened once, at the start, through ``tdauto.actions.paths`` (no link
+followed), and everything after that is done relative to those descriptors. A planted
+``releases`` or ``rolled_back`` symlink thus fails the action, naming ``app_dir``, before it
+changes anything.
 
 Deploys and rollbacks of one app hold ``.tdauto/lock`` (``flock``), and write a record named
 after a hash of the action's idempotency key before they change anything: a redelivered
@@ -27,23 +34,18 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import stat
-import tarfile
-import threading
 import time
 import uuid
-import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from tdauto.actions.paths import DIR_FLAGS, Folder, open_dir
 from tdauto.errors import ActionError
 
 RELEASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}$")
-TAR_EXTS = (".tar.gz", ".tgz", ".tar")
-ZIP_EXTS = (".zip",)
 RECORD_TTL_S = 7 * 86400  # records outlive any redelivery (leases and retries are minutes)
 _STAMP = "%Y%m%dT%H%M%SZ"
 
@@ -60,7 +62,8 @@ def default_release_id(idempotency_key: str, now_ts: float | None = None) -> str
 
 @dataclass(frozen=True)
 class App:
-    """One application directory (``root`` is absolute and already confined)."""
+    """The paths of one application directory (``root`` absolute), for messages and for
+    reading a layout; actions change it only through a ``Site``."""
 
     root: Path
 
@@ -85,39 +88,82 @@ class App:
 
     def releases(self) -> list[str]:
         """Release ids, oldest first (mtime, then name); staging dirs and links excluded."""
-        found: list[tuple[int, str]] = []
-        with contextlib.suppress(FileNotFoundError):
-            for entry in os.scandir(self.releases_dir):
-                if RELEASE_ID.match(entry.name) and entry.is_dir(follow_symlinks=False):
-                    found.append((entry.stat(follow_symlinks=False).st_mtime_ns, entry.name))
-        return [name for _, name in sorted(found)]
+        try:
+            folder = Folder(os.open(self.releases_dir, DIR_FLAGS), self.releases_dir, "app_dir")
+        except FileNotFoundError:
+            return []
+        with folder:
+            return release_ids(folder)
 
     def current(self) -> str | None:
-        """The release ``current`` points to; None before the first deploy.
-
-        Refuses a ``current`` that is not a symlink or that points outside ``releases/``:
-        something other than tdauto manages this directory.
-        """
-        link = self.current_link
-        if not link.is_symlink():
-            if link.exists():
-                raise ActionError(
-                    f"{link} is not a symlink; move it away so releases can be switched",
-                    "conflict",
-                )
+        """The release ``current`` points to; None before the first deploy."""
+        try:
+            folder = Folder(os.open(self.root, DIR_FLAGS), self.root, "app_dir")
+        except FileNotFoundError:
             return None
-        target = PurePosixPath(os.readlink(link))
-        if target.is_absolute() or target.parent != PurePosixPath("releases"):
-            raise ActionError(
-                f"{link} points to {target}, not to a release under releases/; "
-                "point it at releases/<id> or remove it",
-                "conflict",
-            )
-        return target.name
+        with folder:
+            return current_of(folder)
+
+
+def release_ids(releases: Folder) -> list[str]:
+    """The release ids in an open ``releases`` folder, oldest first; links excluded."""
+    found: list[tuple[int, str]] = []
+    with os.scandir(releases.fd) as listing:
+        for entry in listing:
+            if RELEASE_ID.match(entry.name) and entry.is_dir(follow_symlinks=False):
+                found.append((entry.stat(follow_symlinks=False).st_mtime_ns, entry.name))
+    return [name for _, name in sorted(found)]
+
+
+def current_of(root: Folder) -> str | None:
+    """The release ``current`` points to in the open app folder ``root``.
+
+    Refuses a ``current`` that is not a symlink or that points outside ``releases/``:
+    something other than tdauto manages this directory.
+    """
+    link = root.path / "current"
+    info = root.lstat("current")
+    if info is None:
+        return None
+    if not stat.S_ISLNK(info.st_mode):
+        raise ActionError(
+            f"{link} is not a symlink; move it away so releases can be switched", "conflict"
+        )
+    target = PurePosixPath(root.readlink("current"))
+    if target.is_absolute() or target.parent != PurePosixPath("releases"):
+        raise ActionError(
+            f"{link} points to {target}, not to a release under releases/; "
+            "point it at releases/<id> or remove it",
+            "conflict",
+        )
+    return target.name
+
+
+@dataclass
+class Site:
+    """An app directory opened for one action: its folders held open (see the module doc)."""
+
+    app: App
+    root: Folder
+    releases: Folder
+    state: Folder
+    rolled_back: Folder | None
+
+    def current(self) -> str | None:
+        return current_of(self.root)
+
+    def release_ids(self) -> list[str]:
+        return release_ids(self.releases)
+
+    def has_release(self, release: str) -> bool:
+        return self.releases.is_dir(release)
+
+    def set_aside_exists(self, release: str) -> bool:
+        return self.rolled_back is not None and self.rolled_back.lstat(release) is not None
 
     def previous_of(self, release: str) -> str | None:
         """The release just before ``release`` in order, if any."""
-        ordered = self.releases()
+        ordered = self.release_ids()
         if release not in ordered:
             return None
         at = ordered.index(release)
@@ -126,29 +172,51 @@ class App:
     def switch(self, release: str) -> None:
         """Point ``current`` at ``release`` atomically: a new link renamed over the old."""
         self.current()  # refuses a current that is not ours
-        tmp = self.root / f".current-{uuid.uuid4().hex[:8]}.tmp"
-        os.symlink(f"releases/{release}", tmp)
+        tmp = f".current-{uuid.uuid4().hex[:8]}.tmp"
+        self.root.symlink(f"releases/{release}", tmp)
         try:
-            os.replace(tmp, self.current_link)
+            self.root.rename(tmp, self.root, "current")
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            raise ActionError(f"cannot switch {self.current_link}: {exc}", "io") from exc
-        fsync_dir(self.root)
+            self.root.unlink(tmp)
+            raise ActionError(f"cannot switch {self.app.current_link}: {exc}", "io") from exc
+        self.root.fsync()
 
 
 @contextlib.contextmanager
-def locked(app: App) -> Iterator[None]:
+def opened(path: Path, allowed: Sequence[Path], *, create: bool) -> Iterator[Site]:
+    """Open the app directory ``path`` (confined) and its folders, never following a link;
+    ``create`` makes the app folder of a first deploy (``releases`` is always made).
+
+    Raises ``FileNotFoundError`` when the app is missing and ``create`` is false, and
+    ``ActionError`` naming ``app_dir`` for a link in the way."""
+    with contextlib.ExitStack() as stack:
+        root = stack.enter_context(open_dir(path, allowed, "app_dir", create=create))
+        releases = stack.enter_context(root.sub("releases", create=True))
+        state = stack.enter_context(root.sub(".tdauto", create=True))
+        try:
+            rolled_back: Folder | None = stack.enter_context(root.sub("rolled_back"))
+        except FileNotFoundError:
+            rolled_back = None
+        site = Site(App(path), root, releases, state, rolled_back)
+        try:
+            yield site
+        finally:
+            if site.rolled_back is not None and site.rolled_back is not rolled_back:
+                site.rolled_back.close()
+
+
+@contextlib.contextmanager
+def locked(site: Site) -> Iterator[None]:
     """Serialize deploys and rollbacks of one app (also two deliveries of one action)."""
-    app.state_dir.mkdir(parents=True, exist_ok=True)
-    with open(app.state_dir / "lock", "a") as handle:
+    fd = site.state.open_fd("lock", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    with open(fd, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         yield
 
 
-def read_record(app: App, kind: str, suffix: str) -> dict[str, Any] | None:
-    path = app.state_dir / f"{kind}-{suffix}.json"
+def read_record(site: Site, kind: str, suffix: str) -> dict[str, Any] | None:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(site.state.read_text(f"{kind}-{suffix}.json"))
     except FileNotFoundError:
         return None
     except ValueError:
@@ -156,221 +224,66 @@ def read_record(app: App, kind: str, suffix: str) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def write_record(app: App, kind: str, suffix: str, data: dict[str, Any]) -> None:
-    app.state_dir.mkdir(parents=True, exist_ok=True)
-    final = app.state_dir / f"{kind}-{suffix}.json"
-    tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_text(json.dumps(data), encoding="utf-8")
-    os.replace(tmp, final)
+def write_record(site: Site, kind: str, suffix: str, data: dict[str, Any]) -> None:
+    site.state.write_text(f"{kind}-{suffix}.json", json.dumps(data))
 
 
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-# --- building a release -------------------------------------------------------------------
-
-
-def artifact_format(path: Path) -> str:
-    """``directory``, ``tar``, ``zip`` or ``file`` (copied as it is)."""
-    if path.is_dir():
-        return "directory"
-    name = path.name.lower()
-    if name.endswith(TAR_EXTS):
-        return "tar"
-    if name.endswith(ZIP_EXTS):
-        return "zip"
-    return "file"
-
-
-def check_archive(path: Path) -> int:
-    """Members of a tar or zip archive, each checked as ``unpack`` would; raise if unsafe."""
-    fmt = artifact_format(path)
-    try:
-        if fmt == "tar":
-            with tarfile.open(path, "r:*") as tar:
-                members = tar.getmembers()
-                for member in members:
-                    _safe_tar_member(path, member, path.parent / "release")
-                return len(members)
-        if fmt == "zip":
-            with zipfile.ZipFile(path) as archive:
-                infos = archive.infolist()
-                for info in infos:
-                    _safe_zip_member(path, info)
-                return len(infos)
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:
-        raise ActionError(f"{path} is not a readable {fmt} archive: {exc}", "invalid") from exc
-    return 0
-
-
-def _safe_tar_member(archive: Path, member: tarfile.TarInfo, dest: Path) -> None:
-    try:
-        tarfile.data_filter(member, str(dest))
-    except tarfile.FilterError as exc:
-        raise ActionError(
-            f"{archive}: refusing unsafe member {member.name!r}: {exc}", "unsafe"
-        ) from exc
-
-
-def _safe_zip_member(archive: Path, info: zipfile.ZipInfo) -> None:
-    name = info.filename
-    parts = PurePosixPath(name).parts
-    mode = info.external_attr >> 16
-    why = None
-    if name.startswith("/") or "\\" in name or (parts and ":" in parts[0]):
-        why = "an absolute path"
-    elif ".." in parts:
-        why = "a path leading out with '..'"
-    elif stat.S_ISLNK(mode):
-        why = "a symlink"
-    if why:
-        raise ActionError(f"{archive}: refusing unsafe member {name!r}: {why}", "unsafe")
-
-
-def build_release(
-    artifact: Path, staging: Path, strip_components: int, cancel: threading.Event
-) -> tuple[Path, int]:
-    """Unpack or copy ``artifact`` into the new directory ``staging``.
-
-    Returns the directory that becomes the release (``staging``, or the single directory
-    ``strip_components`` levels down) and the number of entries written.
-    """
-    staging.mkdir(parents=True)
-    fmt = artifact_format(artifact)
-    if fmt == "tar":
-        count = _unpack_tar(artifact, staging, cancel)
-    elif fmt == "zip":
-        count = _unpack_zip(artifact, staging, cancel)
-    elif fmt == "directory":
-        count = _copy_tree(artifact, staging, cancel)
-    else:
-        shutil.copy2(artifact, staging / artifact.name)
-        count = 1
-    root = staging
-    for level in range(strip_components):
-        entries = list(root.iterdir())
-        if len(entries) != 1 or not entries[0].is_dir() or entries[0].is_symlink():
-            raise ActionError(
-                f"strip_components={strip_components}: level {level + 1} of {artifact.name} "
-                f"holds {sorted(e.name for e in entries)}, not one directory; "
-                "lower strip_components",
-                "invalid",
-            )
-        root = entries[0]
-    return root, count
-
-
-def _cancelled(cancel: threading.Event) -> None:
-    if cancel.is_set():
-        raise ActionError("deploy cancelled", "cancelled")
-
-
-def _unpack_tar(artifact: Path, dest: Path, cancel: threading.Event) -> int:
-    with tarfile.open(artifact, "r:*") as tar:
-        members = tar.getmembers()
-        for member in members:  # every member is checked before anything is written
-            _safe_tar_member(artifact, member, dest)
-        for member in members:
-            _cancelled(cancel)
-            tar.extract(member, dest, filter="data")
-    return len(members)
-
-
-def _unpack_zip(artifact: Path, dest: Path, cancel: threading.Event) -> int:
-    with zipfile.ZipFile(artifact) as archive:
-        infos = archive.infolist()
-        for info in infos:
-            _safe_zip_member(artifact, info)
-        for info in infos:
-            _cancelled(cancel)
-            written = Path(archive.extract(info, dest))
-            mode = (info.external_attr >> 16) & 0o777
-            if mode and not info.is_dir():  # keep executable bits, as tar's data filter does
-                written.chmod((mode & 0o755) | 0o600)
-    return len(infos)
-
-
-def _copy_tree(source: Path, dest: Path, cancel: threading.Event) -> int:
-    """Copy a directory; symlinks stay links and must not lead out of ``source``."""
-    count = 0
-    for dirpath, dirnames, filenames in os.walk(source):
-        _cancelled(cancel)
-        here = Path(dirpath)
-        target = dest / here.relative_to(source)
-        target.mkdir(exist_ok=True)
-        for name in [*dirnames, *filenames]:
-            entry = here / name
-            if entry.is_symlink():
-                resolved = entry.resolve()
-                if resolved != source and source not in resolved.parents:
-                    raise ActionError(
-                        f"{entry} is a symlink leading out of the artifact ({resolved})",
-                        "unsafe",
-                    )
-                (target / name).symlink_to(os.readlink(entry))
-            elif name in filenames and entry.is_file():
-                shutil.copy2(entry, target / name)
-            elif name in filenames:
-                continue  # sockets, fifos, devices: not part of a release
-            count += 1
-        dirnames[:] = [d for d in dirnames if not (here / d).is_symlink()]
-    return count
-
-
-def commit_release(app: App, root: Path, release: str) -> Path:
-    """Rename the built tree into ``releases/<release>`` and stamp it the newest release."""
-    final = app.release_path(release)
-    newest = max((app.release_path(r).stat().st_mtime_ns for r in app.releases()), default=0)
-    os.replace(root, final)
+def commit_release(site: Site, parent: Folder, built: str, release: str) -> None:
+    """Rename the built tree (``built`` in the open folder ``parent``) into
+    ``releases/<release>`` and stamp it the newest release."""
+    newest = max(
+        (info.st_mtime_ns for r in site.release_ids() if (info := site.releases.lstat(r))),
+        default=0,
+    )
+    parent.rename(built, site.releases, release)
     stamp = max(time.time_ns(), newest + 1)
-    os.utime(final, ns=(stamp, stamp))
-    fsync_dir(app.releases_dir)
-    return final
+    site.releases.touch(release, (stamp, stamp))
+    site.releases.fsync()
 
 
 # --- pruning and discarding ---------------------------------------------------------------
 
 
-def prune(app: App, keep: int, protect: set[str]) -> tuple[list[str], list[str]]:
+def prune(site: Site, keep: int, protect: set[str]) -> tuple[list[str], list[str]]:
     """Remove releases beyond the newest ``keep`` (never one in ``protect``), the same
     number of rolled-back releases, and old records. Returns (removed paths, errors)."""
     removed: list[str] = []
     errors: list[str] = []
-    ordered = app.releases()
-    doomed = [r for r in ordered[: max(0, len(ordered) - keep)] if r not in protect]
-    paths = [app.release_path(r) for r in doomed]
-    with contextlib.suppress(FileNotFoundError):
-        aside = sorted(app.rolled_back_dir.iterdir(), key=lambda p: p.lstat().st_mtime_ns)
-        paths += [p for p in aside[: max(0, len(aside) - keep)] if not p.is_symlink()]
-    for path in paths:
+    ordered = site.release_ids()
+    doomed = [(site.releases, r) for r in ordered[: max(0, len(ordered) - keep)]]
+    doomed = [(folder, r) for folder, r in doomed if r not in protect]
+    if site.rolled_back is not None:
+        aside = [
+            (info.st_mtime_ns, name)
+            for name in site.rolled_back.names()
+            if (info := site.rolled_back.lstat(name)) and stat.S_ISDIR(info.st_mode)
+        ]
+        aside.sort()
+        doomed += [(site.rolled_back, name) for _, name in aside[: max(0, len(aside) - keep)]]
+    for folder, name in doomed:
         try:
-            shutil.rmtree(path)
+            folder.remove_tree(name)
         except OSError as exc:
-            errors.append(f"{path}: {exc.strerror or exc}")
+            errors.append(f"{folder.path / name}: {exc.strerror or exc}")
         else:
-            removed.append(str(path))
+            removed.append(str(folder.path / name))
     cutoff = time.time() - RECORD_TTL_S
-    with contextlib.suppress(FileNotFoundError):
-        for record in app.state_dir.glob("*.json"):
-            if record.stat().st_mtime < cutoff:
-                record.unlink(missing_ok=True)
+    for name in site.state.names():
+        info = site.state.lstat(name)
+        if name.endswith(".json") and info is not None and info.st_mtime < cutoff:
+            site.state.unlink(name)
     return removed, errors
 
 
-def set_aside(app: App, release: str) -> Path | None:
+def set_aside(site: Site, release: str) -> Path | None:
     """Move a release a rollback left into ``rolled_back/``, so it is never ``previous``."""
-    source = app.release_path(release)
-    if not source.is_dir() or source.is_symlink():
+    if not site.has_release(release):
         return None
-    app.rolled_back_dir.mkdir(exist_ok=True)
-    dest = app.rolled_back_dir / release
-    if dest.exists():
-        dest = app.rolled_back_dir / f"{release}.{uuid.uuid4().hex[:6]}"
-    os.replace(source, dest)
-    os.utime(dest)  # the order in rolled_back/ is the order of rollbacks
-    return dest
+    if site.rolled_back is None:
+        site.rolled_back = site.root.sub("rolled_back", create=True)
+    dest = release
+    if site.rolled_back.lstat(dest) is not None:
+        dest = f"{release}.{uuid.uuid4().hex[:6]}"
+    site.releases.rename(release, site.rolled_back, dest)
+    site.rolled_back.touch(dest)  # the order in rolled_back/ is the order of rollbacks
+    return site.rolled_back.path / dest

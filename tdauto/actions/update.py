@@ -15,6 +15,7 @@ in which case every command runs and the output counts the failures.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from pathlib import Path
@@ -23,6 +24,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from tdauto.actions.context import ActionContext, confine
+from tdauto.actions.paths import confined_cwd
 from tdauto.actions.registry import action
 from tdauto.errors import ActionError, InvalidInput
 from tdauto.redact import redact, redact_text
@@ -128,9 +130,26 @@ def update(
     workdir = ctx.confine(cwd, "cwd") if cwd is not None else None
     for argv in commands:  # the allow-list may have changed since the task was created
         check_allowed(argv[0], ctx.settings.update_allow)
+    with contextlib.ExitStack() as stack:
+        pinned = stack.enter_context(confined_cwd(ctx, workdir)) if workdir else None
+        results = _run_all(ctx, commands, continue_on_error, timeout_s, pinned, max_output_bytes)
+    failed = sum(1 for r in results if r["exit_code"] != 0)
+    return {"ok": failed == 0, "failed": failed, "commands": results}
+
+
+def _run_all(
+    ctx: ActionContext,
+    commands: list[list[str]],
+    continue_on_error: bool,
+    timeout_s: float | None,
+    cwd: Path | None,
+    cap: int,
+) -> list[dict[str, Any]]:
+    """Run the commands in order, in ``cwd`` (a folder held open); stop at the first failure
+    unless ``continue_on_error``."""
     results: list[dict[str, Any]] = []
     for number, argv in enumerate(commands, 1):
-        record = _run(ctx, argv, timeout_s, workdir, max_output_bytes)
+        record = _run(ctx, argv, timeout_s, cwd, cap)
         results.append(record)
         if record["exit_code"] != 0 and not continue_on_error:
             raise ActionError(
@@ -139,8 +158,7 @@ def update(
                 f"{record['output'][-500:]}",
                 "timeout" if record["exit_code"] is None else "exit",
             )
-    failed = sum(1 for r in results if r["exit_code"] != 0)
-    return {"ok": failed == 0, "failed": failed, "commands": results}
+    return results
 
 
 def _run(

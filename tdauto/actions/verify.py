@@ -9,6 +9,7 @@ is switched back by itself.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import socket
 import time
@@ -22,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from tdauto.actions.context import ActionContext
 from tdauto.actions.deploy_params import check_argv, confined_param, confined_path
+from tdauto.actions.paths import held
 from tdauto.actions.registry import action
 from tdauto.actions.releases import App
 from tdauto.errors import ActionError
@@ -126,21 +128,26 @@ def verify(
     Output: ``release``, ``path`` and ``checks`` (``check``, ``ok``, ``detail``,
     ``duration_s`` each). Every check runs, so the error names all that failed.
     """
-    release, where = None, None
-    if app_dir is not None:
-        app = App(confined_path(ctx, app_dir, "app_dir"))
-        release = app.current()
-        if release is None:
-            raise ActionError(f"{app.current_link} does not exist: nothing deployed", "verify")
-        where = ctx.confine(app.current_link, "app_dir")  # the release itself, links resolved
-    results = []
-    for check in checks:
-        started = time.monotonic()
-        ok, detail = _check(ctx, check, where)
-        took = round(time.monotonic() - started, 3)
-        results.append({"check": check.label, "ok": ok, "detail": detail, "duration_s": took})
-        log = ctx.logger.info if ok else ctx.logger.error
-        log("verify %s: %s (%s)", check.label, "ok" if ok else "FAILED", detail)
+    release, where, folder = None, None, None
+    with contextlib.ExitStack() as stack:
+        if app_dir is not None:
+            app = App(confined_path(ctx, app_dir, "app_dir"))
+            release = app.current()
+            if release is None:
+                raise ActionError(f"{app.current_link} does not exist: nothing deployed", "verify")
+            try:  # the release itself, held open: a check command runs in it
+                folder = stack.enter_context(held(ctx, app.current_link, "app_dir"))
+            except FileNotFoundError:
+                raise ActionError(f"{app.release_path(release)} is gone", "verify") from None
+            where = folder.path
+        results = []
+        for check in checks:
+            started = time.monotonic()
+            ok, detail = _check(ctx, check, where, folder.pinned if folder else None)
+            took = round(time.monotonic() - started, 3)
+            results.append({"check": check.label, "ok": ok, "detail": detail, "duration_s": took})
+            log = ctx.logger.info if ok else ctx.logger.error
+            log("verify %s: %s (%s)", check.label, "ok" if ok else "FAILED", detail)
     failed = [f"{r['check']} ({r['detail']})" for r in results if not r["ok"]]
     if failed:
         raise ActionError(
@@ -151,7 +158,10 @@ def verify(
     return {"release": release, "path": str(where) if where else None, "checks": results}
 
 
-def _check(ctx: ActionContext, check: Check, release: Path | None) -> tuple[bool, str]:
+def _check(
+    ctx: ActionContext, check: Check, release: Path | None, pinned: Path | None
+) -> tuple[bool, str]:
+    """One check; ``release`` is the live release's path, ``pinned`` the same folder held open."""
     if check.path_exists is not None:
         assert release is not None
         target = (release / check.path_exists).resolve()
@@ -160,7 +170,7 @@ def _check(ctx: ActionContext, check: Check, release: Path | None) -> tuple[bool
         return (True, "exists") if target.exists() else (False, "missing")
     if check.command is not None:
         try:
-            result = ctx.run(check.command, cwd=release, timeout_s=check.timeout_s, check=False)
+            result = ctx.run(check.command, cwd=pinned, timeout_s=check.timeout_s, check=False)
         except ActionError as exc:
             if exc.kind == "cancelled":
                 raise

@@ -23,7 +23,7 @@ from pydantic import ValidationError
 
 from tdauto.actions import REGISTRY
 from tdauto.actions.registry import load_plugins
-from tdauto.actions.releases import App, key_suffix, write_record
+from tdauto.actions.releases import App, key_suffix, opened, write_record
 from tdauto.engine.runtime import Runtime
 from tdauto.errors import ActionError, PathNotAllowed
 from tdauto.models import ExecutionStatus, Task
@@ -276,9 +276,9 @@ def test_a_deploy_that_crashed_mid_build_is_finished_by_its_redelivery(settings,
     ctx = make_ctx(settings, store, "exec-3")
     # Given an attempt that recorded its release and died while unpacking
     release = "20240101T000000Z-" + key_suffix(ctx.idempotency_key)
-    write_record(
-        app, "deploy", key_suffix(ctx.idempotency_key), {"release": release, "previous": None}
-    )
+    with opened(app.root, settings.confined_paths, create=True) as layout:
+        record = {"release": release, "previous": None}
+        write_record(layout, "deploy", key_suffix(ctx.idempotency_key), record)
     (app.releases_dir / f".staging-{release}").mkdir(parents=True)
     (app.releases_dir / f".staging-{release}" / "partial").write_text("junk")
 

@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from tdauto.actions import REGISTRY
 from tdauto.actions.backup import prune
 from tdauto.actions.maintenance import BackupParams, CleanupParams, restore_backup
+from tdauto.actions.paths import open_dir
 from tdauto.errors import ActionError, PathNotAllowed
 from tdauto.models import Execution, Task
 from tdauto.settings import Settings
@@ -286,7 +287,8 @@ def test_prune_never_removes_the_backup_just_written(settings, store, work):
     out = run("backup", make_ctx(settings, store), {"kind": "directory", "path": str(work / "src")})
     newest = Path(out["path"])
     far_future = time.time() + 365 * DAY_S
-    assert prune(newest.parent, "src", newest, 1.0, None, now_ts=far_future) == []
+    with open_dir(newest.parent, settings.confined_paths, "dest") as folder:
+        assert prune(folder, "src", newest.name, 1.0, None, now_ts=far_future) == []
     assert newest.exists()
 
 
