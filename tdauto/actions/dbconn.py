@@ -19,6 +19,7 @@ import glob
 import os
 import re
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -29,6 +30,7 @@ from pydantic import model_validator as _model_validator
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from tdauto.actions import secrets as task_secrets
 from tdauto.actions.context import confine
 from tdauto.engine.redact import redact_text
 from tdauto.errors import ActionError, InvalidInput
@@ -48,13 +50,28 @@ def _env_name(value: str | None) -> str | None:
     return value
 
 
-def _password_from(name: str | None, field: str = "password_env") -> str | None:
+def _check_password_env(value: str | None, info: ValidationInfo) -> str | None:
+    value = _env_name(value)
+    settings = (info.context or {}).get("settings")
+    if value is not None and settings is not None:
+        reason = task_secrets.refusal(value, settings.task_secrets)
+        if reason is not None:
+            raise ValueError(reason)
+    return value
+
+
+def _password_from(name: str | None, allow: Sequence[str] | None) -> str | None:
+    """The password in variable ``name``. ``allow`` is ``TDAUTO_TASK_SECRETS`` when a task
+    asks (``tdauto.actions.secrets``); None only for an operator's own restore."""
     if name is None:
         return None
-    value = os.environ.get(name)
+    if allow is None:
+        value = os.environ.get(name)
+    else:
+        value = task_secrets.read("password_env", name, allow)
     if value is None:
         raise ActionError(
-            f"{field}: environment variable {name} is not set on this host; export it for the "
+            f"password_env: environment variable {name} is not set on this host; export it for the "
             "worker (or the shell running restore) or drop password_env",
             "config",
         )
@@ -102,8 +119,8 @@ class PostgresConn(BaseModel):
 
     @field_validator("password_env")
     @classmethod
-    def _password_env(cls, value: str | None) -> str | None:
-        return _env_name(value)
+    def _password_env(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return _check_password_env(value, info)
 
     @field_validator("passfile")
     @classmethod
@@ -134,10 +151,11 @@ class PostgresConn(BaseModel):
     def display(self) -> str:
         return redact_text(self.conninfo())
 
-    def env(self) -> dict[str, str]:
-        """The child's environment: this one plus the password and timeout for libpq."""
+    def env(self, allow: Sequence[str] | None) -> dict[str, str]:
+        """The child's environment: this one plus the password and timeout for libpq
+        (``allow``: see ``_password_from``)."""
         env = dict(os.environ)
-        password = _password_from(self.password_env)
+        password = _password_from(self.password_env, allow)
         if password is not None:
             env["PGPASSWORD"] = password
         if self.passfile is not None:
@@ -197,8 +215,8 @@ class RedisConn(BaseModel):
 
     @field_validator("password_env")
     @classmethod
-    def _password_env(cls, value: str | None) -> str | None:
-        return _env_name(value)
+    def _password_env(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return _check_password_env(value, info)
 
     @property
     def _parts(self) -> Any:
@@ -211,15 +229,18 @@ class RedisConn(BaseModel):
     def display(self) -> str:
         return redact_text(self.url)
 
-    def client(self, timeout_s: float = 10.0, db: int | None = None) -> redis.Redis:
-        """A redis-py client (no retries: a check or a restore reports the first failure)."""
+    def client(
+        self, allow: Sequence[str] | None, timeout_s: float = 10.0, db: int | None = None
+    ) -> redis.Redis:
+        """A redis-py client (no retries: a check or a restore reports the first failure);
+        ``allow``: see ``_password_from``."""
         parts = self._parts
         return redis.Redis(
             host=parts.hostname,
             port=parts.port or 6379,
             db=self.db if db is None else db,
             username=unquote(parts.username) if parts.username else None,
-            password=_password_from(self.password_env),
+            password=_password_from(self.password_env, allow),
             ssl=parts.scheme == "rediss",
             socket_timeout=timeout_s,
             socket_connect_timeout=timeout_s,
@@ -237,9 +258,9 @@ class RedisConn(BaseModel):
             argv.append("--tls")
         return argv
 
-    def cli_env(self) -> dict[str, str]:
+    def cli_env(self, allow: Sequence[str] | None) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k != "REDISCLI_AUTH"}
-        password = _password_from(self.password_env)
+        password = _password_from(self.password_env, allow)
         if password is not None:
             env["REDISCLI_AUTH"] = password
         return env

@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from tdauto.actions import secrets as task_secrets
 from tdauto.actions.context import ActionContext, confine
 from tdauto.actions.registry import action
 from tdauto.engine.redact import REDACTED, is_secret_key, redact, redact_text
@@ -91,8 +92,8 @@ class ShellParams(BaseModel):
     - ``cwd``: working directory, inside ``TDAUTO_ALLOWED_PATHS`` (default: the data dir; a
       relative path is relative to the data dir).
     - ``env``: variables added to the worker's environment (``LD_*``/``DYLD_*`` refused).
-    - ``inherit_env``: start from the worker's environment (default) or from PATH and LANG
-      only.
+    - ``inherit_env``: start from the worker's environment (default; without tdauto's secret
+      settings) or from PATH and LANG only.
     - ``timeout``: seconds (or "5m") before the command's process group is stopped.
     - ``allow_failure``: a non-zero exit is recorded, not an error.
     - ``max_output``: bytes of output kept in the result (the whole output is in the log).
@@ -158,7 +159,7 @@ class ShellParams(BaseModel):
 
 def _environment(env: dict[str, str], inherit: bool) -> dict[str, str]:
     base = (
-        dict(os.environ)
+        task_secrets.child_environment(os.environ)
         if inherit
         else {
             "PATH": os.environ.get("PATH", os.defpath),
@@ -309,12 +310,15 @@ class HttpParams(BaseModel):
 
     @field_validator("headers_env")
     @classmethod
-    def _headers_env(cls, value: dict[str, str]) -> dict[str, str]:
+    def _headers_env(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        settings: Settings | None = (info.context or {}).get("settings")
         for name, variable in value.items():
             if not _HEADER_NAME.match(name):
                 raise ValueError(f"headers_env: {name!r} is not a valid header name")
             if not _ENV_NAME.match(variable):
                 raise ValueError(f"headers_env: {variable!r} is not a valid variable name")
+            if settings is not None:
+                task_secrets.check_name("headers_env", variable, settings.task_secrets)
         return value
 
     @field_validator("expected_status", mode="before")
@@ -428,12 +432,11 @@ def http(
     status."""
     sent = {"User-Agent": USER_AGENT, **(headers or {})}
     for name, variable in (headers_env or {}).items():
-        if variable not in os.environ:
-            raise ActionError(
-                f"headers_env: {variable} (for the {name} header) is not set on this worker",
-                "invalid",
-            )
-        sent[name] = os.environ[variable]
+        value = task_secrets.read("headers_env", variable, ctx.settings.task_secrets)
+        if value is None:
+            message = f"headers_env: {variable} (for the {name} header) is not set on this worker"
+            raise ActionError(message, "invalid")
+        sent[name] = value
     hidden = set(headers_env or {})
     data = None
     if json_body is not None:

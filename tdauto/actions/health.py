@@ -323,7 +323,7 @@ def _process(ctx: ActionContext, check: ProcessCheck) -> dict[str, Any]:
 
 
 def _redis(ctx: ActionContext, check: RedisCheck) -> dict[str, Any]:
-    client = check.client(timeout_s=check.timeout_s)
+    client = check.client(ctx.settings.task_secrets, timeout_s=check.timeout_s)
     started = time.monotonic()
     try:
         client.ping()
@@ -335,7 +335,8 @@ def _redis(ctx: ActionContext, check: RedisCheck) -> dict[str, Any]:
 def _postgres(ctx: ActionContext, check: PostgresCheck) -> dict[str, Any]:
     argv = [pg_tool("psql"), "--no-password", "--no-psqlrc", "--tuples-only", "--no-align"]
     argv += ["--quiet", f"--dbname={check.conninfo()}", "--command=SELECT 1"]
-    env = check.env() | {"PGCONNECT_TIMEOUT": str(max(1, round(check.timeout_s)))}
+    env = check.env(ctx.settings.task_secrets)
+    env["PGCONNECT_TIMEOUT"] = str(max(1, round(check.timeout_s)))
     started = time.monotonic()
     result = ctx.run(argv, timeout_s=check.timeout_s, env=env, check=False)
     latency_ms = (time.monotonic() - started) * 1000
