@@ -30,6 +30,8 @@ from pydantic import model_validator as _model_validator
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from tdauto import outbound
+from tdauto.actions import pg_hosts, vetted_redis
 from tdauto.actions import secrets as task_secrets
 from tdauto.actions.context import confine
 from tdauto.engine.redact import redact_text
@@ -131,7 +133,7 @@ class PostgresConn(BaseModel):
         return value
 
     @_model_validator(mode="after")
-    def _one_form(self) -> PostgresConn:
+    def _one_form(self, info: ValidationInfo) -> PostgresConn:
         parts = [f for f in ("host", "port", "dbname", "user") if getattr(self, f) is not None]
         if self.dsn is not None and parts:
             raise ValueError(
@@ -139,6 +141,10 @@ class PostgresConn(BaseModel):
             )
         if self.dsn is None and self.dbname is None:
             raise ValueError("name the database: dsn: postgresql://user@host/db, or dbname")
+        settings = (info.context or {}).get("settings")
+        if settings is not None:
+            field = "dsn" if self.dsn is not None else "host"
+            pg_hosts.check(field, self.conninfo(), settings.outbound_allow)
         return self
 
     def conninfo(self) -> str:
@@ -147,6 +153,11 @@ class PostgresConn(BaseModel):
             return self.dsn
         pairs = {"host": self.host, "port": self.port, "dbname": self.dbname, "user": self.user}
         return " ".join(f"{k}={_quote(str(v))}" for k, v in pairs.items() if v is not None)
+
+    def vetted_conninfo(self, allow: Sequence[str]) -> str:
+        """``conninfo()`` pinned to vetted addresses (``hostaddr``), for a task's connection;
+        ``allow`` is ``TDAUTO_OUTBOUND_ALLOW``."""
+        return pg_hosts.vetted(self.conninfo(), allow)
 
     def display(self) -> str:
         return redact_text(self.conninfo())
@@ -192,7 +203,7 @@ class RedisConn(BaseModel):
 
     @field_validator("url")
     @classmethod
-    def _url(cls, value: str) -> str:
+    def _url(cls, value: str, info: ValidationInfo) -> str:
         parts = urlsplit(value)
         shown = redact_text(value)
         if parts.scheme not in ("redis", "rediss"):
@@ -211,6 +222,9 @@ class RedisConn(BaseModel):
         db = parts.path.strip("/") or "0"
         if not db.isdigit():
             raise ValueError(f"url {shown!r}: the path must be a database number, e.g. /0")
+        settings = (info.context or {}).get("settings")
+        if settings is not None:
+            outbound.check_host("url", parts.hostname, settings.outbound_allow)
         return value
 
     @field_validator("password_env")
@@ -230,22 +244,30 @@ class RedisConn(BaseModel):
         return redact_text(self.url)
 
     def client(
-        self, allow: Sequence[str] | None, timeout_s: float = 10.0, db: int | None = None
+        self,
+        allow: Sequence[str] | None,
+        timeout_s: float = 10.0,
+        db: int | None = None,
+        outbound_allow: Sequence[str] | None = None,
     ) -> redis.Redis:
         """A redis-py client (no retries: a check or a restore reports the first failure);
-        ``allow``: see ``_password_from``."""
+        ``allow``: see ``_password_from``. A task's client gets ``outbound_allow``
+        (``TDAUTO_OUTBOUND_ALLOW``) and connects only to vetted addresses."""
         parts = self._parts
-        return redis.Redis(
-            host=parts.hostname,
-            port=parts.port or 6379,
-            db=self.db if db is None else db,
-            username=unquote(parts.username) if parts.username else None,
-            password=_password_from(self.password_env, allow),
-            ssl=parts.scheme == "rediss",
-            socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
-            retry=Retry(NoBackoff(), 0),
-        )
+        options: dict[str, Any] = {
+            "host": parts.hostname,
+            "port": parts.port or 6379,
+            "db": self.db if db is None else db,
+            "username": unquote(parts.username) if parts.username else None,
+            "password": _password_from(self.password_env, allow),
+            "socket_timeout": timeout_s,
+            "socket_connect_timeout": timeout_s,
+            "retry": Retry(NoBackoff(), 0),
+        }
+        tls = parts.scheme == "rediss"
+        if outbound_allow is not None:
+            return vetted_redis.client(outbound_allow, ssl=tls, **options)
+        return redis.Redis(ssl=tls, **options)
 
     def cli_argv(self) -> list[str]:
         """``redis-cli`` connection options. Not ``-u``: redis-cli reads ``user@`` in a URL as
@@ -307,7 +329,8 @@ def _validated(
         first = exc.errors()[0]
         default = "dsn" if model is PostgresConn else "url"
         field = ".".join(str(p) for p in first["loc"]) or default
-        raise InvalidInput(field, first["msg"].removeprefix("Value error, ")) from None
+        message = first["msg"].removeprefix("Value error, ").removeprefix(f"{field}: ")
+        raise InvalidInput(field, message) from None
 
 
 def pg_tool(name: str) -> str:

@@ -6,10 +6,11 @@ program as literal arguments. The program is resolved to an absolute path on the
 own ``PATH`` before it runs (an ``env`` addition cannot swap it), and it runs through
 ``ctx.run``: its own process group, stopped on cancel, timeout or the run's deadline.
 
-``http`` uses the standard library (urllib), follows redirects to http(s) only (without the
-credentials when the host or scheme changes), and redacts
-secrets (``Authorization``, cookies, token and key headers, URL passwords and secret query
-values) in its output and log.
+``http`` uses the standard library (urllib) over ``tdauto.outbound`` (no link-local or cloud
+metadata address, checked on the address connected to; the client side is in
+``http_client.py``), follows redirects to http(s) only (without the credentials when the host
+or scheme changes), and redacts secrets (``Authorization``, cookies, token and key headers,
+URL passwords and secret query values) in its output and log.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import os
 import re
 import shlex
 import shutil
-import ssl
 import time
 import urllib.error
 import urllib.parse
@@ -30,10 +30,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from tdauto import outbound
 from tdauto.actions import secrets as task_secrets
 from tdauto.actions.context import ActionContext, confine
+from tdauto.actions.http_client import is_secret_header, opener, redact_headers, redact_url
 from tdauto.actions.registry import action
-from tdauto.engine.redact import REDACTED, is_secret_key, redact, redact_text
+from tdauto.engine.redact import redact, redact_text
 from tdauto.errors import ActionError
 from tdauto.settings import Settings
 from tdauto.units import parse_duration_s
@@ -43,7 +45,6 @@ OUTPUT_CAP = 256_000  # what ctx.run keeps of a command's output, bytes
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _LOADER_VARS = ("LD_", "DYLD_")  # would let a task inject code into an allowed program
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-_SECRET_HEADERS = {"authorization", "proxy-authorization", "cookie", "set-cookie"}
 
 
 # --- shell ------------------------------------------------------------------------------------
@@ -223,36 +224,6 @@ def shell(
 Method = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
-def is_secret_header(name: str) -> bool:
-    """Authorization, cookies, and any header named like a token, secret, password or key."""
-    lower = name.lower()
-    return lower in _SECRET_HEADERS or is_secret_key(lower.replace("-", "_"))
-
-
-def redact_headers(headers: dict[str, str], also: set[str] | None = None) -> dict[str, str]:
-    """``headers`` with secret ones (and those named in ``also``) shown as ``***``."""
-    hidden = {h.lower() for h in also or ()}
-    return {
-        k: (REDACTED if (is_secret_header(k) or k.lower() in hidden) and v else v)
-        for k, v in headers.items()
-    }
-
-
-def redact_url(url: str) -> str:
-    """``url`` with its password and secret-looking query values replaced."""
-    parts = urllib.parse.urlsplit(url)
-    netloc = parts.netloc
-    if parts.password:
-        netloc = netloc.replace(f":{parts.password}@", f":{REDACTED}@", 1)
-    query = parts.query
-    if query:
-        pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
-        query = urllib.parse.urlencode(
-            [(k, REDACTED if is_secret_key(k) and v else v) for k, v in pairs], safe="*"
-        )
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc, query=query))
-
-
 class HttpParams(BaseModel):
     """Params of ``http``.
 
@@ -288,7 +259,7 @@ class HttpParams(BaseModel):
 
     @field_validator("url")
     @classmethod
-    def _url(cls, value: str) -> str:
+    def _url(cls, value: str, info: ValidationInfo) -> str:
         parts = urllib.parse.urlsplit(value)
         if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
             raise ValueError(
@@ -296,6 +267,9 @@ class HttpParams(BaseModel):
             )
         if any(c in value for c in "\r\n "):
             raise ValueError("url must not contain spaces or line breaks; percent-encode them")
+        settings: Settings | None = (info.context or {}).get("settings")
+        if settings is not None:
+            outbound.check_host("url", parts.hostname, settings.outbound_allow)
         return value
 
     @field_validator("headers")
@@ -347,55 +321,6 @@ class HttpParams(BaseModel):
         if self.json_body is not None and self.method in ("GET", "HEAD"):
             raise ValueError(f"json: a {self.method} request has no body; use POST, PUT or PATCH")
         return self
-
-
-class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
-    """Follows redirects, but only to http(s) URLs (never ftp:// or file://)."""
-
-    def __init__(self, private: set[str]) -> None:
-        self.private = {name.lower() for name in private}
-
-    def http_error_302(
-        self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any
-    ) -> Any:
-        target = headers.get("location") or headers.get("uri") or ""
-        newurl = urllib.parse.urljoin(req.full_url, target)
-        if urllib.parse.urlsplit(newurl).scheme.lower() not in ("http", "https"):
-            fp.close()
-            raise ActionError(f"refusing a redirect to {redact_url(newurl)}", "redirect")
-        return super().http_error_302(req, fp, code, msg, headers)
-
-    def redirect_request(
-        self,
-        req: urllib.request.Request,
-        fp: Any,
-        code: int,
-        msg: str,
-        headers: Any,
-        newurl: str,
-    ) -> urllib.request.Request | None:
-        """As urllib, but credentials stay with the origin: a redirect to another host or
-        from https to http drops Authorization, cookies, token headers and those of
-        ``headers_env`` (as requests does for Authorization)."""
-        new = super().redirect_request(req, fp, code, msg, headers, newurl)
-        old, to = urllib.parse.urlsplit(req.full_url), urllib.parse.urlsplit(newurl)
-        if new is not None and (old.netloc != to.netloc or old.scheme != to.scheme):
-            secret = [k for k in new.headers if is_secret_header(k) or k.lower() in self.private]
-            for name in secret:
-                del new.headers[name]
-        return new
-
-    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
-
-
-def _opener(verify_tls: bool, private: set[str]) -> urllib.request.OpenerDirector:
-    context = ssl.create_default_context()
-    if not verify_tls:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return urllib.request.build_opener(
-        _HttpOnlyRedirects(private), urllib.request.HTTPSHandler(context=context)
-    )
 
 
 def _decode(raw: bytes, content_type: str) -> tuple[str, Any]:
@@ -451,7 +376,8 @@ def http(
     started = time.monotonic()
     try:
         try:
-            response = _opener(verify_tls, hidden).open(request, timeout=limit)
+            client = opener(verify_tls, hidden, ctx.settings.outbound_allow)
+            response = client.open(request, timeout=limit)
         except urllib.error.HTTPError as exc:  # a status >= 400 is still an answer
             response = exc
         with response:
