@@ -97,7 +97,7 @@ def connect(
     port: int,
     timeout: object,
     allow: Sequence[str],
-    source_address: tuple[str, int] | None = None,
+    source_address: Any = None,
 ) -> socket.socket:
     """A TCP socket connected to a vetted address of ``host`` (as
     ``socket.create_connection``; ``timeout`` None blocks, a non-number keeps the default)."""

@@ -350,8 +350,8 @@ def _redis(ctx: ActionContext, check: RedisCheck) -> dict[str, Any]:
 
 
 def _postgres(ctx: ActionContext, check: PostgresCheck) -> dict[str, Any]:
+    conninfo = check.vetted_conninfo(ctx.settings.outbound_allow)  # before psql is looked for
     argv = [pg_tool("psql"), "--no-password", "--no-psqlrc", "--tuples-only", "--no-align"]
-    conninfo = check.vetted_conninfo(ctx.settings.outbound_allow)
     argv += ["--quiet", f"--dbname={conninfo}", "--command=SELECT 1"]
     env = check.env(ctx.settings.task_secrets)
     env["PGCONNECT_TIMEOUT"] = str(max(1, round(check.timeout_s)))
