@@ -34,6 +34,7 @@ BLOCKED = (
     ipaddress.ip_network("fd00:ec2::254/128"),  # AWS metadata over IPv6
 )
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 
 class OutboundRefused(ActionError):
@@ -44,8 +45,9 @@ class OutboundRefused(ActionError):
 
 
 def _address(text: str) -> Address | None:
-    """``text`` as an IP address (IPv6 scope and brackets dropped, IPv4-mapped unwrapped, the
-    old forms ``inet_aton`` reads such as ``2852039166``), or None for a name."""
+    """``text`` as an IP address (IPv6 scope and brackets dropped, IPv4-mapped and NAT64
+    addresses unwrapped, the old forms ``inet_aton`` reads such as ``2852039166``), or None
+    for a name."""
     text = text.strip("[]").split("%", 1)[0]
     try:
         ip: Address = ipaddress.ip_address(text)
@@ -54,8 +56,11 @@ def _address(text: str) -> Address | None:
             ip = ipaddress.IPv4Address(socket.inet_aton(text))
         except OSError:
             return None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return ip.ipv4_mapped
+        if ip in _NAT64:  # 64:ff9b::a9fe:a9fe reaches 169.254.169.254 through a NAT64 gateway
+            return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
     return ip
 
 

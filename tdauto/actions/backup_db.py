@@ -104,7 +104,7 @@ def write_postgres(ctx: ActionContext, target: Target, tmp: Path) -> None:
         "--format=custom",
         "--no-password",
         f"--file={tmp}",
-        f"--dbname={conn.conninfo()}",
+        f"--dbname={conn.vetted_conninfo(ctx.settings.outbound_allow)}",
     ]
     _run_for(ctx, target, argv, conn.env(ctx.settings.task_secrets))
     _check_magic(tmp, PG_MAGIC, f"pg_dump of {target.name!r}")
@@ -113,7 +113,8 @@ def write_postgres(ctx: ActionContext, target: Target, tmp: Path) -> None:
 def write_redis(ctx: ActionContext, target: Target, tmp: Path) -> None:
     conn = target.conn
     assert isinstance(conn, RedisConn)
-    argv = [_binary("redis-cli", "redis-tools"), *conn.cli_argv(), "--rdb", str(tmp)]
+    argv = [_binary("redis-cli", "redis-tools"), *conn.cli_argv(ctx.settings.outbound_allow)]
+    argv += ["--rdb", str(tmp)]
     _run_for(ctx, target, argv, conn.cli_env(ctx.settings.task_secrets))
     _check_magic(tmp, RDB_MAGIC, f"redis-cli --rdb of {target.name!r}")
 

@@ -269,15 +269,19 @@ class RedisConn(BaseModel):
             return vetted_redis.client(outbound_allow, ssl=tls, **options)
         return redis.Redis(ssl=tls, **options)
 
-    def cli_argv(self) -> list[str]:
+    def cli_argv(self, outbound_allow: Sequence[str]) -> list[str]:
         """``redis-cli`` connection options. Not ``-u``: redis-cli reads ``user@`` in a URL as
-        a password; the password itself goes in ``REDISCLI_AUTH`` (see ``cli_env``)."""
+        a password; the password itself goes in ``REDISCLI_AUTH`` (see ``cli_env``). The host
+        is resolved and vetted here (``tdauto.outbound``) and redis-cli given the address
+        (``--sni`` keeps the name for TLS)."""
         parts = self._parts
-        argv = ["-h", str(parts.hostname), "-p", str(parts.port or 6379)]
+        port = parts.port or 6379
+        address = outbound.resolve(str(parts.hostname), port, outbound_allow)[0][4][0]
+        argv = ["-h", str(address), "-p", str(port)]
         if parts.username:
             argv += ["--user", unquote(parts.username)]
         if parts.scheme == "rediss":
-            argv.append("--tls")
+            argv += ["--tls", "--sni", str(parts.hostname)]
         return argv
 
     def cli_env(self, allow: Sequence[str] | None) -> dict[str, str]:

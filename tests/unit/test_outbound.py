@@ -52,6 +52,7 @@ REFUSED_AT_CREATE = [
     ("http", {"url": "http://[fe80::1%25eth0]:8080/"}),
     ("http", {"url": "http://2852039166/"}),  # 169.254.169.254 as one number
     ("http", {"url": "http://[::ffff:169.254.169.254]/"}),
+    ("http", {"url": "http://[64:ff9b::a9fe:a9fe]/"}),  # the same through NAT64
     ("health_check", checks({"type": "http", "url": "http://169.254.169.254/"})),
     ("health_check", checks({"type": "tcp", "host": "169.254.169.254", "port": 80})),
     ("health_check", checks({"type": "redis", "url": "redis://169.254.1.1:6379/0"})),
@@ -200,3 +201,18 @@ def test_postgres_programs_get_the_vetted_address_as_hostaddr(
     assert vetted("host=rebind.test dbname=app", []).endswith("hostaddr=127.0.0.1")
     with pytest.raises(OutboundRefused, match=r"rebind\.test resolves to 169\.254\.169\.254"):
         vetted("host=rebind.test dbname=app", [])  # the next lookup: refused, not passed on
+
+
+def test_database_backups_never_connect_to_metadata(
+    settings: Settings, dns: Resolver, connections: Connections
+) -> None:
+    """pg_dump and redis-cli get the vetted address (hostaddr=, -h), so a refused name never
+    reaches them."""
+    for params in (
+        {"kind": "redis", "url": "redis://metadata.test:6379/0"},
+        {"kind": "postgres", "dsn": "postgresql://app@metadata.test/app"},
+    ):
+        with pytest.raises(ActionError, match=r"metadata\.test resolves to 169\.254") as info:
+            run("backup", make_ctx(settings), params)
+        assert info.value.kind == "not_allowed"
+    assert connections.addresses == []
