@@ -160,7 +160,7 @@ class ShellParams(BaseModel):
 
 def _environment(env: dict[str, str], inherit: bool) -> dict[str, str]:
     base = (
-        task_secrets.child_environment(os.environ)
+        dict(os.environ)
         if inherit
         else {
             "PATH": os.environ.get("PATH", os.defpath),

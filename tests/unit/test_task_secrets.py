@@ -124,7 +124,7 @@ def test_the_worker_checks_again_when_it_reads_the_variable(
     assert "password_env" in str(failed.value)
 
 
-def test_programs_a_task_runs_do_not_inherit_tdautos_secrets(
+def test_programs_actions_run_do_not_inherit_tdautos_secrets(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TDAUTO_SMTP_PASSWORD", "smtp-pw-1")
@@ -135,3 +135,8 @@ def test_programs_a_task_runs_do_not_inherit_tdautos_secrets(
     out = run("shell", make_ctx(settings), {"argv": ["printenv"]})
     assert "APP_VISIBLE=yes" in out["output"] and "TDAUTO_BROKER_URL_X=kept" in out["output"]
     assert "smtp-pw-1" not in out["output"] and "TDAUTO_SMTP_PASSWORD" not in out["output"]
+    # nor any other program an action runs (deploy commands, verify checks, pg_dump, ...)
+    ctx = make_ctx(settings)
+    given = ctx.run(["printenv"], env={"TDAUTO_ALERT_WEBHOOK_SECRET": "k", "PATH": "/usr/bin"})
+    assert "TDAUTO_ALERT_WEBHOOK_SECRET" not in given.output and "PATH=/usr/bin" in given.output
+    assert "TDAUTO_SMTP_PASSWORD" not in ctx.run(["printenv"]).output
