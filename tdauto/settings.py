@@ -8,6 +8,7 @@ table is generated from the descriptions below (``tdauto config --markdown``).
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 from functools import cached_property
 from pathlib import Path
@@ -213,8 +214,28 @@ class Settings(BaseSettings):
         description="Comma-separated programs (names on PATH or absolute paths) the update action "
         "may run; empty = the update action is off.",
     )
+    task_secrets: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated patterns (fnmatch, e.g. APP_*,DB_*) of the environment "
+        "variables tasks may read as secrets (headers_env, password_env); empty = none. "
+        "TDAUTO_* variables never, whatever the patterns.",
+    )
+    outbound_allow: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated networks (CIDRs) that tasks, health checks and notifiers "
+        "may connect to although link-local or cloud metadata (169.254.0.0/16, fe80::/10, "
+        "fd00:ec2::254 are refused by default).",
+    )
 
-    @field_validator("allowed_paths", "plugins", "shell_allow", "update_allow", mode="before")
+    @field_validator(
+        "allowed_paths",
+        "plugins",
+        "shell_allow",
+        "update_allow",
+        "task_secrets",
+        "outbound_allow",
+        mode="before",
+    )
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
@@ -239,6 +260,19 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("outbound_allow")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for text in value:
+            try:
+                ipaddress.ip_network(text, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"TDAUTO_OUTBOUND_ALLOW: {text!r} is not a network; give CIDRs such as "
+                    "169.254.10.0/24 or fd00:ec2::254/128, comma-separated"
+                ) from None
+        return value
 
     @field_validator("timezone")
     @classmethod
@@ -325,6 +359,8 @@ def settings_table() -> str:
                 "host": "hostname",
                 "shell_allow": "none (shell off)",
                 "update_allow": "none (update off)",
+                "task_secrets": "none",
+                "outbound_allow": "none",
             }.get(name, "-")
         else:
             default = "unset" if info.default is None else f"`{info.default}`"

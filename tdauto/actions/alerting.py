@@ -9,9 +9,11 @@ at the first alert) and its handler.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from tdauto import outbound
 from tdauto.actions.context import ActionContext
 from tdauto.actions.registry import action
 from tdauto.monitoring.alerts import Duration, Notifier, Rule, dispatch, evaluate
@@ -50,6 +52,9 @@ class AlertParams(BaseModel):
                 )
             if n.type == "webhook" and not n.url:
                 raise ValueError("a webhook notifier needs a url")
+            if n.type == "webhook" and n.url:
+                host = urlsplit(n.url).hostname
+                outbound.check_host("notify: webhook url", host, settings.outbound_allow)
             if n.type == "email" and (settings.smtp_host is None or not n.to):
                 raise ValueError("an email notifier needs TDAUTO_SMTP_HOST and a 'to' list")
         return value

@@ -61,6 +61,8 @@ MANIFEST_FORMAT = "tdauto-backup-manifest/1"
 PG_MAGIC = b"PGDMP"
 RDB_MAGIC = b"REDIS"
 REPLAY_BATCH = 500
+# restores are an operator's (tdauto backup restore), not a task's: no TDAUTO_TASK_SECRETS
+OPERATOR = None
 _log = logging.getLogger("tdauto.restore")
 
 
@@ -102,17 +104,18 @@ def write_postgres(ctx: ActionContext, target: Target, tmp: Path) -> None:
         "--format=custom",
         "--no-password",
         f"--file={tmp}",
-        f"--dbname={conn.conninfo()}",
+        f"--dbname={conn.vetted_conninfo(ctx.settings.outbound_allow)}",
     ]
-    _run_for(ctx, target, argv, conn.env())
+    _run_for(ctx, target, argv, conn.env(ctx.settings.task_secrets))
     _check_magic(tmp, PG_MAGIC, f"pg_dump of {target.name!r}")
 
 
 def write_redis(ctx: ActionContext, target: Target, tmp: Path) -> None:
     conn = target.conn
     assert isinstance(conn, RedisConn)
-    argv = [_binary("redis-cli", "redis-tools"), *conn.cli_argv(), "--rdb", str(tmp)]
-    _run_for(ctx, target, argv, conn.cli_env())
+    argv = [_binary("redis-cli", "redis-tools"), *conn.cli_argv(ctx.settings.outbound_allow)]
+    argv += ["--rdb", str(tmp)]
+    _run_for(ctx, target, argv, conn.cli_env(ctx.settings.task_secrets))
     _check_magic(tmp, RDB_MAGIC, f"redis-cli --rdb of {target.name!r}")
 
 
@@ -167,7 +170,7 @@ def restore_postgres(
     argv = [tool, "--no-password", "--single-transaction", *clean]
     argv += [f"--dbname={conn.conninfo()}", str(archive)]
     try:
-        _command(argv, conn.env())
+        _command(argv, conn.env(OPERATOR))
     except ActionError as exc:
         if not overwrite and "already exists" in str(exc):
             raise ActionError(
@@ -198,7 +201,7 @@ def restore_redis(
     with _rdb_server(archive) as source:
         keyspace = cast(dict[str, Any], source(0).info("keyspace"))
         dbs = sorted(int(name[2:]) for name in keyspace)
-        targets = {db: conn.client(db=db) for db in dbs}
+        targets = {db: conn.client(OPERATOR, db=db) for db in dbs}
         try:
             busy = [] if overwrite else [db for db in dbs if _int(targets[db].dbsize())]
             if busy:

@@ -19,6 +19,7 @@ import glob
 import os
 import re
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -29,6 +30,9 @@ from pydantic import model_validator as _model_validator
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from tdauto import outbound
+from tdauto.actions import pg_hosts, vetted_redis
+from tdauto.actions import secrets as task_secrets
 from tdauto.actions.context import confine
 from tdauto.errors import ActionError, InvalidInput
 from tdauto.redact import redact_text
@@ -48,13 +52,28 @@ def _env_name(value: str | None) -> str | None:
     return value
 
 
-def _password_from(name: str | None, field: str = "password_env") -> str | None:
+def _check_password_env(value: str | None, info: ValidationInfo) -> str | None:
+    value = _env_name(value)
+    settings = (info.context or {}).get("settings")
+    if value is not None and settings is not None:
+        reason = task_secrets.refusal(value, settings.task_secrets)
+        if reason is not None:
+            raise ValueError(reason)
+    return value
+
+
+def _password_from(name: str | None, allow: Sequence[str] | None) -> str | None:
+    """The password in variable ``name``. ``allow`` is ``TDAUTO_TASK_SECRETS`` when a task
+    asks (``tdauto.actions.secrets``); None only for an operator's own restore."""
     if name is None:
         return None
-    value = os.environ.get(name)
+    if allow is None:
+        value = os.environ.get(name)
+    else:
+        value = task_secrets.read("password_env", name, allow)
     if value is None:
         raise ActionError(
-            f"{field}: environment variable {name} is not set on this host; export it for the "
+            f"password_env: environment variable {name} is not set on this host; export it for the "
             "worker (or the shell running restore) or drop password_env",
             "config",
         )
@@ -102,8 +121,8 @@ class PostgresConn(BaseModel):
 
     @field_validator("password_env")
     @classmethod
-    def _password_env(cls, value: str | None) -> str | None:
-        return _env_name(value)
+    def _password_env(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return _check_password_env(value, info)
 
     @field_validator("passfile")
     @classmethod
@@ -114,7 +133,7 @@ class PostgresConn(BaseModel):
         return value
 
     @_model_validator(mode="after")
-    def _one_form(self) -> PostgresConn:
+    def _one_form(self, info: ValidationInfo) -> PostgresConn:
         parts = [f for f in ("host", "port", "dbname", "user") if getattr(self, f) is not None]
         if self.dsn is not None and parts:
             raise ValueError(
@@ -122,6 +141,10 @@ class PostgresConn(BaseModel):
             )
         if self.dsn is None and self.dbname is None:
             raise ValueError("name the database: dsn: postgresql://user@host/db, or dbname")
+        settings = (info.context or {}).get("settings")
+        if settings is not None:
+            field = "dsn" if self.dsn is not None else "host"
+            pg_hosts.check(field, self.conninfo(), settings.outbound_allow)
         return self
 
     def conninfo(self) -> str:
@@ -131,13 +154,19 @@ class PostgresConn(BaseModel):
         pairs = {"host": self.host, "port": self.port, "dbname": self.dbname, "user": self.user}
         return " ".join(f"{k}={_quote(str(v))}" for k, v in pairs.items() if v is not None)
 
+    def vetted_conninfo(self, allow: Sequence[str]) -> str:
+        """``conninfo()`` pinned to vetted addresses (``hostaddr``), for a task's connection;
+        ``allow`` is ``TDAUTO_OUTBOUND_ALLOW``."""
+        return pg_hosts.vetted(self.conninfo(), allow)
+
     def display(self) -> str:
         return redact_text(self.conninfo())
 
-    def env(self) -> dict[str, str]:
-        """The child's environment: this one plus the password and timeout for libpq."""
+    def env(self, allow: Sequence[str] | None) -> dict[str, str]:
+        """The child's environment: this one plus the password and timeout for libpq
+        (``allow``: see ``_password_from``)."""
         env = dict(os.environ)
-        password = _password_from(self.password_env)
+        password = _password_from(self.password_env, allow)
         if password is not None:
             env["PGPASSWORD"] = password
         if self.passfile is not None:
@@ -174,7 +203,7 @@ class RedisConn(BaseModel):
 
     @field_validator("url")
     @classmethod
-    def _url(cls, value: str) -> str:
+    def _url(cls, value: str, info: ValidationInfo) -> str:
         parts = urlsplit(value)
         shown = redact_text(value)
         if parts.scheme not in ("redis", "rediss"):
@@ -193,12 +222,15 @@ class RedisConn(BaseModel):
         db = parts.path.strip("/") or "0"
         if not db.isdigit():
             raise ValueError(f"url {shown!r}: the path must be a database number, e.g. /0")
+        settings = (info.context or {}).get("settings")
+        if settings is not None:
+            outbound.check_host("url", parts.hostname, settings.outbound_allow)
         return value
 
     @field_validator("password_env")
     @classmethod
-    def _password_env(cls, value: str | None) -> str | None:
-        return _env_name(value)
+    def _password_env(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return _check_password_env(value, info)
 
     @property
     def _parts(self) -> Any:
@@ -211,35 +243,50 @@ class RedisConn(BaseModel):
     def display(self) -> str:
         return redact_text(self.url)
 
-    def client(self, timeout_s: float = 10.0, db: int | None = None) -> redis.Redis:
-        """A redis-py client (no retries: a check or a restore reports the first failure)."""
+    def client(
+        self,
+        allow: Sequence[str] | None,
+        timeout_s: float = 10.0,
+        db: int | None = None,
+        outbound_allow: Sequence[str] | None = None,
+    ) -> redis.Redis:
+        """A redis-py client (no retries: a check or a restore reports the first failure);
+        ``allow``: see ``_password_from``. A task's client gets ``outbound_allow``
+        (``TDAUTO_OUTBOUND_ALLOW``) and connects only to vetted addresses."""
         parts = self._parts
-        return redis.Redis(
-            host=parts.hostname,
-            port=parts.port or 6379,
-            db=self.db if db is None else db,
-            username=unquote(parts.username) if parts.username else None,
-            password=_password_from(self.password_env),
-            ssl=parts.scheme == "rediss",
-            socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
-            retry=Retry(NoBackoff(), 0),
-        )
+        options: dict[str, Any] = {
+            "host": parts.hostname,
+            "port": parts.port or 6379,
+            "db": self.db if db is None else db,
+            "username": unquote(parts.username) if parts.username else None,
+            "password": _password_from(self.password_env, allow),
+            "socket_timeout": timeout_s,
+            "socket_connect_timeout": timeout_s,
+            "retry": Retry(NoBackoff(), 0),
+        }
+        tls = parts.scheme == "rediss"
+        if outbound_allow is not None:
+            return vetted_redis.client(outbound_allow, ssl=tls, **options)
+        return redis.Redis(ssl=tls, **options)
 
-    def cli_argv(self) -> list[str]:
+    def cli_argv(self, outbound_allow: Sequence[str]) -> list[str]:
         """``redis-cli`` connection options. Not ``-u``: redis-cli reads ``user@`` in a URL as
-        a password; the password itself goes in ``REDISCLI_AUTH`` (see ``cli_env``)."""
+        a password; the password itself goes in ``REDISCLI_AUTH`` (see ``cli_env``). The host
+        is resolved and vetted here (``tdauto.outbound``) and redis-cli given the address
+        (``--sni`` keeps the name for TLS)."""
         parts = self._parts
-        argv = ["-h", str(parts.hostname), "-p", str(parts.port or 6379)]
+        port = parts.port or 6379
+        address = outbound.resolve(str(parts.hostname), port, outbound_allow)[0][4][0]
+        argv = ["-h", str(address), "-p", str(port)]
         if parts.username:
             argv += ["--user", unquote(parts.username)]
         if parts.scheme == "rediss":
-            argv.append("--tls")
+            argv += ["--tls", "--sni", str(parts.hostname)]
         return argv
 
-    def cli_env(self) -> dict[str, str]:
+    def cli_env(self, allow: Sequence[str] | None) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k != "REDISCLI_AUTH"}
-        password = _password_from(self.password_env)
+        password = _password_from(self.password_env, allow)
         if password is not None:
             env["REDISCLI_AUTH"] = password
         return env
@@ -286,7 +333,8 @@ def _validated(
         first = exc.errors()[0]
         default = "dsn" if model is PostgresConn else "url"
         field = ".".join(str(p) for p in first["loc"]) or default
-        raise InvalidInput(field, first["msg"].removeprefix("Value error, ")) from None
+        message = first["msg"].removeprefix("Value error, ").removeprefix(f"{field}: ")
+        raise InvalidInput(field, message) from None
 
 
 def pg_tool(name: str) -> str:

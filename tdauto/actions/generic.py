@@ -80,8 +80,8 @@ class ShellParams(BaseModel):
     - ``cwd``: working directory, inside ``TDAUTO_ALLOWED_PATHS`` (default: the data dir; a
       relative path is relative to the data dir).
     - ``env``: variables added to the worker's environment (``LD_*``/``DYLD_*`` refused).
-    - ``inherit_env``: start from the worker's environment (default) or from PATH and LANG
-      only.
+    - ``inherit_env``: start from the worker's environment (default; without tdauto's secret
+      settings) or from PATH and LANG only.
     - ``timeout``: seconds (or "5m") before the command's process group is stopped.
     - ``allow_failure``: a non-zero exit is recorded, not an error.
     - ``max_output``: bytes of output kept in the result (the whole output is in the log).

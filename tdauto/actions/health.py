@@ -26,7 +26,6 @@ import abc
 import logging
 import re
 import shutil
-import socket
 import ssl
 import time
 import urllib.error
@@ -34,10 +33,12 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import psutil
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from tdauto import outbound
 from tdauto.actions.context import ActionContext, confine
 from tdauto.actions.dbconn import PostgresConn, RedisConn, pg_tool
 from tdauto.actions.registry import action
@@ -54,6 +55,12 @@ class CheckFailed(Exception):
     def __init__(self, message: str, **detail: Any) -> None:
         super().__init__(message)
         self.detail = detail
+
+
+def _check_host(info: ValidationInfo, field: str, host: str | None) -> None:
+    settings = (info.context or {}).get("settings")
+    if settings is not None:
+        outbound.check_host(field, host, settings.outbound_allow)
 
 
 class _Check(BaseModel):
@@ -91,12 +98,13 @@ class HttpCheck(_Check):
         return value
 
     @model_validator(mode="after")
-    def _scheme(self) -> HttpCheck:
+    def _scheme(self, info: ValidationInfo) -> HttpCheck:
         scheme = self.url.split("://", 1)[0].lower() if "://" in self.url else ""
         if scheme not in ("http", "https"):
             raise ValueError(f"url {redact_text(self.url)!r} must start with http:// or https://")
         if self.type == "https" and scheme != "https":
             raise ValueError(f"a type: https check needs an https:// url, got {scheme}://")
+        _check_host(info, "url", urlsplit(self.url).hostname)
         return self
 
     def default_label(self) -> str:
@@ -107,6 +115,12 @@ class TcpCheck(_Check):
     type: Literal["tcp"]
     host: str = Field(min_length=1)
     port: int = Field(ge=1, le=65535)
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str, info: ValidationInfo) -> str:
+        _check_host(info, "host", value)
+        return value
 
     def default_label(self) -> str:
         return f"tcp {self.host}:{self.port}"
@@ -248,7 +262,7 @@ def _http(ctx: ActionContext, check: HttpCheck) -> dict[str, Any]:
     if not check.verify_tls:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
-    opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context))
+    opener = outbound.opener(ctx.settings.outbound_allow, tls=context)
     request = urllib.request.Request(check.url, headers={"User-Agent": "tdauto-health/1"})
     started = time.monotonic()
     try:
@@ -278,8 +292,8 @@ def _http(ctx: ActionContext, check: HttpCheck) -> dict[str, Any]:
 def _tcp(ctx: ActionContext, check: TcpCheck) -> dict[str, Any]:
     started = time.monotonic()
     try:
-        with socket.create_connection((check.host, check.port), timeout=check.timeout_s):
-            pass
+        allow = ctx.settings.outbound_allow
+        outbound.connect(check.host, check.port, check.timeout_s, allow).close()
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise CheckFailed(f"cannot connect to {check.host}:{check.port}: {reason}") from exc
@@ -323,7 +337,10 @@ def _process(ctx: ActionContext, check: ProcessCheck) -> dict[str, Any]:
 
 
 def _redis(ctx: ActionContext, check: RedisCheck) -> dict[str, Any]:
-    client = check.client(timeout_s=check.timeout_s)
+    settings = ctx.settings
+    client = check.client(
+        settings.task_secrets, timeout_s=check.timeout_s, outbound_allow=settings.outbound_allow
+    )
     started = time.monotonic()
     try:
         client.ping()
@@ -333,9 +350,11 @@ def _redis(ctx: ActionContext, check: RedisCheck) -> dict[str, Any]:
 
 
 def _postgres(ctx: ActionContext, check: PostgresCheck) -> dict[str, Any]:
+    conninfo = check.vetted_conninfo(ctx.settings.outbound_allow)  # before psql is looked for
     argv = [pg_tool("psql"), "--no-password", "--no-psqlrc", "--tuples-only", "--no-align"]
-    argv += ["--quiet", f"--dbname={check.conninfo()}", "--command=SELECT 1"]
-    env = check.env() | {"PGCONNECT_TIMEOUT": str(max(1, round(check.timeout_s)))}
+    argv += ["--quiet", f"--dbname={conninfo}", "--command=SELECT 1"]
+    env = check.env(ctx.settings.task_secrets)
+    env["PGCONNECT_TIMEOUT"] = str(max(1, round(check.timeout_s)))
     started = time.monotonic()
     result = ctx.run(argv, timeout_s=check.timeout_s, env=env, check=False)
     latency_ms = (time.monotonic() - started) * 1000

@@ -3,7 +3,8 @@ stopped (SIGTERM, then SIGKILL to the whole group) on cancel or timeout.
 
 An argv list, never a shell string. Each command starts in a new session so a stop reaches
 every process it spawned; the ``ProcessGroup`` registry lets the engine's watchdog stop them
-even when the handler is blocked elsewhere.
+even when the handler is blocked elsewhere. Its environment never holds tdauto's own secret
+settings (``secrets.child_environment``): a program an action runs is not tdauto.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tdauto.actions.limits import Limits
+from tdauto.actions.secrets import child_environment
 from tdauto.errors import ActionError
 
 
@@ -97,6 +99,7 @@ def run_command(
     if isinstance(argv, str) or not argv:
         raise ActionError("a command is an argv list such as ['pg_dump', '-Fc', 'db']", "usage")
     args = [str(a) for a in argv]
+    env = child_environment(os.environ if env is None else env)  # never tdauto's secrets
     started = time.monotonic()
     proc = subprocess.Popen(
         limits.wrap(args, env, cwd) if limits is not None else args,

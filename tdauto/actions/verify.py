@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -21,6 +20,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from tdauto import outbound
 from tdauto.actions.context import ActionContext
 from tdauto.actions.deploy_params import check_argv, confined_param, confined_path
 from tdauto.actions.paths import held
@@ -29,6 +29,12 @@ from tdauto.actions.releases import App
 from tdauto.errors import ActionError
 
 _HOST_PORT = re.compile(r"^(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):(?P<port>\d{1,5})$")
+
+
+def _vet(info: ValidationInfo, field: str, host: str) -> None:
+    settings = (info.context or {}).get("settings")
+    if settings is not None:
+        outbound.check_host(field, host, settings.outbound_allow)
 
 
 class Check(BaseModel):
@@ -58,20 +64,22 @@ class Check(BaseModel):
 
     @field_validator("http")
     @classmethod
-    def _url(cls, value: str | None) -> str | None:
+    def _url(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is not None:
             parts = urlsplit(value)
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise ValueError(f"http {value!r} must be an http:// or https:// URL with a host")
+            _vet(info, "http", parts.hostname)
         return value
 
     @field_validator("tcp")
     @classmethod
-    def _host_port(cls, value: str | None) -> str | None:
+    def _host_port(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is not None:
             match = _HOST_PORT.match(value)
             if not match or not 0 < int(match["port"]) < 65536:
                 raise ValueError(f"tcp {value!r} must be host:port, e.g. 127.0.0.1:8000")
+            _vet(info, "tcp", match["host"])
         return value
 
     @model_validator(mode="after")
@@ -179,23 +187,26 @@ def _check(
             return False, f"cannot run {check.command[0]}: {exc.strerror or exc}"
         tail = result.output.strip().splitlines()[-1:] if result.returncode else []
         return result.returncode == 0, f"exit {result.returncode}" + "".join(f": {t}" for t in tail)
-    if check.http is not None:
-        return _http(check.http, check.status, check.timeout_s)
-    assert check.tcp is not None
-    match = _HOST_PORT.match(check.tcp)
-    assert match is not None
+    allow = ctx.settings.outbound_allow
     try:
-        with socket.create_connection(
-            (match["host"].strip("[]"), int(match["port"])), timeout=check.timeout_s
-        ):
-            return True, "connected"
+        if check.http is not None:
+            return _http(check.http, check.status, check.timeout_s, allow)
+        assert check.tcp is not None
+        match = _HOST_PORT.match(check.tcp)
+        assert match is not None
+        host, port = match["host"].strip("[]"), int(match["port"])
+        outbound.connect(host, port, check.timeout_s, allow).close()
+        return True, "connected"
+    except outbound.OutboundRefused as exc:
+        return False, str(exc)
     except OSError as exc:
         return False, f"cannot connect: {exc.strerror or exc}"
 
 
-def _http(url: str, expected: int, timeout_s: float) -> tuple[bool, str]:
-    """GET ``url`` directly (no proxy: a health check asks the app itself)."""
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+def _http(url: str, expected: int, timeout_s: float, allow: list[str]) -> tuple[bool, str]:
+    """GET ``url`` directly (no proxy: a health check asks the app itself), to vetted
+    addresses only (``tdauto.outbound``)."""
+    opener = outbound.opener(allow, urllib.request.ProxyHandler({}))
     request = urllib.request.Request(url, headers={"User-Agent": "tdauto-verify"})
     try:
         with opener.open(request, timeout=timeout_s) as response:

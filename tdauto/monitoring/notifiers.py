@@ -13,12 +13,15 @@ import hmac
 import json
 import logging
 import smtplib
+import socket
 import ssl
 import time
 import urllib.request
+from collections.abc import Sequence
 from email.message import EmailMessage
 from typing import Any
 
+from tdauto import outbound
 from tdauto.settings import Settings
 
 SIGNATURE_HEADER = "X-Tdauto-Signature"
@@ -60,7 +63,8 @@ def send_webhook(url: str, alert: dict[str, Any], settings: Settings, timeout_s:
     request.add_header(
         SIGNATURE_HEADER, sign(settings.alert_webhook_secret.get_secret_value(), timestamp, body)
     )
-    with urllib.request.urlopen(request, timeout=timeout_s) as response:
+    client = outbound.opener(settings.outbound_allow)
+    with client.open(request, timeout=timeout_s) as response:
         return int(response.status)
 
 
@@ -78,15 +82,36 @@ def send_email(to: list[str], alert: dict[str, Any], settings: Settings, timeout
     message.set_content("\n".join(lines))
     context = ssl.create_default_context()
     smtp: smtplib.SMTP
+    allow = settings.outbound_allow
     if settings.smtp_security == "ssl":
-        smtp = smtplib.SMTP_SSL(
-            settings.smtp_host, settings.smtp_port, timeout=timeout_s, context=context
+        smtp = _VettedSMTPSSL(
+            allow, settings.smtp_host, settings.smtp_port, timeout=timeout_s, context=context
         )
     else:
-        smtp = smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=timeout_s)
+        smtp = _VettedSMTP(allow, settings.smtp_host, settings.smtp_port, timeout=timeout_s)
     with smtp:
         if settings.smtp_security == "starttls":
             smtp.starttls(context=context)
         if settings.smtp_user and settings.smtp_password:
             smtp.login(settings.smtp_user, settings.smtp_password.get_secret_value())
         smtp.send_message(message)
+
+
+class _VettedSMTP(smtplib.SMTP):
+    """SMTP whose socket goes to a vetted address (``tdauto.outbound``); STARTTLS and the
+    SSL variant keep the host name for SNI and the certificate."""
+
+    def __init__(self, allow: Sequence[str], *args: Any, **kwargs: Any) -> None:
+        self.outbound_allow = tuple(allow)  # before __init__, which connects
+        super().__init__(*args, **kwargs)
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        return outbound.connect(host, port, timeout, self.outbound_allow, self.source_address)
+
+
+class _VettedSMTPSSL(smtplib.SMTP_SSL, _VettedSMTP):
+    """SMTP over TLS: ``SMTP_SSL._get_socket`` wraps the socket of ``_VettedSMTP``."""
+
+    def __init__(self, allow: Sequence[str], *args: Any, **kwargs: Any) -> None:
+        self.outbound_allow = tuple(allow)
+        smtplib.SMTP_SSL.__init__(self, *args, **kwargs)

@@ -27,7 +27,7 @@ from tests.support import actions
 from tests.support.postgres_server import PostgresServer
 from tests.support.redis_server import RedisServer, free_port
 
-PW_ENV = "TDAUTO_TEST_DB_PASSWORD"
+PW_ENV = "APP_TEST_DB_PASSWORD"
 REDIS_PASSWORD = "r3dis-Secret-pw"
 
 
@@ -41,7 +41,9 @@ def postgres() -> Iterator[PostgresServer]:
 def settings(tmp_path: Path) -> Settings:
     data = tmp_path / "data"
     data.mkdir()
-    return Settings(data_dir=data, allowed_paths=[data, tmp_path / "work"])
+    return Settings(
+        data_dir=data, allowed_paths=[data, tmp_path / "work"], task_secrets=["APP_*"]
+    )
 
 
 @pytest.fixture
@@ -167,6 +169,7 @@ def test_postgres_named_target_keeps_n_backups_with_their_manifests(
         data_dir=settings.data_dir,
         allowed_paths=settings.allowed_paths,
         backup_targets_file=work / "targets.yaml",
+        task_secrets=settings.task_secrets,
     )
     first = run_backup(named, {"target": "appdb", "keep": 1}, "e1")
     second = run_backup(named, {"target": "appdb", "keep": 1}, "e2")
@@ -357,7 +360,7 @@ def test_bad_database_backup_params_are_refused(settings, params, message):
 def test_good_database_backup_params_are_accepted(settings):
     context = {"registry": REGISTRY, "settings": settings}
     ok = Task.model_validate(
-        task({"kind": "postgres", "dsn": "postgresql://app@db:5432/app", "password_env": "X"}),
+        task({"kind": "postgres", "dsn": "postgresql://app@db:5432/app", "password_env": "APP_X"}),
         context=context,
     )
     assert ok.actions[0].params["dsn"] == "postgresql://app@db:5432/app"

@@ -42,7 +42,10 @@ TOKEN = "s3cr3t-t0ken-value"
 def settings(tmp_path: Path, work: Path) -> Settings:
     data = tmp_path / "data"
     data.mkdir()
-    return Settings(data_dir=data, allowed_paths=[data, work], shell_allow=ALLOWED, kill_grace_s=1)
+    return Settings(
+        data_dir=data, allowed_paths=[data, work], shell_allow=ALLOWED, kill_grace_s=1,
+        task_secrets=["APP_*"],
+    )
 
 
 class ListHandler(logging.Handler):
@@ -321,26 +324,26 @@ def test_http_post_json_with_a_secret_header_redacted(settings, store, server, l
 
 
 def test_http_header_from_the_environment(settings, store, server, monkeypatch) -> None:
-    monkeypatch.setenv("TDAUTO_TEST_AUTH", f"Bearer {TOKEN}")
+    monkeypatch.setenv("APP_TEST_AUTH", f"Bearer {TOKEN}")
     out = run(
         "http",
         make_ctx(settings, store),
         {
             "method": "POST",
             "url": f"{server}/echo",
-            "headers_env": {"Authorization": "TDAUTO_TEST_AUTH", "X-Deploy": "TDAUTO_TEST_AUTH"},
+            "headers_env": {"Authorization": "APP_TEST_AUTH", "X-Deploy": "APP_TEST_AUTH"},
             "json": {},
             "expected_status": 201,
         },
     )
     assert out["json"]["seen"] == f"Bearer {TOKEN}"  # the server got the value
     assert out["request_headers"]["Authorization"] == out["request_headers"]["X-Deploy"] == "***"
-    monkeypatch.delenv("TDAUTO_TEST_AUTH")
-    with pytest.raises(ActionError, match=r"TDAUTO_TEST_AUTH .* is not set on this worker"):
+    monkeypatch.delenv("APP_TEST_AUTH")
+    with pytest.raises(ActionError, match=r"APP_TEST_AUTH .* is not set on this worker"):
         run(
             "http",
             make_ctx(settings, store),
-            {"url": server, "headers_env": {"X": "TDAUTO_TEST_AUTH"}},
+            {"url": server, "headers_env": {"X": "APP_TEST_AUTH"}},
         )
 
 
@@ -382,8 +385,8 @@ def test_http_redirect_keeps_credentials_with_their_host(
     other = run("http", make_ctx(settings, store), {"url": f"{server}/hop-other", **auth})
     assert other["status"] == 200 and other["json"] == {"seen": None}
 
-    monkeypatch.setenv("TDAUTO_TEST_AUTH", f"Bearer {TOKEN}")
-    env_auth = {"headers_env": {"Authorization": "TDAUTO_TEST_AUTH"}}
+    monkeypatch.setenv("APP_TEST_AUTH", f"Bearer {TOKEN}")
+    env_auth = {"headers_env": {"Authorization": "APP_TEST_AUTH"}}
     other = run("http", make_ctx(settings, store), {"url": f"{server}/hop-other", **env_auth})
     assert other["json"] == {"seen": None}
 

@@ -29,7 +29,7 @@ from tests.support.actions import context, make_ctx
 from tests.support.postgres_server import PostgresServer
 from tests.support.redis_server import RedisServer, free_port
 
-PW_ENV = "TDAUTO_TEST_HEALTH_PASSWORD"
+PW_ENV = "APP_TEST_HEALTH_PASSWORD"
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -82,7 +82,7 @@ def sleeper() -> Iterator[subprocess.Popen[bytes]]:
 def settings(tmp_path: Path) -> Settings:
     data = tmp_path / "data"
     data.mkdir()
-    return Settings(data_dir=data)
+    return Settings(data_dir=data, task_secrets=["APP_*", "PGPW_*"])
 
 
 def run_checks(settings: Settings, checks: list[dict[str, Any]]) -> dict[str, Any]:

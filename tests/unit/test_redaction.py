@@ -37,7 +37,8 @@ def data(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def system(data: Path) -> AutomationSystems:
+def system(data: Path, monkeypatch: pytest.MonkeyPatch) -> AutomationSystems:
+    monkeypatch.setenv("TDAUTO_TASK_SECRETS", "DEPLOY_*")  # headers_env may name DEPLOY_API_AUTH
     return AutomationSystems(data_dir=data)
 
 
