@@ -208,8 +208,15 @@ class Settings(BaseSettings):
         description="Comma-separated programs (names on PATH or absolute paths) the update action "
         "may run; empty = the update action is off.",
     )
+    check_allow: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated programs (names on PATH or absolute paths) that validate's "
+        "check and verify's command checks may run; empty = those checks are off.",
+    )
 
-    @field_validator("allowed_paths", "plugins", "shell_allow", "update_allow", mode="before")
+    @field_validator(
+        "allowed_paths", "plugins", "shell_allow", "update_allow", "check_allow", mode="before"
+    )
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
@@ -320,6 +327,7 @@ def settings_table() -> str:
                 "host": "hostname",
                 "shell_allow": "none (shell off)",
                 "update_allow": "none (update off)",
+                "check_allow": "none (command checks off)",
             }.get(name, "-")
         else:
             default = "unset" if info.default is None else f"`{info.default}`"

@@ -27,9 +27,11 @@ from tdauto.actions.deploy_params import (
     DeployParams,
     RollbackParams,
     ValidateParams,
+    check_command,
     confined_path,
     refuse_nesting,
 )
+from tdauto.actions.programs import CHECKS
 from tdauto.actions.registry import action
 from tdauto.actions.releases import (
     App,
@@ -90,8 +92,15 @@ def validate(
     output["members"] = check_archive(path) if fmt in ("tar", "zip") else None
     output["check"] = None
     if check:
-        argv = [arg.replace("{artifact}", str(path)) for arg in check]
-        result = ctx.run(argv, cwd=path.parent, timeout_s=check_timeout_s, check=False)
+        argv = check_command(check, path)
+        result = ctx.run(
+            argv,
+            programs=CHECKS,
+            param="check",
+            cwd=path.parent,
+            timeout_s=check_timeout_s,
+            check=False,
+        )
         output["check"] = {
             "argv": argv,
             "returncode": result.returncode,

@@ -1,9 +1,10 @@
 """Running external commands from actions: own process group, output to the action's log,
 stopped (SIGTERM, then SIGKILL to the whole group) on cancel or timeout.
 
-An argv list, never a shell string. Each command starts in a new session so a stop reaches
-every process it spawned; the ``ProcessGroup`` registry lets the engine's watchdog stop them
-even when the handler is blocked elsewhere.
+An argv list, never a shell string, and only a program its allow-list admits: every command
+passes the gate of ``tdauto.actions.programs`` (``programs=``, required) first. Each command
+starts in a new session so a stop reaches every process it spawned; the ``ProcessGroup``
+registry lets the engine's watchdog stop them even when the handler is blocked elsewhere.
 """
 
 from __future__ import annotations
@@ -18,9 +19,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tdauto.actions.limits import Limits
+from tdauto.actions.programs import ProgramList, checked_argv
 from tdauto.errors import ActionError
+
+if TYPE_CHECKING:
+    from tdauto.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -80,6 +86,9 @@ def _kill_group(proc: subprocess.Popen[bytes], sig: int) -> None:
 def run_command(
     argv: Sequence[str],
     *,
+    programs: ProgramList,
+    settings: Settings | None = None,
+    param: str = "argv",
     logger: logging.Logger,
     group: ProcessGroup,
     stop: threading.Event,
@@ -91,12 +100,13 @@ def run_command(
     check: bool = True,
     limits: Limits | None = None,
 ) -> CommandResult:
-    """Run ``argv``, logging its output line by line; stop it when ``stop`` is set or after
-    ``timeout_s``; under ``limits`` (rlimits, see ``limits.py``) when given. Raises
-    ``ActionError`` (kind ``exit``, ``timeout`` or ``cancelled``)."""
+    """Run ``argv`` once ``programs`` (read from ``settings``) admits it, logging its output
+    line by line; stop it when ``stop`` is set or after ``timeout_s``; under ``limits``
+    (rlimits, see ``limits.py``) when given. Raises ``ActionError`` (kind ``not_allowed``,
+    naming ``param``; ``exit``, ``timeout`` or ``cancelled``)."""
     if isinstance(argv, str) or not argv:
         raise ActionError("a command is an argv list such as ['pg_dump', '-Fc', 'db']", "usage")
-    args = [str(a) for a in argv]
+    args = checked_argv(argv, programs, settings, param=param, env=env)
     started = time.monotonic()
     proc = subprocess.Popen(
         limits.wrap(args, env, cwd) if limits is not None else args,

@@ -1,10 +1,11 @@
 """The ``update`` action: run allow-listed maintenance commands and record what they did.
 
 Off unless ``TDAUTO_UPDATE_ALLOW`` lists programs: bare names (looked up on the worker's
-``PATH``) or absolute paths; ``argv[0]`` must equal one of them exactly, and a relative path
-(``./x``, ``bin/x``) is never allowed. Commands are argv lists, never shell strings, so
-nothing in an argument is interpreted by a shell; listing a shell or an interpreter in the
-allow-list would give that back, so don't.
+``PATH``) or absolute paths; ``argv[0]`` must be one of them (or the same file under the same
+name), and a relative path (``./x``, ``bin/x``) or one with ``..`` is never allowed: the
+``UPDATE`` list of ``tdauto.actions.programs``, the gate every program goes through.
+Commands are argv lists, never shell strings, so nothing in an argument is interpreted by a
+shell; listing a shell or an interpreter in the allow-list would give that back, so don't.
 
 Commands run one after another in their own process group (``ctx.run``: stopped on cancel,
 timeout or the run's deadline). Each one's exit code, duration and output (its last
@@ -15,42 +16,17 @@ in which case every command runs and the output counts the failures.
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from tdauto.actions.context import ActionContext, confine
+from tdauto.actions.programs import UPDATE, program_path
 from tdauto.actions.registry import action
 from tdauto.engine.redact import redact, redact_text
-from tdauto.errors import ActionError, InvalidInput
+from tdauto.errors import ActionError
 from tdauto.units import parse_duration_s
-
-_SETTING = "TDAUTO_UPDATE_ALLOW"
-
-
-def check_allowed(program: str, allow: list[str]) -> None:
-    """Refuse ``program`` (an ``argv[0]``) unless the allow-list names it exactly."""
-    if not allow:
-        raise InvalidInput(
-            "commands",
-            f"the update action is off: set {_SETTING} to the programs it may run "
-            "(comma-separated names on PATH or absolute paths), e.g. apt-get,/opt/app/migrate",
-        )
-    if "/" in program and not os.path.isabs(program):
-        raise InvalidInput(
-            "commands", f"{program!r} is a relative path; use a name on PATH or an absolute path"
-        )
-    wanted = os.path.normpath(program) if os.path.isabs(program) else program
-    allowed = {os.path.normpath(a) if os.path.isabs(a) else a for a in allow}
-    if wanted not in allowed:
-        raise InvalidInput(
-            "commands",
-            f"program {program!r} is not allowed; {_SETTING} allows: {', '.join(sorted(allowed))}"
-            f" (add it there to allow it)",
-        )
 
 
 class UpdateParams(BaseModel):
@@ -93,7 +69,7 @@ class UpdateParams(BaseModel):
             if any("\0" in arg for arg in argv):
                 raise ValueError("arguments cannot contain NUL bytes")
             if settings is not None:
-                check_allowed(argv[0], settings.update_allow)
+                program_path(argv[0], UPDATE, settings, param="commands", resolve=False)
         return value
 
     @field_validator("timeout_s", mode="before")
@@ -126,11 +102,11 @@ def update(
     ``output``, ``output_truncated``), ``failed`` (how many did not exit 0) and ``ok``.
     """
     workdir = ctx.confine(cwd, "cwd") if cwd is not None else None
-    for argv in commands:  # the allow-list may have changed since the task was created
-        check_allowed(argv[0], ctx.settings.update_allow)
+    # the allow-list may have changed since the task was created: check all before any runs
+    programs = [program_path(argv[0], UPDATE, ctx.settings, param="commands") for argv in commands]
     results: list[dict[str, Any]] = []
-    for number, argv in enumerate(commands, 1):
-        record = _run(ctx, argv, timeout_s, workdir, max_output_bytes)
+    for number, (program, argv) in enumerate(zip(programs, commands, strict=True), 1):
+        record = _run(ctx, [program, *argv[1:]], argv, timeout_s, workdir, max_output_bytes)
         results.append(record)
         if record["exit_code"] != 0 and not continue_on_error:
             raise ActionError(
@@ -144,15 +120,24 @@ def update(
 
 
 def _run(
-    ctx: ActionContext, argv: list[str], timeout_s: float | None, cwd: Path | None, cap: int
+    ctx: ActionContext,
+    resolved: list[str],
+    argv: list[str],
+    timeout_s: float | None,
+    cwd: Path | None,
+    cap: int,
 ) -> dict[str, Any]:
-    program = argv[0] if os.path.isabs(argv[0]) else shutil.which(argv[0])
-    if program is None or not os.access(program, os.X_OK):
-        raise ActionError(f"update: program {argv[0]!r} not found or not executable", "not_found")
     shown = redact(list(argv))
     ctx.logger.info("update: running %s", " ".join(shown))
     try:
-        result = ctx.run([program, *argv[1:]], timeout_s=timeout_s, cwd=cwd, check=False)
+        result = ctx.run(
+            resolved,
+            programs=UPDATE,
+            param="commands",
+            timeout_s=timeout_s,
+            cwd=cwd,
+            check=False,
+        )
     except ActionError as exc:
         if exc.kind != "timeout":
             raise  # cancelled: stop here, whatever continue_on_error says

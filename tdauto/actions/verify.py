@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from tdauto.actions.context import ActionContext
 from tdauto.actions.deploy_params import check_argv, confined_param, confined_path
+from tdauto.actions.programs import CHECKS, checked_argv
 from tdauto.actions.registry import action
 from tdauto.actions.releases import App
 from tdauto.errors import ActionError
@@ -43,7 +44,7 @@ class Check(BaseModel):
     tcp: str | None = None
     timeout_s: float = Field(default=10.0, gt=0, le=600)
 
-    _cmd = field_validator("command")(classmethod(lambda cls, v: check_argv(v)))
+    _cmd = field_validator("command")(classmethod(lambda cls, v, info: check_argv(v, info)))
 
     @field_validator("path_exists")
     @classmethod
@@ -126,6 +127,9 @@ def verify(
     Output: ``release``, ``path`` and ``checks`` (``check``, ``ok``, ``detail``,
     ``duration_s`` each). Every check runs, so the error names all that failed.
     """
+    for number, check in enumerate(checks):  # refused before any check runs, not a failed check
+        if check.command is not None:
+            checked_argv(check.command, CHECKS, ctx.settings, param=f"checks.{number}.command")
     release, where = None, None
     if app_dir is not None:
         app = App(confined_path(ctx, app_dir, "app_dir"))
@@ -160,7 +164,14 @@ def _check(ctx: ActionContext, check: Check, release: Path | None) -> tuple[bool
         return (True, "exists") if target.exists() else (False, "missing")
     if check.command is not None:
         try:
-            result = ctx.run(check.command, cwd=release, timeout_s=check.timeout_s, check=False)
+            result = ctx.run(
+                check.command,
+                programs=CHECKS,
+                param="command",
+                cwd=release,
+                timeout_s=check.timeout_s,
+                check=False,
+            )
         except ActionError as exc:
             if exc.kind == "cancelled":
                 raise
