@@ -21,7 +21,7 @@ import re
 import shutil
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 import redis
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
@@ -29,12 +29,12 @@ from pydantic import model_validator as _model_validator
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from tdauto.actions import pgoptions
 from tdauto.actions.context import confine
 from tdauto.engine.redact import redact_text
 from tdauto.errors import ActionError, InvalidInput
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
-_CONNINFO_PASSWORD = re.compile(r"(^|\s)password\s*=", re.I)
 PG_FIELDS = ("dsn", "host", "port", "dbname", "user", "password_env", "passfile")
 REDIS_FIELDS = ("url", "password_env")
 
@@ -81,23 +81,26 @@ class PostgresConn(BaseModel):
 
     @field_validator("dsn")
     @classmethod
-    def _dsn(cls, value: str | None) -> str | None:
+    def _dsn(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """Parsed as libpq parses it; options that read files or services are refused or
+        confined (``pgoptions``), before any client program sees them."""
         if value is None:
             return None
         if not value.strip():
             raise ValueError("dsn is empty; give postgresql://user@host:port/dbname")
-        if value.startswith(("postgresql://", "postgres://")):
-            parts = urlsplit(value)
-            in_query = "password" in {k.lower() for k in parse_qs(parts.query)}
-            if parts.password is not None or in_query:
-                raise ValueError(_pg_password_help(redact_text(value)))
-        elif "://" in value:
+        is_uri = value.startswith(pgoptions.URI_PREFIXES)
+        if not is_uri and "://" in value:
             raise ValueError(
                 f"dsn {redact_text(value)!r} is not a PostgreSQL DSN; use "
                 "postgresql://user@host:port/dbname or 'host=... dbname=...'"
             )
-        elif _CONNINFO_PASSWORD.search(value):
-            raise ValueError(_pg_password_help("the conninfo given"))
+        options = pgoptions.parse(value)
+        if "password" in options:
+            raise ValueError(
+                _pg_password_help(redact_text(value) if is_uri else "the conninfo given")
+            )
+        settings = (info.context or {}).get("settings")
+        pgoptions.check(options, settings.confined_paths if settings is not None else None)
         return value
 
     @field_validator("password_env")
