@@ -7,10 +7,12 @@ worker's environment instead: ``password_env`` names a variable holding it, whic
 the child as ``PGPASSWORD`` or ``REDISCLI_AUTH`` (never on its command line); for PostgreSQL,
 ``passfile`` (a confined ``.pgpass``-format file, as ``PGPASSFILE``) or the worker's own
 ``PGPASSWORD``/``PGPASSFILE``/``~/.pgpass`` work too. ``display()`` is what logs and outputs
-show.
+show. A DSN's other options are parsed as libpq parses them and those that read files or a
+service file are confined or refused (``pgoptions.py``).
 
 PostgreSQL client programs (``pg_dump``, ``pg_restore``, ``psql``) are found on ``PATH``, else
-in the newest ``/usr/lib/postgresql/<version>/bin`` (Debian's layout).
+in the newest ``/usr/lib/postgresql/<version>/bin`` (Debian's layout); they run through the
+``TOOLS`` list of ``programs.py``.
 """
 
 from __future__ import annotations

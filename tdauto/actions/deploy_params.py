@@ -78,8 +78,9 @@ class ValidateParams(BaseModel):
 
     - ``artifact`` (required): the file or directory to deploy.
     - ``sha256``: the file's expected checksum (64 hex digits).
-    - ``check``: a command (argv list) that must exit 0; ``{artifact}`` in an argument is
-      replaced by the artifact's absolute path. It runs in the artifact's directory.
+    - ``check``: a command (argv list) that must exit 0, its program listed in
+      ``TDAUTO_CHECK_ALLOW``; ``{artifact}`` in an argument is replaced by the artifact's
+      absolute path. It runs in the artifact's directory.
     - ``check_timeout_s``: seconds the check may take (default 300).
     """
 

@@ -114,8 +114,8 @@ def program_path(
         raise ProgramNotAllowed(
             param,
             f"{programs.users} {'are' if programs.users.endswith('s') else 'is'} off: "
-            f"{programs.variable} is empty; list the programs {programs.users} may run "
-            f"(names on PATH or absolute paths), e.g. {programs.variable}={programs.example}",
+            f"{programs.variable} is empty; list there the programs to allow (names on PATH "
+            f"or absolute paths), e.g. {programs.variable}={programs.example}",
         )
     if not program:
         raise ProgramNotAllowed(param, "the program (the first item of the argv) is empty")

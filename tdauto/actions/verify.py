@@ -2,9 +2,11 @@
 
 A check is exactly one of ``path_exists`` (relative to the release ``current`` points to),
 ``command`` (argv, run in that release, exit 0), ``http`` (a URL answering ``status``) or
-``tcp`` (``host:port`` accepting a connection). Every check runs, so a failure names all that
-failed; the usual task puts ``on_failure: [rollback, verify]`` on it, so a release that fails
-is switched back by itself.
+``tcp`` (``host:port`` accepting a connection). A ``command``'s program must be listed in
+``TDAUTO_CHECK_ALLOW`` (the ``CHECKS`` list of ``programs.py``); one that is not is refused at
+``create_task`` and, before any check runs, at run time. Every check runs, so a failure names
+all that failed; the usual task puts ``on_failure: [rollback, verify]`` on it, so a release
+that fails is switched back by itself.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ import pytest
 from pydantic import ValidationError
 
 from tdauto.actions import REGISTRY, ActionContext, load_plugins
-from tdauto.actions.generic import redact_url
+from tdauto.actions.http_action import redact_url
 from tdauto.engine.runtime import Runtime
 from tdauto.errors import ActionError
 from tdauto.models import ExecutionStatus, Task
