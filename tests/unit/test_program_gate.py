@@ -151,6 +151,19 @@ def test_listed_check_programs_run(allowing, artifact, app):
     assert out["checks"][0]["ok"] is True
 
 
+def test_an_artifact_that_is_its_own_check_must_be_listed(off, work):
+    tool = work / "installer"
+    tool.write_text("#!/bin/sh\nexit 0\n")
+    tool.chmod(0o755)
+    spec = validate_check(tool, ["{artifact}", "--self-test"])
+    with pytest.raises(ValidationError, match=f"check: program '{tool}' is not allowed"):
+        create(off.model_copy(update={"check_allow": ["tar"]}), [spec])
+    listed = off.model_copy(update={"check_allow": [str(tool)]})
+    create(listed, [spec])  # accepted: the artifact's path is listed
+    out = run("validate", make_ctx(listed), spec["params"])
+    assert out["check"]["argv"] == [str(tool), "--self-test"]
+
+
 # --- the rules every list shares -------------------------------------------------------------
 
 
