@@ -227,11 +227,18 @@ class Settings(BaseSettings):
         "fd00:ec2::254 are refused by default).",
     )
 
+    check_allow: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated programs (names on PATH or absolute paths) that validate's "
+        "check and verify's command checks may run; empty = those checks are off.",
+    )
+
     @field_validator(
         "allowed_paths",
         "plugins",
         "shell_allow",
         "update_allow",
+        "check_allow",
         "task_secrets",
         "outbound_allow",
         mode="before",
@@ -361,6 +368,7 @@ def settings_table() -> str:
                 "update_allow": "none (update off)",
                 "task_secrets": "none",
                 "outbound_allow": "none",
+                "check_allow": "none (command checks off)",
             }.get(name, "-")
         else:
             default = "unset" if info.default is None else f"`{info.default}`"

@@ -50,6 +50,7 @@ from redis.retry import Retry
 
 from tdauto.actions.dbconn import PostgresConn, RedisConn, connection_for, pg_tool
 from tdauto.actions.process import ProcessGroup, run_command
+from tdauto.actions.programs import TOOLS, checked_argv
 from tdauto.errors import ActionError, InvalidInput
 from tdauto.redact import redact_text
 
@@ -121,7 +122,7 @@ def write_redis(ctx: ActionContext, target: Target, tmp: Path) -> None:
 
 def _run_for(ctx: ActionContext, target: Target, argv: list[str], env: dict[str, str]) -> None:
     try:
-        ctx.run(argv, env=env)
+        ctx.run(argv, programs=TOOLS, env=env)
     except ActionError as exc:
         message = redact_text(str(exc))
         raise ActionError(f"backup of {target.name!r} failed: {message}", exc.kind) from None
@@ -277,7 +278,14 @@ def _connection(
 
 def _command(argv: list[str], env: dict[str, str] | None = None) -> None:
     try:
-        run_command(argv, logger=_log, group=ProcessGroup(), stop=threading.Event(), env=env)
+        run_command(
+            argv,
+            programs=TOOLS,
+            logger=_log,
+            group=ProcessGroup(),
+            stop=threading.Event(),
+            env=env,
+        )
     except ActionError as exc:
         raise ActionError(redact_text(str(exc)), exc.kind) from None
 
@@ -320,7 +328,10 @@ def _rdb_server(
         argv += ["--save", "", "--appendonly", "no", "--databases", "1024"]
         argv += ["--daemonize", "no", "--logfile", str(work / "redis.log")]
         proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True
+            checked_argv(argv, TOOLS, None, param="redis-server"),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,
         )
 
         def client(db: int) -> redis.Redis:

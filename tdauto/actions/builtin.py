@@ -5,6 +5,7 @@ from tdauto.actions import (  # noqa: F401 - imported for their @action registra
     deployment,
     generic,
     health,
+    http_request,
     maintenance,
     monitoring,
     optimization,

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from tdauto.actions.limits import Limits, limits_for
 from tdauto.actions.process import CommandResult, ProcessGroup, run_command
+from tdauto.actions.programs import ProgramList
 from tdauto.errors import PathNotAllowed
 
 if TYPE_CHECKING:
@@ -91,6 +92,8 @@ class ActionContext:
         self,
         argv: list[str],
         *,
+        programs: ProgramList,
+        param: str = "argv",
         timeout_s: float | None = None,
         cwd: Path | None = None,
         env: dict[str, str] | None = None,
@@ -99,11 +102,18 @@ class ActionContext:
         """Run a command in its own process group, its output in this action's log, under
         the rlimits of this action's reservation; it is stopped (SIGTERM, then SIGKILL to the
         group) on cancel, timeout or the run's deadline.
+
+        ``programs`` is the allow-list it must pass (``tdauto.actions.programs``: ``SHELL``,
+        ``UPDATE``, ``CHECKS`` or ``TOOLS``), checked against this worker's settings; a
+        refusal is an ``ActionError`` of kind ``not_allowed`` naming ``param``.
         """
         remaining = self.remaining_s()
         limits = [t for t in (timeout_s, remaining) if t is not None]
         return run_command(
             argv,
+            programs=programs,
+            settings=self.settings,
+            param=param,
             logger=self.logger,
             group=self.processes,
             stop=self.cancel_event,

@@ -7,10 +7,12 @@ worker's environment instead: ``password_env`` names a variable holding it, whic
 the child as ``PGPASSWORD`` or ``REDISCLI_AUTH`` (never on its command line); for PostgreSQL,
 ``passfile`` (a confined ``.pgpass``-format file, as ``PGPASSFILE``) or the worker's own
 ``PGPASSWORD``/``PGPASSFILE``/``~/.pgpass`` work too. ``display()`` is what logs and outputs
-show.
+show. A DSN's other options are parsed as libpq parses them and those that read files or a
+service file are confined or refused (``pgoptions.py``).
 
 PostgreSQL client programs (``pg_dump``, ``pg_restore``, ``psql``) are found on ``PATH``, else
-in the newest ``/usr/lib/postgresql/<version>/bin`` (Debian's layout).
+in the newest ``/usr/lib/postgresql/<version>/bin`` (Debian's layout); they run through the
+``TOOLS`` list of ``programs.py``.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 import redis
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
@@ -31,14 +33,13 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from tdauto import outbound
-from tdauto.actions import pg_hosts, vetted_redis
+from tdauto.actions import pg_hosts, pgoptions, vetted_redis
 from tdauto.actions import secrets as task_secrets
 from tdauto.actions.context import confine
 from tdauto.errors import ActionError, InvalidInput
 from tdauto.redact import redact_text
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
-_CONNINFO_PASSWORD = re.compile(r"(^|\s)password\s*=", re.I)
 PG_FIELDS = ("dsn", "host", "port", "dbname", "user", "password_env", "passfile")
 REDIS_FIELDS = ("url", "password_env")
 
@@ -100,23 +101,26 @@ class PostgresConn(BaseModel):
 
     @field_validator("dsn")
     @classmethod
-    def _dsn(cls, value: str | None) -> str | None:
+    def _dsn(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """Parsed as libpq parses it; options that read files or services are refused or
+        confined (``pgoptions``), before any client program sees them."""
         if value is None:
             return None
         if not value.strip():
             raise ValueError("dsn is empty; give postgresql://user@host:port/dbname")
-        if value.startswith(("postgresql://", "postgres://")):
-            parts = urlsplit(value)
-            in_query = "password" in {k.lower() for k in parse_qs(parts.query)}
-            if parts.password is not None or in_query:
-                raise ValueError(_pg_password_help(redact_text(value)))
-        elif "://" in value:
+        is_uri = value.startswith(pgoptions.URI_PREFIXES)
+        if not is_uri and "://" in value:
             raise ValueError(
                 f"dsn {redact_text(value)!r} is not a PostgreSQL DSN; use "
                 "postgresql://user@host:port/dbname or 'host=... dbname=...'"
             )
-        elif _CONNINFO_PASSWORD.search(value):
-            raise ValueError(_pg_password_help("the conninfo given"))
+        options = pgoptions.parse(value)
+        if "password" in options:
+            raise ValueError(
+                _pg_password_help(redact_text(value) if is_uri else "the conninfo given")
+            )
+        settings = (info.context or {}).get("settings")
+        pgoptions.check(options, settings.confined_paths if settings is not None else None)
         return value
 
     @field_validator("password_env")

@@ -14,6 +14,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from tdauto.actions.context import ActionContext, confine
+from tdauto.actions.programs import CHECKS, checked_argv
 from tdauto.actions.releases import RELEASE_ID
 
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
@@ -51,11 +52,22 @@ def confined_path(ctx: ActionContext, value: str, field: str) -> Path:
     return ctx.confine(under_data(value, ctx.data_dir), field)
 
 
-def check_argv(value: list[str] | None) -> list[str] | None:
-    """Field validator body: a command is an argv list of non-empty strings, never a shell line."""
-    if value is not None and (not value or not all(arg for arg in value)):
+def check_argv(value: list[str] | None, info: ValidationInfo) -> list[str] | None:
+    """Field validator body: a command is an argv list of non-empty strings, never a shell
+    line, whose program ``TDAUTO_CHECK_ALLOW`` admits (when settings are known)."""
+    if value is None:
+        return None
+    if not value or not all(arg for arg in value):
         raise ValueError("a command is a non-empty argv list such as ['tar', '-tzf', '{artifact}']")
+    settings = (info.context or {}).get("settings")
+    if settings is not None and "{artifact}" not in value[0]:
+        checked_argv(value, CHECKS, settings, param=info.field_name or "command", resolve=False)
     return value
+
+
+def check_command(argv: list[str], artifact: Path) -> list[str]:
+    """A check's argv with ``{artifact}`` replaced by the artifact's absolute path."""
+    return [arg.replace("{artifact}", str(artifact)) for arg in argv]
 
 
 # --- validate -----------------------------------------------------------------------------
@@ -66,8 +78,9 @@ class ValidateParams(BaseModel):
 
     - ``artifact`` (required): the file or directory to deploy.
     - ``sha256``: the file's expected checksum (64 hex digits).
-    - ``check``: a command (argv list) that must exit 0; ``{artifact}`` in an argument is
-      replaced by the artifact's absolute path. It runs in the artifact's directory.
+    - ``check``: a command (argv list) that must exit 0, its program listed in
+      ``TDAUTO_CHECK_ALLOW``; ``{artifact}`` in an argument is replaced by the artifact's
+      absolute path. It runs in the artifact's directory.
     - ``check_timeout_s``: seconds the check may take (default 300).
     """
 
@@ -79,7 +92,7 @@ class ValidateParams(BaseModel):
     check_timeout_s: float = Field(default=300.0, gt=0, description="seconds for check")
 
     _path = field_validator("artifact")(classmethod(lambda cls, v, info: confined_param(v, info)))
-    _cmd = field_validator("check")(classmethod(lambda cls, v: check_argv(v)))
+    _cmd = field_validator("check")(classmethod(lambda cls, v, info: check_argv(v, info)))
 
     @field_validator("sha256")
     @classmethod
@@ -89,6 +102,16 @@ class ValidateParams(BaseModel):
         if not _SHA256.match(value):
             raise ValueError(f"sha256 {value!r} must be 64 hex digits (as sha256sum prints)")
         return value.lower()
+
+    @model_validator(mode="after")
+    def _check_program(self, info: ValidationInfo) -> ValidateParams:
+        """A check whose program is ``{artifact}`` itself is checked once that is known."""
+        settings = (info.context or {}).get("settings")
+        if self.check and settings is not None and "{artifact}" in self.check[0]:
+            path = under_data(self.artifact, settings.data_path).resolve()
+            argv = check_command(self.check, path)
+            checked_argv(argv, CHECKS, settings, param="check", resolve=False)
+        return self
 
 
 # --- deploy -------------------------------------------------------------------------------
@@ -169,6 +192,7 @@ __all__ = [
     "RollbackParams",
     "ValidateParams",
     "check_argv",
+    "check_command",
     "check_release_id",
     "confined_param",
     "confined_path",

@@ -27,10 +27,12 @@ from tdauto.actions.deploy_params import (
     DeployParams,
     RollbackParams,
     ValidateParams,
+    check_command,
     confined_path,
     refuse_nesting,
 )
 from tdauto.actions.paths import confined_cwd
+from tdauto.actions.programs import CHECKS
 from tdauto.actions.registry import action
 from tdauto.actions.release_build import artifact_format, build_release, check_archive
 from tdauto.actions.releases import (
@@ -90,9 +92,16 @@ def validate(
     output["members"] = check_archive(path) if fmt in ("tar", "zip") else None
     output["check"] = None
     if check:
-        argv = [arg.replace("{artifact}", str(path)) for arg in check]
+        argv = check_command(check, path)
         with confined_cwd(ctx, _check_dir(ctx, path), "artifact") as cwd:
-            result = ctx.run(argv, cwd=cwd, timeout_s=check_timeout_s, check=False)
+            result = ctx.run(
+                argv,
+                programs=CHECKS,
+                param="check",
+                cwd=cwd,
+                timeout_s=check_timeout_s,
+                check=False,
+            )
         output["check"] = {
             "argv": argv,
             "returncode": result.returncode,

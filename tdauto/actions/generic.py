@@ -1,7 +1,8 @@
 """Generic actions: ``shell`` (run an allow-listed program) and ``http`` (one HTTP request,
 in ``tdauto.actions.http_request``, imported here so that both register together).
 
-``shell`` is off unless ``TDAUTO_SHELL_ALLOW`` lists the program. It takes an argv list and
+``shell`` is off unless ``TDAUTO_SHELL_ALLOW`` lists the program (the ``SHELL`` list of
+``tdauto.actions.programs``, the gate every program goes through). It takes an argv list and
 never a shell string: no shell is started, so ``;``, ``|``, ``$(...)`` and globs reach the
 program as literal arguments. The program is resolved to an absolute path on the worker's
 own ``PATH`` before it runs (an ``env`` addition cannot swap it), and it runs through
@@ -15,7 +16,6 @@ import contextlib
 import os
 import re
 import shlex
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from tdauto.actions.context import ActionContext, confine
 from tdauto.actions.paths import confined_cwd
+from tdauto.actions.programs import SHELL, check_env, program_path
 from tdauto.actions.registry import action
 from tdauto.errors import ActionError
 from tdauto.redact import redact, redact_text
@@ -31,45 +32,9 @@ from tdauto.units import parse_duration_s
 
 OUTPUT_CAP = 256_000  # what ctx.run keeps of a command's output, bytes
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_LOADER_VARS = ("LD_", "DYLD_")  # would let a task inject code into an allowed program
 
 
 # --- shell ------------------------------------------------------------------------------------
-
-
-def allowed_program(program: str, allow: list[str], resolve: bool = True) -> str:
-    """The absolute path ``program`` runs as, if ``TDAUTO_SHELL_ALLOW`` (``allow``) lists it.
-
-    A name is looked up on this process's ``PATH``; it is allowed when the allow list has the
-    name itself, or an absolute path that is the same file. An absolute path is allowed when
-    it is (or resolves to) a listed path or the file a listed name resolves to. With
-    ``resolve=False`` (at validation, possibly on another host) an exact match of the list
-    is enough. Raises ValueError naming the setting.
-    """
-    if not allow:
-        raise ValueError(
-            "the shell action is off: TDAUTO_SHELL_ALLOW is empty; list the programs it may "
-            "run (names or absolute paths), e.g. TDAUTO_SHELL_ALLOW=rsync,/opt/app/bin/migrate"
-        )
-    if "/" in program and not os.path.isabs(program):
-        raise ValueError(
-            f"program {program!r} is a relative path; give a name on PATH or an absolute path"
-        )
-    if not resolve and program in allow:
-        return program
-    found = program if os.path.isabs(program) else shutil.which(program)
-    if found is not None and os.path.isfile(found):
-        real = os.path.realpath(found)
-        allowed = {os.path.realpath(a) for a in allow if os.path.isabs(a)}
-        allowed |= {os.path.realpath(w) for a in allow if "/" not in a if (w := shutil.which(a))}
-        if program in allow or real in allowed:
-            return found
-    elif program in allow:
-        raise ValueError(f"program {program!r} is allowed but not found on this host's PATH")
-    raise ValueError(
-        f"program {program!r} is not allowed: TDAUTO_SHELL_ALLOW lists "
-        f"{', '.join(allow)}; add it there to let the shell action run it"
-    )
 
 
 class ShellParams(BaseModel):
@@ -79,7 +44,8 @@ class ShellParams(BaseModel):
       A string is refused: no shell is used, so there is nothing to split it.
     - ``cwd``: working directory, inside ``TDAUTO_ALLOWED_PATHS`` (default: the data dir; a
       relative path is relative to the data dir).
-    - ``env``: variables added to the worker's environment (``LD_*``/``DYLD_*`` refused).
+    - ``env``: variables added to the worker's environment (loader ones, ``LD_*``,
+      ``DYLD_*``, ``GCONV_PATH``, refused).
     - ``inherit_env``: start from the worker's environment (default; without tdauto's secret
       settings) or from PATH and LANG only.
     - ``timeout``: seconds (or "5m") before the command's process group is stopped.
@@ -116,7 +82,7 @@ class ShellParams(BaseModel):
             raise ValueError("arguments cannot contain NUL characters")
         settings: Settings | None = (info.context or {}).get("settings")
         if settings is not None:
-            allowed_program(value[0], settings.shell_allow, resolve=False)
+            program_path(value[0], SHELL, settings, param="argv", resolve=False)
         return value
 
     @field_validator("cwd")
@@ -133,8 +99,7 @@ class ShellParams(BaseModel):
         for name, text in value.items():
             if not _ENV_NAME.match(name):
                 raise ValueError(f"env: {name!r} is not a valid variable name")
-            if name.upper().startswith(_LOADER_VARS):
-                raise ValueError(f"env: {name} is refused: it would change what the program is")
+            check_env({name: text}, inherited={})
             if "\0" in text:
                 raise ValueError(f"env: {name}'s value contains a NUL character")
         return value
@@ -170,10 +135,7 @@ def shell(
     max_output: int = 64_000,
 ) -> dict[str, Any]:
     """Run an allow-listed program (argv list, no shell); exit code and capped output."""
-    try:
-        program = allowed_program(argv[0], ctx.settings.shell_allow)
-    except ValueError as exc:
-        raise ActionError(f"argv: {exc}", "not_allowed") from exc
+    program = program_path(argv[0], SHELL, ctx.settings, param="argv")
     workdir = ctx.confine(ctx.data_dir / cwd, "cwd") if cwd else ctx.data_dir
     shown = redact([program, *argv[1:]])
     held = confined_cwd(ctx, workdir, "cwd") if cwd else contextlib.nullcontext(workdir)
@@ -181,6 +143,7 @@ def shell(
         ctx.logger.info("running %s in %s", shlex.join(shown), workdir)
         result = ctx.run(
             [program, *argv[1:]],
+            programs=SHELL,
             timeout_s=timeout,
             cwd=pinned,
             env=_environment(env or {}, inherit_env),
@@ -216,7 +179,6 @@ from tdauto.actions.http_request import (  # noqa: E402 - registers http beside 
 __all__ = [
     "HttpParams",
     "ShellParams",
-    "allowed_program",
     "http",
     "redact_headers",
     "redact_url",

@@ -41,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from tdauto import outbound
 from tdauto.actions.context import ActionContext, confine
 from tdauto.actions.dbconn import PostgresConn, RedisConn, pg_tool
+from tdauto.actions.programs import TOOLS
 from tdauto.actions.registry import action
 from tdauto.errors import ActionError
 from tdauto.redact import redact_text
@@ -356,7 +357,7 @@ def _postgres(ctx: ActionContext, check: PostgresCheck) -> dict[str, Any]:
     env = check.env(ctx.settings.task_secrets)
     env["PGCONNECT_TIMEOUT"] = str(max(1, round(check.timeout_s)))
     started = time.monotonic()
-    result = ctx.run(argv, timeout_s=check.timeout_s, env=env, check=False)
+    result = ctx.run(argv, programs=TOOLS, timeout_s=check.timeout_s, env=env, check=False)
     latency_ms = (time.monotonic() - started) * 1000
     if result.returncode != 0 or result.output.strip() != "1":
         tail = " ".join(redact_text(result.output[-300:]).split()) or f"exit {result.returncode}"

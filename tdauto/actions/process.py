@@ -1,10 +1,12 @@
 """Running external commands from actions: own process group, output to the action's log,
 stopped (SIGTERM, then SIGKILL to the whole group) on cancel or timeout.
 
-An argv list, never a shell string. Each command starts in a new session so a stop reaches
-every process it spawned; the ``ProcessGroup`` registry lets the engine's watchdog stop them
-even when the handler is blocked elsewhere. Its environment never holds tdauto's own secret
-settings (``secrets.child_environment``): a program an action runs is not tdauto.
+An argv list, never a shell string, and only a program its allow-list admits: every command
+passes the gate of ``tdauto.actions.programs`` (``programs=``, required) first. Each command
+starts in a new session so a stop reaches every process it spawned; the ``ProcessGroup``
+registry lets the engine's watchdog stop them even when the handler is blocked elsewhere.
+Its environment never holds tdauto's own secret settings (``secrets.child_environment``):
+a program an action runs is not tdauto.
 """
 
 from __future__ import annotations
@@ -19,10 +21,15 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tdauto.actions.limits import Limits
+from tdauto.actions.programs import ProgramList, checked_argv
 from tdauto.actions.secrets import child_environment
 from tdauto.errors import ActionError
+
+if TYPE_CHECKING:
+    from tdauto.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -82,6 +89,9 @@ def _kill_group(proc: subprocess.Popen[bytes], sig: int) -> None:
 def run_command(
     argv: Sequence[str],
     *,
+    programs: ProgramList,
+    settings: Settings | None = None,
+    param: str = "argv",
     logger: logging.Logger,
     group: ProcessGroup,
     stop: threading.Event,
@@ -93,12 +103,13 @@ def run_command(
     check: bool = True,
     limits: Limits | None = None,
 ) -> CommandResult:
-    """Run ``argv``, logging its output line by line; stop it when ``stop`` is set or after
-    ``timeout_s``; under ``limits`` (rlimits, see ``limits.py``) when given. Raises
-    ``ActionError`` (kind ``exit``, ``timeout`` or ``cancelled``)."""
+    """Run ``argv`` once ``programs`` (read from ``settings``) admits it, logging its output
+    line by line; stop it when ``stop`` is set or after ``timeout_s``; under ``limits``
+    (rlimits, see ``limits.py``) when given. Raises ``ActionError`` (kind ``not_allowed``,
+    naming ``param``; ``exit``, ``timeout`` or ``cancelled``)."""
     if isinstance(argv, str) or not argv:
         raise ActionError("a command is an argv list such as ['pg_dump', '-Fc', 'db']", "usage")
-    args = [str(a) for a in argv]
+    args = checked_argv(argv, programs, settings, param=param, env=env)
     env = child_environment(os.environ if env is None else env)  # never tdauto's secrets
     started = time.monotonic()
     proc = subprocess.Popen(

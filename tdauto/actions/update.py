@@ -1,10 +1,11 @@
 """The ``update`` action: run allow-listed maintenance commands and record what they did.
 
 Off unless ``TDAUTO_UPDATE_ALLOW`` lists programs: bare names (looked up on the worker's
-``PATH``) or absolute paths; ``argv[0]`` must equal one of them exactly, and a relative path
-(``./x``, ``bin/x``) is never allowed. Commands are argv lists, never shell strings, so
-nothing in an argument is interpreted by a shell; listing a shell or an interpreter in the
-allow-list would give that back, so don't.
+``PATH``) or absolute paths; ``argv[0]`` must be one of them (or the same file under the same
+name), and a relative path (``./x``, ``bin/x``) or one with ``..`` is never allowed: the
+``UPDATE`` list of ``tdauto.actions.programs``, the gate every program goes through.
+Commands are argv lists, never shell strings, so nothing in an argument is interpreted by a
+shell; listing a shell or an interpreter in the allow-list would give that back, so don't.
 
 Commands run one after another in their own process group (``ctx.run``: stopped on cancel,
 timeout or the run's deadline). Each one's exit code, duration and output (its last
@@ -16,8 +17,6 @@ in which case every command runs and the output counts the failures.
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -25,34 +24,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from tdauto.actions.context import ActionContext, confine
 from tdauto.actions.paths import confined_cwd
+from tdauto.actions.programs import UPDATE, program_path
 from tdauto.actions.registry import action
-from tdauto.errors import ActionError, InvalidInput
+from tdauto.errors import ActionError
 from tdauto.redact import redact, redact_text
 from tdauto.units import parse_duration_s
-
-_SETTING = "TDAUTO_UPDATE_ALLOW"
-
-
-def check_allowed(program: str, allow: list[str]) -> None:
-    """Refuse ``program`` (an ``argv[0]``) unless the allow-list names it exactly."""
-    if not allow:
-        raise InvalidInput(
-            "commands",
-            f"the update action is off: set {_SETTING} to the programs it may run "
-            "(comma-separated names on PATH or absolute paths), e.g. apt-get,/opt/app/migrate",
-        )
-    if "/" in program and not os.path.isabs(program):
-        raise InvalidInput(
-            "commands", f"{program!r} is a relative path; use a name on PATH or an absolute path"
-        )
-    wanted = os.path.normpath(program) if os.path.isabs(program) else program
-    allowed = {os.path.normpath(a) if os.path.isabs(a) else a for a in allow}
-    if wanted not in allowed:
-        raise InvalidInput(
-            "commands",
-            f"program {program!r} is not allowed; {_SETTING} allows: {', '.join(sorted(allowed))}"
-            f" (add it there to allow it)",
-        )
 
 
 class UpdateParams(BaseModel):
@@ -95,7 +71,7 @@ class UpdateParams(BaseModel):
             if any("\0" in arg for arg in argv):
                 raise ValueError("arguments cannot contain NUL bytes")
             if settings is not None:
-                check_allowed(argv[0], settings.update_allow)
+                program_path(argv[0], UPDATE, settings, param="commands", resolve=False)
         return value
 
     @field_validator("timeout_s", mode="before")
@@ -128,17 +104,21 @@ def update(
     ``output``, ``output_truncated``), ``failed`` (how many did not exit 0) and ``ok``.
     """
     workdir = ctx.confine(cwd, "cwd") if cwd is not None else None
-    for argv in commands:  # the allow-list may have changed since the task was created
-        check_allowed(argv[0], ctx.settings.update_allow)
+    # the allow-list may have changed since the task was created: check all before any runs
+    programs = [program_path(argv[0], UPDATE, ctx.settings, param="commands") for argv in commands]
+    resolved = [[program, *argv[1:]] for program, argv in zip(programs, commands, strict=True)]
     with contextlib.ExitStack() as stack:
         pinned = stack.enter_context(confined_cwd(ctx, workdir)) if workdir else None
-        results = _run_all(ctx, commands, continue_on_error, timeout_s, pinned, max_output_bytes)
+        results = _run_all(
+            ctx, resolved, commands, continue_on_error, timeout_s, pinned, max_output_bytes
+        )
     failed = sum(1 for r in results if r["exit_code"] != 0)
     return {"ok": failed == 0, "failed": failed, "commands": results}
 
 
 def _run_all(
     ctx: ActionContext,
+    resolved: list[list[str]],
     commands: list[list[str]],
     continue_on_error: bool,
     timeout_s: float | None,
@@ -148,8 +128,8 @@ def _run_all(
     """Run the commands in order, in ``cwd`` (a folder held open); stop at the first failure
     unless ``continue_on_error``."""
     results: list[dict[str, Any]] = []
-    for number, argv in enumerate(commands, 1):
-        record = _run(ctx, argv, timeout_s, cwd, cap)
+    for number, (program_argv, argv) in enumerate(zip(resolved, commands, strict=True), 1):
+        record = _run(ctx, program_argv, argv, timeout_s, cwd, cap)
         results.append(record)
         if record["exit_code"] != 0 and not continue_on_error:
             raise ActionError(
@@ -162,15 +142,24 @@ def _run_all(
 
 
 def _run(
-    ctx: ActionContext, argv: list[str], timeout_s: float | None, cwd: Path | None, cap: int
+    ctx: ActionContext,
+    resolved: list[str],
+    argv: list[str],
+    timeout_s: float | None,
+    cwd: Path | None,
+    cap: int,
 ) -> dict[str, Any]:
-    program = argv[0] if os.path.isabs(argv[0]) else shutil.which(argv[0])
-    if program is None or not os.access(program, os.X_OK):
-        raise ActionError(f"update: program {argv[0]!r} not found or not executable", "not_found")
     shown = redact(list(argv))
     ctx.logger.info("update: running %s", " ".join(shown))
     try:
-        result = ctx.run([program, *argv[1:]], timeout_s=timeout_s, cwd=cwd, check=False)
+        result = ctx.run(
+            resolved,
+            programs=UPDATE,
+            param="commands",
+            timeout_s=timeout_s,
+            cwd=cwd,
+            check=False,
+        )
     except ActionError as exc:
         if exc.kind != "timeout":
             raise  # cancelled: stop here, whatever continue_on_error says

@@ -2,9 +2,11 @@
 
 A check is exactly one of ``path_exists`` (relative to the release ``current`` points to),
 ``command`` (argv, run in that release, exit 0), ``http`` (a URL answering ``status``) or
-``tcp`` (``host:port`` accepting a connection). Every check runs, so a failure names all that
-failed; the usual task puts ``on_failure: [rollback, verify]`` on it, so a release that fails
-is switched back by itself.
+``tcp`` (``host:port`` accepting a connection). A ``command``'s program must be listed in
+``TDAUTO_CHECK_ALLOW`` (the ``CHECKS`` list of ``programs.py``); one that is not is refused at
+``create_task`` and, before any check runs, at run time. Every check runs, so a failure names
+all that failed; the usual task puts ``on_failure: [rollback, verify]`` on it, so a release
+that fails is switched back by itself.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from tdauto import outbound
 from tdauto.actions.context import ActionContext
 from tdauto.actions.deploy_params import check_argv, confined_param, confined_path
 from tdauto.actions.paths import held
+from tdauto.actions.programs import CHECKS, checked_argv
 from tdauto.actions.registry import action
 from tdauto.actions.releases import App
 from tdauto.errors import ActionError
@@ -51,7 +54,7 @@ class Check(BaseModel):
     tcp: str | None = None
     timeout_s: float = Field(default=10.0, gt=0, le=600)
 
-    _cmd = field_validator("command")(classmethod(lambda cls, v: check_argv(v)))
+    _cmd = field_validator("command")(classmethod(lambda cls, v, info: check_argv(v, info)))
 
     @field_validator("path_exists")
     @classmethod
@@ -136,6 +139,9 @@ def verify(
     Output: ``release``, ``path`` and ``checks`` (``check``, ``ok``, ``detail``,
     ``duration_s`` each). Every check runs, so the error names all that failed.
     """
+    for number, check in enumerate(checks):  # refused before any check runs, not a failed check
+        if check.command is not None:
+            checked_argv(check.command, CHECKS, ctx.settings, param=f"checks.{number}.command")
     release, where, folder = None, None, None
     with contextlib.ExitStack() as stack:
         if app_dir is not None:
@@ -178,7 +184,14 @@ def _check(
         return (True, "exists") if target.exists() else (False, "missing")
     if check.command is not None:
         try:
-            result = ctx.run(check.command, cwd=pinned, timeout_s=check.timeout_s, check=False)
+            result = ctx.run(
+                check.command,
+                programs=CHECKS,
+                param="command",
+                cwd=pinned,
+                timeout_s=check.timeout_s,
+                check=False,
+            )
         except ActionError as exc:
             if exc.kind == "cancelled":
                 raise

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict
 
 from tdauto import action
 from tdauto.actions.context import ActionContext
+from tdauto.actions.programs import ProgramList
 from tdauto.errors import ActionError
 
 
@@ -81,10 +82,14 @@ class CommandParams(BaseModel):
     argv: list[str]
 
 
+# a plugin's own allow-list: fixed here; a real one would read an environment variable
+COMMANDS = ProgramList("command", None, "the test command action", fixed=("echo", "sleep"))
+
+
 @action("command", resource_class="cpu", params=CommandParams)
 def command(ctx: ActionContext, argv: list[str]) -> dict[str, Any]:
     """Runs ``argv`` through ctx.run (its own process group, stopped on cancel/timeout)."""
-    result = ctx.run(argv)
+    result = ctx.run(argv, programs=COMMANDS)
     return {"returncode": result.returncode, "output": result.output[-200:]}
 
 

@@ -47,7 +47,11 @@ def settings(tmp_path: Path, work: Path) -> Settings:
     data.mkdir()
     allow = ["touch", "pwd"]
     return Settings(
-        data_dir=data, allowed_paths=[data, work], shell_allow=allow, update_allow=allow
+        data_dir=data,
+        allowed_paths=[data, work],
+        shell_allow=allow,
+        update_allow=allow,
+        check_allow=allow,
     )
 
 

@@ -38,10 +38,26 @@ S = ExecutionStatus
 REPO = Path(__file__).resolve().parents[2]
 
 
+CHECK_ALLOW = ["tar", "test", "grep", "false"]  # what examples/deploy.yaml and these tests run
+
+
 @pytest.fixture
-def settings(tmp_path: Path, work: Path) -> Settings:
+def say_and_exit(work: Path) -> Path:
+    """A check program that prints its first argument and exits with its second."""
+    path = work / "say-and-exit"
+    path.write_text('#!/bin/sh\necho "$1"\nexit "$2"\n')
+    path.chmod(0o755)
+    return path
+
+
+@pytest.fixture
+def settings(tmp_path: Path, work: Path, say_and_exit: Path) -> Settings:
     load_plugins([])
-    return Settings(data_dir=tmp_path / "data", allowed_paths=[tmp_path / "data", work])
+    return Settings(
+        data_dir=tmp_path / "data",
+        allowed_paths=[tmp_path / "data", work],
+        check_allow=[*CHECK_ALLOW, str(say_and_exit)],
+    )
 
 
 @pytest.fixture
@@ -129,12 +145,14 @@ def test_validate_accepts_a_directory(settings, store, work):
     ("params", "kind", "message"),
     [
         ({"sha256": "0" * 64}, "integrity", "expected 0000"),
-        ({"check": ["sh", "-c", "echo broken build; exit 3"]}, "validate", "exited with 3"),
+        ({"check": ["SAY", "broken build", "3"]}, "validate", "exited with 3: broken build"),
         ({"check": ["false"]}, "validate", "exited with 1"),
     ],
 )
-def test_validate_refuses(settings, store, work, params, kind, message):
+def test_validate_refuses(settings, store, work, say_and_exit, params, kind, message):
     artifact = make_tar(work / "v1.tar.gz", site("1.0"))
+    if "check" in params:  # SAY: the program that prints and exits as told
+        params = {"check": [str(say_and_exit) if a == "SAY" else a for a in params["check"]]}
     with pytest.raises(ActionError, match=message) as caught:
         run("validate", make_ctx(settings, store), {"artifact": str(artifact), **params})
     assert caught.value.kind == kind
@@ -348,12 +366,14 @@ def test_verify_passes_every_kind_of_check(settings, store, deployer, app, serve
     assert out["checks"][2]["detail"] == "status 200"
 
 
-def test_verify_fails_naming_every_failed_check(settings, store, deployer, app, server):
+def test_verify_fails_naming_every_failed_check(
+    settings, store, deployer, app, server, say_and_exit
+):
     release = deployer("1.0")["release"]
     checks = [
         {"path_exists": "missing.html"},
         {"path_exists": "index.html"},
-        {"command": ["sh", "-c", "echo not ready; exit 2"]},
+        {"command": [str(say_and_exit), "not ready", "2"]},
         {"http": f"http://{server}/broken", "timeout_s": 5},
         {"tcp": f"127.0.0.1:{closed_port()}", "timeout_s": 2},
         {"http": f"http://127.0.0.1:{closed_port()}/", "timeout_s": 2},
@@ -462,7 +482,8 @@ def template() -> dict[str, Any]:
 
 def test_the_template_is_valid_as_written(tmp_path):
     load_plugins([])
-    settings = Settings(data_dir=tmp_path / "data")  # default allowed paths: the data dir
+    # default allowed paths (the data dir); its checks run tar and test
+    settings = Settings(data_dir=tmp_path / "data", check_allow=CHECK_ALLOW)
     task = Task.model_validate(template(), context=context(settings))
     assert [a.type for a in task.actions] == ["validate", "deploy", "verify"]
     assert [a.type for a in task.actions[2].on_failure] == ["rollback", "verify"]
@@ -473,7 +494,8 @@ def test_the_template_is_valid_as_written(tmp_path):
 @pytest.fixture
 def rt(tmp_path: Path) -> Runtime:
     load_plugins([])
-    settings = Settings(data_dir=tmp_path / "data", allowed_paths=[tmp_path])
+    data = tmp_path / "data"
+    settings = Settings(data_dir=data, allowed_paths=[tmp_path], check_allow=CHECK_ALLOW)
     return Runtime(settings, FileStore(settings.data_path), REGISTRY, Recorder())
 
 

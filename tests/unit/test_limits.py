@@ -11,6 +11,7 @@ import pytest
 
 from tdauto.actions.limits import MIN_ADDRESS_SPACE, Limits, limits_for
 from tdauto.actions.process import ProcessGroup, run_command
+from tdauto.actions.programs import ProgramList
 from tdauto.actions.registry import REGISTRY, load_plugins
 from tdauto.engine.executions import new_execution
 from tdauto.errors import ActionError
@@ -21,11 +22,13 @@ from tests.support.actions import context, make_ctx
 
 GIB = 2**30
 SHOW_LIMIT = "import resource; print(resource.getrlimit(resource.RLIMIT_AS))"
+PYTHON = ProgramList("python", None, "these tests", fixed=(sys.executable,))
 
 
-def run(argv: list[str], limits: Limits | None) -> str:
+def run(argv: list[str], limits: Limits | None, programs: ProgramList = PYTHON) -> str:
     return run_command(
         argv,
+        programs=programs,
         logger=logging.getLogger("tdauto.test"),
         group=ProcessGroup(),
         stop=threading.Event(),
@@ -59,11 +62,15 @@ def test_without_limits_nothing_is_wrapped() -> None:
 
 
 def test_a_missing_program_is_reported_as_without_limits(tmp_path: Path) -> None:
+    missing = ProgramList("missing", None, "this test", fixed=("no-such-program-tdauto",))
+    gone = ProgramList("gone", None, "this test", fixed=(str(tmp_path / "nope"),))
     for limits in (None, Limits(address_space_bytes=GIB)):
-        with pytest.raises(FileNotFoundError):
-            run(["no-such-program-tdauto"], limits)
-        with pytest.raises(FileNotFoundError):
-            run([str(tmp_path / "nope")], limits)
+        with pytest.raises(ActionError, match="'no-such-program-tdauto' is allowed by this test"):
+            run(["no-such-program-tdauto"], limits, missing)
+        with pytest.raises(ActionError, match="but not found"):
+            run([str(tmp_path / "nope")], limits, gone)
+        with pytest.raises(FileNotFoundError):  # the trampoline reports it as Popen does
+            Limits(address_space_bytes=GIB).wrap([str(tmp_path / "nope")])
 
 
 def _stored_execution(store: FileStore, settings: Settings, memory: float) -> str:
@@ -91,7 +98,7 @@ def test_ctx_run_applies_the_reservation_of_the_action(tmp_path: Path) -> None:
     ctx = make_ctx(settings, store, execution_id)
     limit = ctx.usage_limits().address_space_bytes
     assert limit is not None and limit >= MIN_ADDRESS_SPACE
-    out = ctx.run([sys.executable, "-c", SHOW_LIMIT]).output
+    out = ctx.run([sys.executable, "-c", SHOW_LIMIT], programs=PYTHON).output
     assert out.strip() == f"({limit}, {limit})"
 
 

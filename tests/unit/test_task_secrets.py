@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from tdauto import AutomationSystems
 from tdauto.actions import REGISTRY, load_plugins
+from tdauto.actions.programs import SHELL
 from tdauto.errors import ActionError
 from tdauto.settings import Settings
 from tests.support.actions import call, context, make_ctx, run
@@ -137,6 +138,8 @@ def test_programs_actions_run_do_not_inherit_tdautos_secrets(
     assert "smtp-pw-1" not in out["output"] and "TDAUTO_SMTP_PASSWORD" not in out["output"]
     # nor any other program an action runs (deploy commands, verify checks, pg_dump, ...)
     ctx = make_ctx(settings)
-    given = ctx.run(["printenv"], env={"TDAUTO_ALERT_WEBHOOK_SECRET": "k", "PATH": "/usr/bin"})
+    given = ctx.run(
+        ["printenv"], programs=SHELL, env={"TDAUTO_ALERT_WEBHOOK_SECRET": "k", "PATH": "/usr/bin"}
+    )
     assert "TDAUTO_ALERT_WEBHOOK_SECRET" not in given.output and "PATH=/usr/bin" in given.output
-    assert "TDAUTO_SMTP_PASSWORD" not in ctx.run(["printenv"]).output
+    assert "TDAUTO_SMTP_PASSWORD" not in ctx.run(["printenv"], programs=SHELL).output
