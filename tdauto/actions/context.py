@@ -98,7 +98,9 @@ class ActionContext:
     ) -> CommandResult:
         """Run a command in its own process group, its output in this action's log, under
         the rlimits of this action's reservation; it is stopped (SIGTERM, then SIGKILL to the
-        group) on cancel, timeout or the run's deadline.
+        group) on cancel, timeout or the run's deadline. Of its output, the head and tail
+        within half of ``TDAUTO_LOG_MAX_BYTES`` are kept (logged and returned), the rest
+        drained, so a flood neither fills the disk nor keeps the run from ending.
         """
         remaining = self.remaining_s()
         limits = [t for t in (timeout_s, remaining) if t is not None]
@@ -113,4 +115,5 @@ class ActionContext:
             env=env,
             check=check,
             limits=self.usage_limits(),
+            max_output_bytes=self.settings.log_max_bytes // 2,
         )

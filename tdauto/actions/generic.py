@@ -38,7 +38,7 @@ from tdauto.settings import Settings
 from tdauto.units import parse_duration_s
 
 USER_AGENT = "tdauto-http/1"
-OUTPUT_CAP = 256_000  # what ctx.run keeps of a command's output, bytes
+OUTPUT_CAP = 256_000  # the most a shell result keeps of a command's output, bytes
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _LOADER_VARS = ("LD_", "DYLD_")  # would let a task inject code into an allowed program
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
@@ -95,7 +95,8 @@ class ShellParams(BaseModel):
       only.
     - ``timeout``: seconds (or "5m") before the command's process group is stopped.
     - ``allow_failure``: a non-zero exit is recorded, not an error.
-    - ``max_output``: bytes of output kept in the result (the whole output is in the log).
+    - ``max_output``: bytes of output kept in the result (the log keeps the head and tail of
+      the output within half of TDAUTO_LOG_MAX_BYTES).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -212,7 +213,7 @@ def shell(
         "exit_code": result.returncode,
         "ok": result.returncode == 0,
         "output": redact_text(kept),
-        "output_truncated": len(output) > max_output,
+        "output_truncated": len(output) > max_output or result.dropped > 0,
         "duration_s": round(result.duration_s, 3),
     }
 

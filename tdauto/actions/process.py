@@ -1,5 +1,6 @@
-"""Running external commands from actions: own process group, output to the action's log,
-stopped (SIGTERM, then SIGKILL to the whole group) on cancel or timeout.
+"""Running external commands from actions: own process group, output to the action's log
+(its head and tail, bounded: ``output.py``), stopped (SIGTERM, then SIGKILL to the whole
+group) on cancel or timeout.
 
 An argv list, never a shell string. Each command starts in a new session so a stop reaches
 every process it spawned; the ``ProcessGroup`` registry lets the engine's watchdog stop them
@@ -20,17 +21,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tdauto.actions.limits import Limits
+from tdauto.actions.output import BoundedOutput, drain
 from tdauto.errors import ActionError
 
 
 @dataclass(frozen=True)
 class CommandResult:
-    """What a finished command did; ``output`` is its (capped) combined stdout and stderr."""
+    """What a finished command did; ``output`` is the head and tail of its combined stdout and
+    stderr, ``dropped`` the bytes of it between them that were not kept."""
 
     argv: list[str]
     returncode: int
     output: str
     duration_s: float
+    dropped: int = 0
 
 
 class ProcessGroup:
@@ -91,9 +95,10 @@ def run_command(
     check: bool = True,
     limits: Limits | None = None,
 ) -> CommandResult:
-    """Run ``argv``, logging its output line by line; stop it when ``stop`` is set or after
-    ``timeout_s``; under ``limits`` (rlimits, see ``limits.py``) when given. Raises
-    ``ActionError`` (kind ``exit``, ``timeout`` or ``cancelled``)."""
+    """Run ``argv``, logging its output line by line (its head and tail within
+    ``max_output_bytes``, the rest read and dropped) to ``logger``'s ``output`` child; stop it
+    when ``stop`` is set or after ``timeout_s``; under ``limits`` (rlimits, see ``limits.py``)
+    when given. Raises ``ActionError`` (kind ``exit``, ``timeout`` or ``cancelled``)."""
     if isinstance(argv, str) or not argv:
         raise ActionError("a command is an argv list such as ['pg_dump', '-Fc', 'db']", "usage")
     args = [str(a) for a in argv]
@@ -108,18 +113,14 @@ def run_command(
         start_new_session=True,
     )
     group.add(proc)
-    chunks: list[str] = []
-    size = 0
+    # the engine keeps the "output" child out of the worker's own log (engine/logs.py)
+    out_log = logger.getChild("output")
+    name = Path(args[0]).name
+    output = BoundedOutput(max_output_bytes, lambda line: out_log.info("%s: %s", name, line))
 
     def pump() -> None:
-        nonlocal size
         assert proc.stdout is not None
-        for raw in iter(proc.stdout.readline, b""):
-            line = raw.decode("utf-8", "replace").rstrip("\n")
-            logger.info("%s: %s", Path(args[0]).name, line)
-            if size < max_output_bytes:
-                chunks.append(line)
-                size += len(line) + 1
+        drain(proc.stdout, output)
 
     reader = threading.Thread(target=pump, daemon=True)
     reader.start()
@@ -137,7 +138,10 @@ def run_command(
         proc.wait()
         group.discard(proc)
         reader.join(timeout=5)
-    result = CommandResult(args, proc.returncode, "\n".join(chunks), time.monotonic() - started)
+    text = output.finish()
+    result = CommandResult(
+        args, proc.returncode, text, time.monotonic() - started, dropped=output.dropped
+    )
     if reason == "timeout":
         raise ActionError(f"{args[0]} timed out after {timeout_s}s", "timeout")
     if reason == "cancelled":

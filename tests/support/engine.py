@@ -1,0 +1,77 @@
+"""Running whole executions through the engine on one thread, without Celery: a sender that
+records messages, and a driver that delivers them until the run ends."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from tdauto.engine.executions import new_execution
+from tdauto.engine.runner import run_action, start_execution
+from tdauto.engine.runtime import Runtime
+from tdauto.engine.timers import dispatch_retries
+from tdauto.models import Execution, Task, Trigger
+
+
+class Recorder:
+    """A sender that only records what the engine sends: (name, args, queue)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, list[Any], str]] = []
+        self.lock = threading.Lock()
+
+    def __call__(
+        self,
+        name: str,
+        args: list[Any],
+        queue: str,
+        priority: int = 5,
+        *,
+        shadow: str | None = None,
+        record: str | None = None,
+    ) -> None:
+        with self.lock:
+            self.sent.append((name, args, queue))
+
+
+def add(rt: Runtime, name: str, actions: list[dict[str, Any]]) -> Task:
+    """Create a daily task of ``actions`` in ``rt``'s store."""
+    data = {
+        "name": name,
+        "type": "maintenance",
+        "schedule": "daily",
+        "schedule_config": {"hour": 2},
+        "actions": actions,
+    }
+    task = Task.model_validate(data, context=rt.validation_context())
+    rt.store.create_task(task, None)
+    return task
+
+
+def trigger(rt: Runtime, task: Task) -> Execution:
+    """Start a manual run of ``task``, as ``AutomationSystems.trigger`` does."""
+    ex = new_execution(task, rt.registry, Trigger.MANUAL)
+    rt.store.create_execution(ex)
+    start_execution(rt, ex.id)
+    return ex
+
+
+def drive(rt: Runtime, ex: Execution, rounds: int = 20) -> Execution:
+    """Deliver every message sent for ``ex`` (retries made due at once) until it ends."""
+    sent: list[tuple[str, list[Any], str]] = rt.send.sent  # type: ignore[attr-defined]
+    done = 0
+    for _ in range(rounds):
+        while done < len(sent):
+            name, args, _queue = sent[done]
+            done += 1
+            if name.startswith("tdauto.action.") and args[0] == ex.id:
+                run_action(rt, *args)
+        got = rt.store.get_execution(ex.id)
+        assert got is not None
+        if got.status.terminal:
+            return got
+        dispatch_retries(rt, time.time() + 3600)
+    got = rt.store.get_execution(ex.id)
+    assert got is not None
+    return got
