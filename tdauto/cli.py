@@ -150,6 +150,7 @@ def beat(loglevel: str) -> None:
 def flower(port: int | None, address: str | None, no_auth_on_localhost: bool) -> None:
     """Run Flower on this app: basic auth, state kept in the data dir, bounded task count."""
     from tdauto.monitoring.exposure import credentials
+    from tdauto.monitoring.flower_auth import protect_metrics
 
     system = _system()
     settings = system.settings
@@ -175,6 +176,7 @@ def flower(port: int | None, address: str | None, no_auth_on_localhost: bool) ->
     ]
     if auth is not None:
         argv.append(f"--basic_auth={auth[0]}:{auth[1]}")
+    protect_metrics()  # Flower serves /metrics without its credentials otherwise
     system.app.start(argv)
 
 
