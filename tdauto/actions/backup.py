@@ -39,6 +39,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tdauto import private
 from tdauto.actions.backup_db import manifest_data, manifest_of, write_postgres, write_redis
 from tdauto.actions.backup_targets import (
     ARCHIVE_EXTS,
@@ -51,6 +52,7 @@ from tdauto.actions.backup_targets import (
 )
 from tdauto.actions.context import ActionContext
 from tdauto.errors import ActionError
+from tdauto.private import private_dir
 
 BACKUP_NAME = re.compile(
     r"^(?P<target>.+)-(?P<stamp>\d{8}T\d{6}Z)-(?P<suffix>[0-9a-f]{8})"
@@ -73,8 +75,7 @@ def write_backup(
     Returns the action's output: ``target``, ``kind``, ``path``, ``bytes``, ``sha256``,
     ``pruned``, ``created_at`` and ``reused`` (true when an earlier attempt wrote it).
     """
-    folder = root / target.name
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = private_dir(root / target.name)
     suffix = hashlib.sha256(ctx.idempotency_key.encode()).hexdigest()[:8]
     ext = ARCHIVE_EXTS[target.kind]
     with _locked(folder / f".{target.name}-{suffix}.lock"):
@@ -102,7 +103,7 @@ def _locked(lock_path: Path) -> Iterator[None]:
     The lock file goes once a backup is in place; after a failure it stays for the retry,
     so a waiting attempt and a newcomer cannot hold two different lock files at once.
     """
-    with open(lock_path, "a") as handle:
+    with open(lock_path, "a", opener=private.opener) as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         yield
         lock_path.unlink(missing_ok=True)
@@ -161,6 +162,8 @@ def _write(ctx: ActionContext, target: Target, final: Path) -> dict[str, Any]:
         "backing up %s (%s, %s) to %s", target.name, target.kind, target.describe(), final
     )
     try:
+        for path in (tmp, sidecar_tmp, manifest_tmp):  # private before anything is written
+            private.create(path)
         producers[target.kind](ctx, target, tmp)
         _fsync(tmp)
         if target.kind in DB_KINDS:

@@ -21,6 +21,7 @@ from pathlib import Path
 from tdauto.engine.redact import redact_text
 from tdauto.engine.runtime import Runtime
 from tdauto.models import Execution
+from tdauto.private import opener, private_dir
 
 _FORMAT = logging.Formatter(
     "%(asctime)s %(levelname)s [%(action)s] %(message)s", datefmt="%Y-%m-%dT%H:%M:%S%z"
@@ -70,8 +71,8 @@ class _StoreHandler(logging.Handler):
             if to_store:
                 self._rt.store.append_log(self._execution_id, text)
             if self._file is not None:
-                self._file.parent.mkdir(parents=True, exist_ok=True)
-                with self._file.open("a", encoding="utf-8") as fh:
+                private_dir(self._file.parent)
+                with open(self._file, "a", encoding="utf-8", opener=opener) as fh:
                     fh.write(text)
         except Exception:  # a log write must never fail the action
             logging.getLogger(__name__).warning("could not write the log of %s", self._label)
