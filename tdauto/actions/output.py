@@ -11,6 +11,7 @@ tail's lines are logged after one line saying how much was dropped.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import IO
 
@@ -38,9 +39,22 @@ class BoundedOutput:
         self.total = 0  # bytes read
         self.kept = 0  # bytes of output kept (head and tail lines)
         self.dropped = 0  # bytes read and not kept
+        self._lock = threading.Lock()  # a reader may outlive the command (a grandchild's pipe)
+        self._done = False
 
     def feed(self, data: bytes) -> None:
-        """Take the next piece of the stream."""
+        """Take the next piece of the stream (ignored once finished)."""
+        with self._lock:
+            if not self._done:
+                self._feed(data)
+
+    def finish(self) -> str:
+        """Log what is left (the dropped note, then the tail) and return the kept text."""
+        with self._lock:
+            self._done = True
+            return self._finish()
+
+    def _feed(self, data: bytes) -> None:
         self.total += len(data)
         if not self._in_tail:
             self._pending += data
@@ -61,8 +75,7 @@ class BoundedOutput:
         if len(self._tail) > 2 * self._tail_room:
             del self._tail[: len(self._tail) - self._tail_room]
 
-    def finish(self) -> str:
-        """Log what is left (the dropped note, then the tail) and return the kept text."""
+    def _finish(self) -> str:
         if not self._in_tail:
             if self._pending:
                 self._keep(bytes(self._pending), len(self._pending))
