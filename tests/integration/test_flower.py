@@ -79,6 +79,9 @@ def test_flower_requires_basic_auth(redis_url: str, data_dir: Path) -> None:
         proc.terminate()
         proc.wait(timeout=20)
     assert (data_dir / "flower.db").exists() or any(data_dir.glob("flower.db*"))
+    # its state lists every task and worker: the owner's only
+    modes = {p.name: oct(p.stat().st_mode & 0o777) for p in data_dir.glob("flower.db*")}
+    assert modes == {name: "0o600" for name in modes}
 
 
 def get_json(url: str, auth: str) -> object:
