@@ -38,6 +38,7 @@ from tdauto.models import (
     utcnow,
 )
 from tdauto.monitoring.stats import execution_stats, task_stats
+from tdauto.private import tighten
 from tdauto.processes import embedded_beat
 from tdauto.scheduler import compute_next_ts
 from tdauto.schedules import preview
@@ -327,6 +328,7 @@ class AutomationSystems:
         stops what it started."""
         if self._beat is not None:
             return
+        tighten(self.settings.data_path)  # what an earlier tdauto left readable: 0600/0700
         try:
             if workers:
                 self._pools = BackgroundPools(self.settings)

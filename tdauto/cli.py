@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -145,6 +146,8 @@ def beat(loglevel: str) -> None:
 def flower(port: int | None, address: str | None, no_auth_on_localhost: bool) -> None:
     """Run Flower on this app: basic auth, state kept in the data dir, bounded task count."""
     from tdauto.monitoring.exposure import credentials
+    from tdauto.monitoring.flower_auth import protect_metrics
+    from tdauto.private import tighten
 
     system = _system()
     settings = system.settings
@@ -170,6 +173,9 @@ def flower(port: int | None, address: str | None, no_auth_on_localhost: bool) ->
     ]
     if auth is not None:
         argv.append(f"--basic_auth={auth[0]}:{auth[1]}")
+    protect_metrics()  # Flower serves /metrics without its credentials otherwise
+    os.umask(0o077)  # this process writes only Flower's state (flower.db*): 0600
+    tighten(settings.data_path)  # and one an earlier Flower left readable
     system.app.start(argv)
 
 

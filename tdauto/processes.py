@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tdauto.private import opener, private_dir
 from tdauto.settings import Settings
 
 if TYPE_CHECKING:  # Celery is imported when a beat is made: `up` starts its pools first
@@ -38,17 +39,20 @@ def spawn_worker(
     """Start ``tdauto worker POOL`` with ``settings`` passed down as TDAUTO_* variables."""
     env = {**os.environ, **settings.child_env(), PARENT_ENV: str(os.getpid())}
     out = subprocess.DEVNULL
-    if log_dir is not None:
-        log_dir.mkdir(parents=True, exist_ok=True)
-        out = (log_dir / f"worker-{pool}.log").open("ab")  # type: ignore[assignment]
-    return subprocess.Popen(
-        [sys.executable, "-m", "tdauto.cli", "worker", pool],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    if log_dir is not None:  # 0600: a worker's log holds what its actions log
+        out = opener(str(private_dir(log_dir) / f"worker-{pool}.log"), os.O_WRONLY | os.O_APPEND)
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "tdauto.cli", "worker", pool],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    finally:
+        if out != subprocess.DEVNULL:
+            os.close(out)  # the child has its own copy
 
 
 def pool_spawns(settings: Settings) -> dict[str, Callable[[], subprocess.Popen[bytes]]]:

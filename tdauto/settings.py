@@ -120,7 +120,8 @@ class Settings(BaseSettings):
     )
     flower_user: str | None = Field(default=None, description="Flower basic-auth user.")
     flower_password: SecretStr | None = Field(
-        default=None, description="Flower basic-auth password."
+        default=None,
+        description="Flower basic-auth password (of its /metrics too); 12+ characters.",
     )
     flower_port: int = Field(default=5555, description="Flower's port.")
     flower_address: str = Field(default="127.0.0.1", description="Flower's bind address.")
@@ -133,7 +134,8 @@ class Settings(BaseSettings):
         default=None, description="Basic-auth user of the Prometheus /metrics endpoint."
     )
     metrics_password: SecretStr | None = Field(
-        default=None, description="Basic-auth password of the Prometheus /metrics endpoint."
+        default=None,
+        description="Basic-auth password of the Prometheus /metrics endpoint; 12+ characters.",
     )
     metrics_port: int = Field(
         default=9808, description="Port of /metrics (`tdauto metrics`, `tdauto up`); 0 = off in up."

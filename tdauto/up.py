@@ -23,6 +23,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from tdauto.errors import TdautoError
+from tdauto.private import tighten
 from tdauto.processes import embedded_beat, pool_spawns
 from tdauto.settings import Settings
 from tdauto.supervisor import CrashLoop, Supervisor
@@ -80,6 +81,7 @@ def run_up(
     left = lock.acquire()
     if left:
         warn(f"killed {len(left)} pool process(es) a killed tdauto up left running: {left}")
+    tighten(settings.data_path)  # records and logs an earlier tdauto left readable: 0600/0700
     started = time.monotonic()
     log_dir = settings.data_path / "logs" / "processes"
     supervisor = Supervisor(pool_spawns(settings), lock=lock, say=warn)

@@ -42,6 +42,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tdauto import private
 from tdauto.actions.backup_db import manifest_data, manifest_of, write_postgres, write_redis
 from tdauto.actions.backup_targets import (
     ARCHIVE_EXTS,
@@ -86,7 +87,7 @@ def write_backup(
     allowed = ctx.settings.confined_paths
     with (
         open_dir(root, allowed, "dest", create=True) as dest,
-        dest.sub(target.name, create=True) as folder,
+        dest.sub(target.name, create=True, mode=private.DIR_MODE) as folder,
     ):
         with _locked(folder, f".{target.name}-{suffix}.lock"):
             existing = _find(folder, target.name, suffix, ext)
@@ -114,7 +115,7 @@ def _locked(folder: Folder, name: str) -> Iterator[None]:
     The lock file goes once a backup is in place; after a failure it stays for the retry,
     so a waiting attempt and a newcomer cannot hold two different lock files at once.
     """
-    fd = folder.open_fd(name, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    fd = folder.open_fd(name, os.O_WRONLY | os.O_CREAT | os.O_APPEND, private.FILE_MODE)
     with open(fd, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         yield
@@ -181,13 +182,15 @@ def _write(ctx: ActionContext, target: Target, folder: Folder, final: str) -> di
     )
     try:
         folder.unlink(tmp_name)  # never write through a link planted under this name
+        # 0600 before anything is written: the producers open it by name and keep its mode
+        os.close(folder.open_fd(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, private.FILE_MODE))
         producers[target.kind](ctx, target, tmp)
         _fsync(tmp)
         if target.kind in DB_KINDS:
             manifest = json.dumps(manifest_data(target), indent=2)
-            folder.write_text(manifest_of(Path(final)).name, manifest)
+            folder.write_text(manifest_of(Path(final)).name, manifest, private.FILE_MODE)
         digest = sha256_file(tmp)
-        folder.write_text(sidecar_of(Path(final)).name, f"{digest}  {final}\n")
+        folder.write_text(sidecar_of(Path(final)).name, f"{digest}  {final}\n", private.FILE_MODE)
         folder.rename(tmp_name, folder, final)
         folder.fsync()
     except OSError as exc:

@@ -101,7 +101,9 @@ class ActionContext:
     ) -> CommandResult:
         """Run a command in its own process group, its output in this action's log, under
         the rlimits of this action's reservation; it is stopped (SIGTERM, then SIGKILL to the
-        group) on cancel, timeout or the run's deadline.
+        group) on cancel, timeout or the run's deadline. Of its output, the head and tail
+        within half of ``TDAUTO_LOG_MAX_BYTES`` are kept (logged and returned), the rest
+        drained, so a flood neither fills the disk nor keeps the run from ending.
 
         ``programs`` is the allow-list it must pass (``tdauto.actions.programs``: ``SHELL``,
         ``UPDATE``, ``CHECKS`` or ``TOOLS``), checked against this worker's settings; a
@@ -123,4 +125,5 @@ class ActionContext:
             env=env,
             check=check,
             limits=self.usage_limits(),
+            max_output_bytes=self.settings.log_max_bytes // 2,
         )

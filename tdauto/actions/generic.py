@@ -30,7 +30,7 @@ from tdauto.redact import redact, redact_text
 from tdauto.settings import Settings
 from tdauto.units import parse_duration_s
 
-OUTPUT_CAP = 256_000  # what ctx.run keeps of a command's output, bytes
+OUTPUT_CAP = 256_000  # the most a shell result keeps of a command's output, bytes
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -50,7 +50,8 @@ class ShellParams(BaseModel):
       settings) or from PATH and LANG only.
     - ``timeout``: seconds (or "5m") before the command's process group is stopped.
     - ``allow_failure``: a non-zero exit is recorded, not an error.
-    - ``max_output``: bytes of output kept in the result (the whole output is in the log).
+    - ``max_output``: bytes of output kept in the result (the log keeps the head and tail of
+      the output within half of TDAUTO_LOG_MAX_BYTES).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -164,7 +165,7 @@ def shell(
         "exit_code": result.returncode,
         "ok": result.returncode == 0,
         "output": redact_text(kept),
-        "output_truncated": len(output) > max_output,
+        "output_truncated": len(output) > max_output or result.dropped > 0,
         "duration_s": round(result.duration_s, 3),
     }
 

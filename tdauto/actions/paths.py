@@ -66,8 +66,11 @@ def _refusal(parent_fd: int, name: str, where: Path, param: str, exc: OSError) -
     return ActionError(f"{param}: {where} cannot be opened ({exc.strerror or exc})", "io")
 
 
-def _open_child(parent_fd: int, name: str, where: Path, param: str, create: bool) -> int:
-    """Open the directory ``name`` under ``parent_fd`` without following a link."""
+def _open_child(
+    parent_fd: int, name: str, where: Path, param: str, create: bool, mode: int = 0o777
+) -> int:
+    """Open the directory ``name`` under ``parent_fd`` without following a link (made with
+    ``mode`` when ``create`` and missing)."""
     for _ in range(2):
         try:
             return os.open(name, DIR_FLAGS, dir_fd=parent_fd)
@@ -75,7 +78,7 @@ def _open_child(parent_fd: int, name: str, where: Path, param: str, create: bool
             if not create:
                 raise
             with contextlib.suppress(FileExistsError):
-                os.mkdir(name, 0o777, dir_fd=parent_fd)
+                os.mkdir(name, mode, dir_fd=parent_fd)
         except OSError as exc:
             raise _refusal(parent_fd, name, where, param, exc) from None
     return os.open(name, DIR_FLAGS, dir_fd=parent_fd)
@@ -117,12 +120,14 @@ class Folder:
             raise refused(self.param, self.path, "changed while the action used it; run it again")
         return self.path
 
-    def sub(self, name: str, *, create: bool = False) -> Folder:
+    def sub(self, name: str, *, create: bool = False, mode: int = 0o777) -> Folder:
         """Open the child directory ``name``; a symlink there is refused, never followed.
 
-        Raises ``FileNotFoundError`` when it does not exist and ``create`` is false."""
+        Raises ``FileNotFoundError`` when it does not exist and ``create`` is false; a folder
+        it creates gets ``mode`` (0700 for one that holds backups)."""
         where = self.path / name
-        return Folder(_open_child(self.fd, name, where, self.param, create), where, self.param)
+        fd = _open_child(self.fd, name, where, self.param, create, mode)
+        return Folder(fd, where, self.param)
 
     def names(self) -> list[str]:
         with os.scandir(self.fd) as listing:
@@ -157,12 +162,13 @@ class Folder:
         with open(self.open_fd(name, os.O_RDONLY), encoding="utf-8") as handle:
             return handle.read()
 
-    def write_text(self, name: str, text: str) -> None:
-        """Write ``name`` whole: a fresh temp file here, renamed over it."""
+    def write_text(self, name: str, text: str, mode: int = 0o644) -> None:
+        """Write ``name`` whole: a fresh temp file here (created with ``mode``), renamed over
+        it."""
         tmp = f".{name}.{uuid.uuid4().hex[:8]}.tmp"
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
         try:
-            with open(self.open_fd(tmp, flags, 0o644), "w", encoding="utf-8") as handle:
+            with open(self.open_fd(tmp, flags, mode), "w", encoding="utf-8") as handle:
                 handle.write(text)
             self.rename(tmp, self, name)
         finally:

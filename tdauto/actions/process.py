@@ -1,5 +1,6 @@
-"""Running external commands from actions: own process group, output to the action's log,
-stopped (SIGTERM, then SIGKILL to the whole group) on cancel or timeout.
+"""Running external commands from actions: own process group, output to the action's log
+(its head and tail, bounded: ``output.py``), stopped (SIGTERM, then SIGKILL to the whole
+group) on cancel or timeout.
 
 An argv list, never a shell string, and only a program its allow-list admits: every command
 passes the gate of ``tdauto.actions.programs`` (``programs=``, required) first. Each command
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tdauto.actions.limits import Limits
+from tdauto.actions.output import BoundedOutput, drain
 from tdauto.actions.programs import ProgramList, checked_argv
 from tdauto.actions.secrets import child_environment
 from tdauto.errors import ActionError
@@ -34,12 +36,14 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class CommandResult:
-    """What a finished command did; ``output`` is its (capped) combined stdout and stderr."""
+    """What a finished command did; ``output`` is the head and tail of its combined stdout and
+    stderr, ``dropped`` the bytes of it between them that were not kept."""
 
     argv: list[str]
     returncode: int
     output: str
     duration_s: float
+    dropped: int = 0
 
 
 class ProcessGroup:
@@ -104,9 +108,10 @@ def run_command(
     limits: Limits | None = None,
 ) -> CommandResult:
     """Run ``argv`` once ``programs`` (read from ``settings``) admits it, logging its output
-    line by line; stop it when ``stop`` is set or after ``timeout_s``; under ``limits``
-    (rlimits, see ``limits.py``) when given. Raises ``ActionError`` (kind ``not_allowed``,
-    naming ``param``; ``exit``, ``timeout`` or ``cancelled``)."""
+    line by line (its head and tail within ``max_output_bytes``, the rest read and dropped)
+    to ``logger``'s ``output`` child; stop it when ``stop`` is set or after ``timeout_s``;
+    under ``limits`` (rlimits, see ``limits.py``) when given. Raises ``ActionError`` (kind
+    ``not_allowed``, naming ``param``; ``exit``, ``timeout`` or ``cancelled``)."""
     if isinstance(argv, str) or not argv:
         raise ActionError("a command is an argv list such as ['pg_dump', '-Fc', 'db']", "usage")
     args = checked_argv(argv, programs, settings, param=param, env=env)
@@ -122,18 +127,14 @@ def run_command(
         start_new_session=True,
     )
     group.add(proc)
-    chunks: list[str] = []
-    size = 0
+    # the engine keeps the "output" child out of the worker's own log (engine/logs.py)
+    out_log = logger.getChild("output")
+    name = Path(args[0]).name
+    output = BoundedOutput(max_output_bytes, lambda line: out_log.info("%s: %s", name, line))
 
     def pump() -> None:
-        nonlocal size
         assert proc.stdout is not None
-        for raw in iter(proc.stdout.readline, b""):
-            line = raw.decode("utf-8", "replace").rstrip("\n")
-            logger.info("%s: %s", Path(args[0]).name, line)
-            if size < max_output_bytes:
-                chunks.append(line)
-                size += len(line) + 1
+        drain(proc.stdout, output)
 
     reader = threading.Thread(target=pump, daemon=True)
     reader.start()
@@ -151,7 +152,10 @@ def run_command(
         proc.wait()
         group.discard(proc)
         reader.join(timeout=5)
-    result = CommandResult(args, proc.returncode, "\n".join(chunks), time.monotonic() - started)
+    text = output.finish()
+    result = CommandResult(
+        args, proc.returncode, text, time.monotonic() - started, dropped=output.dropped
+    )
     if reason == "timeout":
         raise ActionError(f"{args[0]} timed out after {timeout_s}s", "timeout")
     if reason == "cancelled":

@@ -26,6 +26,7 @@ from tdauto.actions.context import ActionContext
 from tdauto.actions.registry import REGISTRY, action
 from tdauto.errors import ActionError
 from tdauto.models import ResourceClass, Task, utcnow
+from tdauto.private import opener, private_dir
 from tdauto.store.backend import Store
 
 CHANGES_FILE = "tune-changes.jsonl"
@@ -98,8 +99,8 @@ class ChangeLog:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
+        private_dir(self.path.parent)
+        with open(self.path.with_name(self.path.name + ".lock"), "a", opener=opener) as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             yield
 
@@ -118,7 +119,7 @@ class ChangeLog:
         return next((r for r in self.records() if r.get("id") == change_id), None)
 
     def append(self, record: dict[str, Any]) -> None:
-        with self._locked(), open(self.path, "a", encoding="utf-8") as out:
+        with self._locked(), open(self.path, "a", encoding="utf-8", opener=opener) as out:
             out.write(json.dumps(record, sort_keys=True) + "\n")
             out.flush()
             os.fsync(out.fileno())

@@ -176,7 +176,7 @@ def _run(
         "exit_code": result.returncode,
         "duration_s": round(result.duration_s, 3),
         "output": redact_text(kept),
-        "output_truncated": truncated,
+        "output_truncated": truncated or result.dropped > 0,
     }
 
 

@@ -3,6 +3,11 @@
 Each action gets its own ``logging.Logger`` (a child of ``tdauto.run``) with a handler that
 appends formatted lines to the store (so ``tdauto exec logs ID`` works from any host) and, in
 distributed mode, also to ``logs/<execution_id>.log`` on the host that ran it.
+
+Its ``output`` child (where ``ctx.run`` logs a command's output) writes to the same handler
+and does not propagate: the worker's own log (``logs/processes/worker-<pool>.log``) gets the
+action's messages but never copies what its commands print, which is bounded only in the
+execution's log.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from pathlib import Path
 
 from tdauto.engine.runtime import Runtime
 from tdauto.models import Execution
+from tdauto.private import opener, private_dir
 from tdauto.redact import redact_text
 
 _FORMAT = logging.Formatter(
@@ -65,8 +71,8 @@ class _StoreHandler(logging.Handler):
             if to_store:
                 self._rt.store.append_log(self._execution_id, text)
             if self._file is not None:
-                self._file.parent.mkdir(parents=True, exist_ok=True)
-                with self._file.open("a", encoding="utf-8") as fh:
+                private_dir(self._file.parent)
+                with open(self._file, "a", encoding="utf-8", opener=opener) as fh:
                     fh.write(text)
         except Exception:  # a log write must never fail the action
             logging.getLogger(__name__).warning("could not write the log of %s", self._label)
@@ -90,12 +96,17 @@ def action_logger(
     logger.propagate = True
     handler = _StoreHandler(rt, ex.id, label)
     logger.addHandler(handler)
+    output = logger.getChild("output")
+    output.propagate = False  # command output: the execution's log only, not the worker's
+    output.addHandler(handler)
 
     def close(to_store: bool = True) -> str:
         logger.removeHandler(handler)
+        output.removeHandler(handler)
         pending = handler.take(to_store)
         handler.close()
         logging.Logger.manager.loggerDict.pop(logger.name, None)
+        logging.Logger.manager.loggerDict.pop(output.name, None)
         return "" if to_store else pending
 
     return logger, close

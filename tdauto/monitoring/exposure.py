@@ -3,7 +3,8 @@
 Every endpoint asks for basic-auth credentials from the settings. Running without them is
 allowed only when bound to the loopback interface *and* asked for explicitly
 (``--no-auth-on-localhost``): a dashboard or a metrics port open to the network without a
-password is the classic way a scheduler's internals leak.
+password is the classic way a scheduler's internals leak. A password shorter than
+``MIN_PASSWORD`` characters is refused: basic auth has no lockout, so a short one is guessed.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from tdauto.errors import InvalidInput, TdautoError
 
 log = logging.getLogger(__name__)
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+MIN_PASSWORD = 12  # characters of a Flower or /metrics password, at least
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
@@ -37,9 +39,17 @@ def credentials(
 ) -> tuple[str, str] | None:
     """``(user, password)`` to require, or None when running open is allowed (loopback and
     the explicit flag). Raises ``InvalidInput`` naming the settings to set otherwise, and
-    ``open_hint``: how to run open with the command at hand."""
+    ``open_hint``: how to run open with the command at hand, or a password shorter than
+    ``MIN_PASSWORD``."""
     if user and password:
-        return user, password.get_secret_value()
+        secret = password.get_secret_value()
+        if len(secret) < MIN_PASSWORD:
+            raise InvalidInput(
+                f"{env_prefix}_PASSWORD",
+                f"{what} password is {len(secret)} characters; use at least {MIN_PASSWORD} "
+                "(for example: openssl rand -hex 16)",
+            )
+        return user, secret
     if no_auth_on_localhost and address in LOOPBACK:
         return None
     raise InvalidInput(

@@ -22,6 +22,7 @@ from tdauto.monitoring import samples
 from tdauto.monitoring.histogram import percentile
 from tdauto.monitoring.rollups import fields
 from tdauto.monitoring.stats import execution_stats
+from tdauto.private import private_dir, write_text
 from tdauto.settings import Settings
 from tdauto.store.backend import ROLLUP_TIERS, Store
 
@@ -208,7 +209,7 @@ def write_report(
     until = until or datetime.now(UTC)
     data = report_data(store, settings, since, until)
     out = folder or settings.data_path / "reports"
-    out.mkdir(parents=True, exist_ok=True)
+    private_dir(out)
     stamp = f"{until:%Y%m%dT%H%M%SZ}"
     if self_contained:
         script = f'<script type="text/javascript">{get_plotlyjs()}</script>'
@@ -216,12 +217,12 @@ def write_report(
         bundle = out / "plotly.min.js"
         js = get_plotlyjs()
         if not bundle.exists() or bundle.stat().st_size != len(js.encode()):
-            bundle.write_text(js, encoding="utf-8")
+            write_text(bundle, js)
         script = '<script src="plotly.min.js"></script>'
     json_path = out / f"report-{stamp}.json"
     html_path = out / f"report-{stamp}.html"
-    json_path.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
-    html_path.write_text(render_html(data, script), encoding="utf-8")
+    write_text(json_path, json.dumps(data, indent=2, default=str))
+    write_text(html_path, render_html(data, script))
     return {
         "html": str(html_path),
         "json": str(json_path),

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tdauto.private import opener, private_dir
 from tdauto.store.backend import Store
 
 HISTORY = "host_samples"
@@ -40,9 +41,8 @@ def day_file(metrics_dir: Path, ts: float) -> Path:
 def save(store: Store, metrics_dir: Path, sample: dict[str, Any], keep: int) -> Path:
     """Write ``sample`` to the store's history and to its day's JSON-lines file."""
     store.append_history(HISTORY, sample, keep)
-    metrics_dir.mkdir(parents=True, exist_ok=True)
-    path = day_file(metrics_dir, float(sample["ts"]))
-    with path.open("a", encoding="utf-8") as handle:
+    path = day_file(private_dir(metrics_dir), float(sample["ts"]))
+    with open(path, "a", encoding="utf-8", opener=opener) as handle:
         handle.write(json.dumps(sample) + "\n")
     return path
 

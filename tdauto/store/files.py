@@ -51,6 +51,7 @@ from pydantic import ValidationError
 
 from tdauto.errors import InvalidInput, NameTaken, NotFound, StoreError
 from tdauto.models import Execution, ExecutionStatus, Task
+from tdauto.private import FILE_MODE, private_dir
 from tdauto.store import records, restored
 from tdauto.store.backend import Store, TimerMode
 from tdauto.store.effects import Mutation, Outbox
@@ -76,7 +77,7 @@ def _flock(path: Path) -> Iterator[None]:
     one process exclude each other as well as other processes; closing releases it."""
     fd = -1
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
         fcntl.flock(fd, fcntl.LOCK_EX)
     except OSError as exc:
         if fd >= 0:
@@ -139,7 +140,7 @@ class FileStore(FileMonitoring, Store):
         self._stripe_paths = [state / "locks" / f"exec-{n:02d}.lock" for n in range(LOCK_STRIPES)]
         with _os_errors(f"creating the data dir {self.root}"):
             for name in (*_DIRS, "state/locks"):
-                (self.root / name).mkdir(parents=True, exist_ok=True)
+                private_dir(self.root / name)
             if not self._waiting_path.exists():
                 with contextlib.ExitStack() as stack:
                     for path in self._stripe_paths:
@@ -706,7 +707,7 @@ class FileStore(FileMonitoring, Store):
             return
         path = self._log_path(execution_id)
         with _os_errors(f"appending to the log of {execution_id}"):
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 piece = records.log_piece(os.fstat(fd).st_size, text.encode(), self.log_max_bytes)

@@ -34,6 +34,7 @@ from typing import Any
 from urllib.parse import quote
 
 from tdauto.models import TERMINAL_STATUSES, ExecutionStatus
+from tdauto.private import opener, private_dir
 from tdauto.store import files as _files
 from tdauto.store import records
 from tdauto.store.backend import ROLLUP_TIERS, RollupDelta
@@ -63,8 +64,7 @@ class FileMonitoring:
 
     @property
     def _rollup_dir(self) -> Path:
-        path = self.root / "metrics" / "rollups"
-        path.mkdir(parents=True, exist_ok=True)
+        path = private_dir(self.root / "metrics" / "rollups")
         return path
 
     @property
@@ -223,8 +223,7 @@ class FileMonitoring:
         return True
 
     def _history_path(self, kind: str) -> Path:
-        folder = self.root / "state" / "history"
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = private_dir(self.root / "state" / "history")
         return folder / f"{quote(kind, safe='')}.jsonl"
 
     def _history_lines(self, path: Path) -> list[str]:
@@ -236,7 +235,7 @@ class FileMonitoring:
         path = self._history_path(kind)
         line = json.dumps(record, default=str) + "\n"
         with _files._os_errors(f"recording {kind} history"), _files._flock(self._monitoring_lock):
-            with path.open("a", encoding="utf-8") as handle:
+            with open(path, "a", encoding="utf-8", opener=opener) as handle:
                 handle.write(line)
             if path.stat().st_size > 4096:
                 lines = self._history_lines(path)

@@ -47,7 +47,7 @@ def status_of(url: str, auth: str | None) -> int:
 def test_flower_requires_basic_auth(redis_url: str, data_dir: Path) -> None:
     port = free_port()
     env = cli_env(
-        redis_url, data_dir, TDAUTO_FLOWER_USER="ops", TDAUTO_FLOWER_PASSWORD="s3cret-pass"
+        redis_url, data_dir, TDAUTO_FLOWER_USER="ops", TDAUTO_FLOWER_PASSWORD="s3cret-pass-ok"
     )
     proc = subprocess.Popen(
         [sys.executable, "-m", "tdauto.cli", "flower", "--port", str(port)],
@@ -69,11 +69,19 @@ def test_flower_requires_basic_auth(redis_url: str, data_dir: Path) -> None:
                 time.sleep(0.5)
         assert code == 401
         assert status_of(url, "ops:wrong") == 401
-        assert status_of(url, "ops:s3cret-pass") == 200
+        assert status_of(url, "ops:s3cret-pass-ok") == 200
+        # /metrics lists task and worker names: the same credentials, or nothing
+        metrics = f"http://127.0.0.1:{port}/metrics"
+        assert status_of(metrics, None) == 401
+        assert status_of(metrics, "ops:wrong") == 401
+        assert status_of(metrics, "ops:s3cret-pass-ok") == 200
     finally:
         proc.terminate()
         proc.wait(timeout=20)
     assert (data_dir / "flower.db").exists() or any(data_dir.glob("flower.db*"))
+    # its state lists every task and worker: the owner's only
+    modes = {p.name: oct(p.stat().st_mode & 0o777) for p in data_dir.glob("flower.db*")}
+    assert modes == {name: "0o600" for name in modes}
 
 
 def get_json(url: str, auth: str) -> object:
@@ -94,9 +102,9 @@ def test_flower_lists_a_triggered_tasks_actions_under_readable_names(
 
     assert isinstance(system, AutomationSystems)
     port = free_port()
-    auth = "ops:s3cret-pass"
+    auth = "ops:s3cret-pass-ok"
     env = cli_env(
-        redis_url, data_dir, TDAUTO_FLOWER_USER="ops", TDAUTO_FLOWER_PASSWORD="s3cret-pass"
+        redis_url, data_dir, TDAUTO_FLOWER_USER="ops", TDAUTO_FLOWER_PASSWORD="s3cret-pass-ok"
     )
     log_path = data_dir / "flower.log"
     data_dir.mkdir(parents=True, exist_ok=True)

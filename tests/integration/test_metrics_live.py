@@ -17,7 +17,7 @@ from tdauto import AutomationSystems
 from tests.integration.conftest import REPO, cli_env
 from tests.support.redis_server import free_port
 
-AUTH = "prom:scrape-pass"
+AUTH = "prom:scrape-pass-ok"
 
 
 def scrape(url: str, auth: str | None) -> tuple[int, str]:
@@ -59,7 +59,7 @@ def test_metrics_counters_move_after_a_run(
 ) -> None:
     port = free_port()
     env = cli_env(
-        redis_url, data_dir, TDAUTO_METRICS_USER="prom", TDAUTO_METRICS_PASSWORD="scrape-pass"
+        redis_url, data_dir, TDAUTO_METRICS_USER="prom", TDAUTO_METRICS_PASSWORD="scrape-pass-ok"
     )
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / "metrics.log"

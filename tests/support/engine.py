@@ -1,8 +1,9 @@
-"""Running a task through the engine on one thread, as the workers would: a manual trigger,
-then every action message delivered in order (retries made due at once) until the run ends."""
+"""Running whole executions through the engine on one thread, without Celery: a sender that
+records messages, and a driver that delivers them until the run ends."""
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -16,19 +17,30 @@ from tdauto.settings import Settings
 from tdauto.store.files import FileStore
 
 
-class Sent:
-    """A sender that keeps what the engine sends instead of publishing it."""
+class Recorder:
+    """A sender that only records what the engine sends: (name, args, queue)."""
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, list[Any], str]] = []
+        self.lock = threading.Lock()
 
-    def __call__(self, name: str, args: list[Any], queue: str, *_: Any, **__: Any) -> None:
-        self.sent.append((name, args, queue))
+    def __call__(
+        self,
+        name: str,
+        args: list[Any],
+        queue: str,
+        priority: int = 5,
+        *,
+        shadow: str | None = None,
+        record: str | None = None,
+    ) -> None:
+        with self.lock:
+            self.sent.append((name, args, queue))
 
 
 def runtime(settings: Settings) -> Runtime:
-    """A runtime on a ``FileStore`` in the settings' data dir, sending into a ``Sent``."""
-    return Runtime(settings, FileStore(settings.data_path), REGISTRY, Sent())
+    """A runtime on a ``FileStore`` in the settings' data dir, sending into a ``Recorder``."""
+    return Runtime(settings, FileStore(settings.data_path), REGISTRY, Recorder())
 
 
 def create(rt: Runtime, data: dict[str, Any]) -> Task:
@@ -38,17 +50,33 @@ def create(rt: Runtime, data: dict[str, Any]) -> Task:
     return task
 
 
-def run_once(rt: Runtime, task: Task, rounds: int = 20) -> Execution:
-    """Trigger ``task`` and deliver its messages until the run ends; its final record."""
+def add(rt: Runtime, name: str, actions: list[dict[str, Any]]) -> Task:
+    """Create a daily task of ``actions`` in ``rt``'s store."""
+    data = {
+        "name": name,
+        "type": "maintenance",
+        "schedule": "daily",
+        "schedule_config": {"hour": 2},
+        "actions": actions,
+    }
+    return create(rt, data)
+
+
+def trigger(rt: Runtime, task: Task) -> Execution:
+    """Start a manual run of ``task``, as ``AutomationSystems.trigger`` does."""
     ex = new_execution(task, rt.registry, Trigger.MANUAL)
     rt.store.create_execution(ex)
     start_execution(rt, ex.id)
-    sender = rt.send
-    assert isinstance(sender, Sent)
+    return ex
+
+
+def drive(rt: Runtime, ex: Execution, rounds: int = 20) -> Execution:
+    """Deliver every message sent for ``ex`` (retries made due at once) until it ends."""
+    sent: list[tuple[str, list[Any], str]] = rt.send.sent  # type: ignore[attr-defined]
     done = 0
     for _ in range(rounds):
-        while done < len(sender.sent):
-            name, args, _queue = sender.sent[done]
+        while done < len(sent):
+            name, args, _queue = sent[done]
             done += 1
             if name.startswith("tdauto.action.") and args[0] == ex.id:
                 run_action(rt, *args)
@@ -57,4 +85,13 @@ def run_once(rt: Runtime, task: Task, rounds: int = 20) -> Execution:
         if got.status.terminal:
             return got
         dispatch_retries(rt, time.time() + 3600)
-    raise AssertionError(f"run {ex.id} did not end in {rounds} rounds")
+    got = rt.store.get_execution(ex.id)
+    assert got is not None
+    return got
+
+
+def run_once(rt: Runtime, task: Task, rounds: int = 20) -> Execution:
+    """Trigger ``task`` and deliver its messages until the run ends; its final record."""
+    ended = drive(rt, trigger(rt, task), rounds)
+    assert ended.status.terminal, f"run {ended.id} did not end in {rounds} rounds"
+    return ended
