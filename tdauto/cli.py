@@ -24,6 +24,7 @@ from rich.table import Table
 from tdauto.engine.redact import redact
 from tdauto.errors import TdautoError
 from tdauto.processes import POOLS, follow_parent
+from tdauto.redisconn import RedisUnavailable, check_settings
 
 if TYPE_CHECKING:  # the facade is imported when a command needs it: `up` starts pools first
     from tdauto.api import AutomationSystems
@@ -36,7 +37,9 @@ err_console = Console(stderr=True)
 def _system() -> AutomationSystems:
     from tdauto.api import AutomationSystems
 
-    return AutomationSystems()
+    system = AutomationSystems()
+    check_settings(system.settings)  # Redis down: one line and exit 1, not a retry loop
+    return system
 
 
 def _emit_json(value: Any) -> None:
@@ -61,11 +64,37 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (TdautoError, ValidationError, ValueError) as exc:
-            # one line whatever the width (rich wraps at 80 columns when not on a terminal),
-            # and the message is text, not markup
-            err_console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
+        except RedisUnavailable as exc:  # not the input's fault: exit 1, as for a failed run
+            _say_error(str(exc))
+            sys.exit(1)
+        except ValidationError as exc:
+            _say_error(_one_line(exc))
             sys.exit(2)
+        except (TdautoError, ValueError) as exc:
+            _say_error(str(exc))
+            sys.exit(2)
+
+
+def _say_error(text: str) -> None:
+    # one line whatever the width (rich wraps at 80 columns when not on a terminal), and the
+    # message is text, not markup
+    err_console.print(f"[red]error:[/red] {escape(text)}", soft_wrap=True)
+
+
+def _one_line(exc: ValidationError) -> str:
+    """pydantic's report (several lines, a URL) as one line per field, joined: the message
+    of a settings validator already names its variable."""
+    parts = []
+    for error in exc.errors():
+        message = str(error["msg"]).removeprefix("Value error, ")
+        field = ".".join(str(p) for p in error["loc"])
+        if exc.title == "Settings":
+            if field and "TDAUTO_" not in message:
+                message = f"TDAUTO_{field.upper()}: {message}"
+        elif field and not message.startswith(field):
+            message = f"{field}: {message}"
+        parts.append(message)
+    return "; ".join(parts)
 
 
 @click.group(cls=_Group)
@@ -93,9 +122,11 @@ def up(ready_timeout: float, metrics_no_auth_on_localhost: bool) -> None:
 
     out = Console(file=pipe_safe(sys.stdout))
     err = Console(file=pipe_safe(sys.stderr), stderr=True)
+    settings = Settings()
+    check_settings(settings)  # before any pool starts: each would print its own traceback
     try:
         code = run_up(
-            Settings(),
+            settings,
             _system,
             ready_timeout_s=ready_timeout,
             metrics_no_auth_on_localhost=metrics_no_auth_on_localhost,

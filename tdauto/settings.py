@@ -17,6 +17,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from tdauto import redis_url
+
 DEFAULT_DATA_DIR = Path("data/enterprise/automation")
 
 
@@ -33,8 +35,9 @@ class Settings(BaseSettings):
 
     broker_url: str | None = Field(
         default=None,
-        description="Redis URL (redis:// or rediss://) for distributed mode; unset = local mode "
-        "(embedded SQLite broker and file store under the data dir).",
+        description="Redis URL for distributed mode (redis://[:password@]host:port/db, rediss://, "
+        "unix:///path.sock, or sentinel://host:port;sentinel://host:port;... for Redis "
+        "Sentinel); unset = local mode (embedded SQLite broker and file store under the data dir).",
     )
     data_dir: Path = Field(
         default=DEFAULT_DATA_DIR,
@@ -89,6 +92,12 @@ class Settings(BaseSettings):
     )
     store_reconnect_s: float = Field(
         default=30.0, ge=0, description="Seconds a Redis store call keeps reconnecting."
+    )
+    sentinel_master: str = Field(
+        default="mymaster", description="Master name the sentinels watch (sentinel:// URLs)."
+    )
+    sentinel_password: SecretStr | None = Field(
+        default=None, description="Password of the sentinels themselves (their requirepass)."
     )
     lease_ttl_s: float = Field(
         default=20.0, ge=2, description="Lease of a running action; expired = its worker died."
@@ -229,6 +238,7 @@ class Settings(BaseSettings):
         "smtp_host",
         "smtp_user",
         "smtp_password",
+        "sentinel_password",
         mode="before",
     )
     @classmethod
@@ -252,11 +262,7 @@ class Settings(BaseSettings):
         if value in (None, ""):
             return None
         assert value is not None
-        if not value.startswith(("redis://", "rediss://")):
-            raise ValueError(
-                f"unsupported broker URL {value!r}; use redis://host:port/db or rediss:// "
-                "(or leave TDAUTO_BROKER_URL unset for local mode)"
-            )
+        redis_url.parse(value)  # one line naming TDAUTO_BROKER_URL when it is misread
         return value
 
     @model_validator(mode="after")
