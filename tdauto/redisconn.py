@@ -113,6 +113,11 @@ def explain(exc: BaseException, where: str) -> str:
     text = str(exc)
     lower = text.lower()
     if "noauth" in lower or "unauthenticated" in lower or "authentication required" in lower:
+        if where.startswith("sentinels "):
+            return (
+                f"Redis at {where} needs a password (NOAUTH): put the master's in "
+                "TDAUTO_BROKER_URL and the sentinels' in TDAUTO_SENTINEL_PASSWORD"
+            )
         return f"Redis at {where} needs a password (NOAUTH): put it in TDAUTO_BROKER_URL"
     if "wrongpass" in lower or "invalid password" in lower or "invalid username" in lower:
         return (
