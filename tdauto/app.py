@@ -76,7 +76,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "legacy_queue_folder": str(broker_folder(settings) / "queue"),
         }
     else:
-        conf["broker_url"] = settings.broker_url
+        conf["broker_url"] = Endpoint.of(settings).kombu_url()
         transport = outbox.transport_for(settings.broker_url)  # kombu's, pushes holdable
         if transport is not None:
             conf["broker_transport"] = transport

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import redis
 import redis.asyncio as aredis
@@ -81,10 +82,17 @@ class Endpoint:
             extra["username"] = target.username
         return {**kwargs, **extra}
 
+    def _for_socket(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """``kwargs`` without the TCP-only options, which a Unix socket connection refuses."""
+        if self.target.scheme != "unix":
+            return kwargs
+        return {k: v for k, v in kwargs.items() if not k.startswith("socket_keepalive")}
+
     def client(self, **kwargs: Any) -> redis.Redis:
         """A client of the server (or of the sentinels' current master); ``kwargs`` as
         ``redis.Redis`` takes them. Nothing connects until the first command."""
         target = self.target
+        kwargs = self._for_socket(kwargs)
         if not target.sentinel:
             return redis.Redis.from_url(self.url, **kwargs)
         sentinel = Sentinel(list(target.hosts), sentinel_kwargs=self._sentinel_kwargs(kwargs))
@@ -93,10 +101,20 @@ class Endpoint:
     def async_client(self, **kwargs: Any) -> aredis.Redis:
         """:meth:`client` for ``redis.asyncio`` (one per event loop: see store/redis_async)."""
         target = self.target
+        kwargs = self._for_socket(kwargs)
         if not target.sentinel:
             return aredis.Redis.from_url(self.url, **kwargs)
         sentinel = AsyncSentinel(list(target.hosts), sentinel_kwargs=self._sentinel_kwargs(kwargs))
         return sentinel.master_for(self.master, **self._master_kwargs(kwargs))
+
+    def kombu_url(self) -> str:
+        """The URL as kombu reads it: a ``unix://`` socket is ``redis+socket://`` there, its
+        database the ``virtual_host``."""
+        target = self.target
+        if target.scheme != "unix":
+            return self.url
+        auth = f":{quote(target.password, safe='')}@" if target.password is not None else ""
+        return f"redis+socket://{auth}{target.path}?virtual_host={target.db}"
 
     def kombu_options(self) -> dict[str, Any]:
         """The broker transport options a ``sentinel://`` broker needs (kombu's names)."""

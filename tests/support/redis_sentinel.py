@@ -85,9 +85,12 @@ class SentinelCluster:
             directory / "master",
             password=PASSWORD,
             extra_args=(
-                "--appendfsync", "always",
-                "--min-replicas-to-write", "1",
-                "--min-replicas-max-lag", "10",
+                "--appendfsync",
+                "always",
+                "--min-replicas-to-write",
+                "1",
+                "--min-replicas-max-lag",
+                "10",
             ),
         )
         self.master.start()
@@ -95,8 +98,11 @@ class SentinelCluster:
             directory / "replica",
             password=PASSWORD,
             extra_args=(
-                "--appendfsync", "always",
-                "--replicaof", "127.0.0.1", str(self.master.port),
+                "--appendfsync",
+                "always",
+                "--replicaof",
+                "127.0.0.1",
+                str(self.master.port),
             ),
         )
         self.replica.start()
@@ -144,8 +150,10 @@ class SentinelCluster:
     def wait_failover(self, timeout_s: float = 60.0) -> float:
         """Seconds until the sentinels name the replica master and it takes writes."""
         return self.wait_for(
-            lambda: self.master_port() == self.replica.port
-            and self.replica_client().info("replication")["role"] == "master",
+            lambda: (
+                self.master_port() == self.replica.port
+                and self.replica_client().info("replication")["role"] == "master"
+            ),
             "the sentinels to promote the replica",
             timeout_s,
         )

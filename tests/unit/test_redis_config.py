@@ -7,9 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from click.testing import CliRunner, Result
 
-from tdauto.app import celery_config
+from tdauto.app import celery_config, make_app
 from tdauto.cli import main as cli
 from tdauto.errors import StoreError
 from tdauto.redis_url import parse
@@ -93,9 +94,7 @@ def test_redis_down_is_one_line_and_exit_1(tmp_path: Path, command: list[str]) -
     assert not (tmp_path / "data" / "state" / "up.lock").exists()
 
 
-def test_no_password_says_noauth_and_where_to_put_it(
-    tmp_path: Path, locked: RedisServer
-) -> None:
+def test_no_password_says_noauth_and_where_to_put_it(tmp_path: Path, locked: RedisServer) -> None:
     url = f"redis://127.0.0.1:{locked.port}/0"
     # When a command reaches a Redis with requirepass without a password
     line = one_line(run_cli(["task", "list"], tmp_path / "data", url), 1)
@@ -149,3 +148,34 @@ def test_a_sentinel_broker_gets_the_master_name_and_sentinel_password(tmp_path: 
     # and the store is a sentinel client of the same master (nothing connects yet)
     store = open_store(settings)
     assert store.pushes_messages(settings.broker_url)
+
+
+def test_a_unix_socket_url_serves_the_broker_and_the_store(tmp_path: Path) -> None:
+    socket_path = tmp_path / "redis.sock"
+    server = RedisServer(
+        tmp_path / "redis-unix",
+        password="s3cret",
+        extra_args=("--unixsocket", str(socket_path), "--unixsocketperm", "700"),
+    )
+    server.start()
+    try:
+        settings = Settings(
+            data_dir=tmp_path / "data", broker_url=f"unix://:s3cret@{socket_path}?db=3"
+        )
+        # the broker: a message through Celery's connection lands in database 3
+        app = make_app(settings)
+        with app.connection_for_write() as connection:
+            queue = connection.SimpleQueue("tdauto.test-unix")
+            queue.put({"hello": "socket"})
+            message = queue.get(timeout=5)
+            assert message.payload == {"hello": "socket"}
+            message.ack()
+            queue.close()
+        # and the store, on the same database
+        store = open_store(settings)
+        assert store.list_tasks() == []
+        direct = redis.Redis(unix_socket_path=str(socket_path), password="s3cret", db=3)
+        assert direct.exists("_kombu.binding.tdauto.test-unix")
+        assert not redis.Redis(unix_socket_path=str(socket_path), password="s3cret").keys()
+    finally:
+        server.stop()
