@@ -93,7 +93,6 @@ class SentinelCluster:
                 "10",
             ),
         )
-        self.master.start()
         self.replica = RedisServer(
             directory / "replica",
             password=PASSWORD,
@@ -105,9 +104,16 @@ class SentinelCluster:
                 str(self.master.port),
             ),
         )
-        self.replica.start()
-        self.sentinels = [Sentinel(directory / f"sentinel-{i}", self.master.port) for i in range(3)]
-        self.wait_for(self._ready, "sentinels that see the master, the replica and each other")
+        self.sentinels: list[Sentinel] = []
+        try:  # a cluster that fails to come up leaves no process behind
+            self.master.start()
+            self.replica.start()
+            for i in range(3):
+                self.sentinels.append(Sentinel(directory / f"sentinel-{i}", self.master.port))
+            self.wait_for(self._ready, "sentinels that see the master, the replica and each other")
+        except BaseException:
+            self.stop()
+            raise
 
     @property
     def url(self) -> str:
