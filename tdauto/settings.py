@@ -31,7 +31,9 @@ def _split_csv(value: object) -> object:
 class Settings(BaseSettings):
     """tdauto's configuration; see the README for the table of variables."""
 
-    model_config = SettingsConfigDict(env_prefix="TDAUTO_", extra="forbid", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="TDAUTO_", extra="forbid", frozen=True, hide_input_in_errors=True
+    )
 
     broker_url: str | None = Field(
         default=None,
@@ -262,7 +264,10 @@ class Settings(BaseSettings):
         if value in (None, ""):
             return None
         assert value is not None
-        redis_url.parse(value)  # one line naming TDAUTO_BROKER_URL when it is misread
+        try:
+            redis_url.parse(value)
+        except ValueError as exc:  # the CLI's error line names the variable itself
+            raise ValueError(str(exc).removeprefix(f"{redis_url.VARIABLE}: ")) from None
         return value
 
     @model_validator(mode="after")

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import redis
 from click.testing import CliRunner, Result
+from pydantic import ValidationError
 
 from tdauto.app import celery_config, make_app
 from tdauto.cli import main as cli
@@ -71,6 +72,9 @@ def test_a_url_redis_would_misread_is_refused_naming_the_variable(
 def test_the_password_is_never_shown_in_the_refusal(tmp_path: Path) -> None:
     line = one_line(run_cli(["stats"], tmp_path / "data", "redis://:hunter2@h:6379/x"), 2)
     assert "hunter2" not in line and "redis://:***@h:6379/x" in line
+    with pytest.raises(ValidationError) as refused:  # nor to the Python API
+        Settings(broker_url="sentinel://:hunter2@a:26379/x;sentinel://b:26379")
+    assert "hunter2" not in str(refused.value)
 
 
 def test_the_forms_tdauto_accepts_parse_to_their_server_and_database() -> None:
