@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tdauto import AutomationSystems
+from tdauto.app import runtime_of
 from tdauto.models import ExecutionStatus, ProcessType, ScheduleType
 from tests.support.redis_sentinel import MASTER, SENTINEL_PASSWORD, SentinelCluster
 
@@ -63,6 +64,8 @@ def test_runs_finish_after_the_master_is_killed_and_nothing_is_lost(
             overlap="allow",
         )
     )
+    # a run's messages go with its record (the outbox), on the sentinels' master too
+    assert runtime_of(system.app).hold is not None
     before = [system.trigger_sync(task.id).id for _ in range(12)]
 
     def ended() -> list[str]:
