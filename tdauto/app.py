@@ -20,6 +20,7 @@ from tdauto.engine import outbox
 from tdauto.engine.executions import CONTROL_QUEUE
 from tdauto.engine.runtime import Runtime
 from tdauto.engine.tasks import register_tasks, sender
+from tdauto.redisconn import Endpoint
 from tdauto.resources import manager
 from tdauto.resources.broker import CeleryBroker
 from tdauto.resources.router import Router, routed_sender
@@ -75,10 +76,14 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "legacy_queue_folder": str(broker_folder(settings) / "queue"),
         }
     else:
-        conf["broker_url"] = settings.broker_url
-        if outbox.applies(settings.broker_url):  # kombu's Redis transport, pushes holdable
-            conf["broker_transport"] = outbox.TRANSPORT
+        conf["broker_url"] = Endpoint.of(settings).kombu_url()
+        transport = outbox.transport_for(settings.broker_url)  # kombu's, pushes holdable
+        if transport is not None:
+            conf["broker_transport"] = transport
         conf["broker_transport_options"] = {
+            # sentinel://: the master's name and the sentinels' password (no result backend:
+            # results are ignored, so nothing else needs them)
+            **Endpoint.of(settings).kombu_options(),
             "visibility_timeout": settings.visibility_timeout_s,
             # ten priority lists per queue (the engine sends 9 - task priority, since Redis
             # serves step 0 first) and queues read in the order a worker lists them:

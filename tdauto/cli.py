@@ -24,6 +24,7 @@ from rich.table import Table
 from tdauto.cli_print import cell, emit_json, error_line, json_inline, log_text, safe, show_json
 from tdauto.errors import TdautoError
 from tdauto.processes import POOLS, follow_parent
+from tdauto.redisconn import RedisUnavailable, check_settings
 
 if TYPE_CHECKING:  # the facade is imported when a command needs it: `up` starts pools first
     from tdauto.api import AutomationSystems
@@ -36,7 +37,9 @@ err_console = Console(stderr=True, emoji=False)
 def _system() -> AutomationSystems:
     from tdauto.api import AutomationSystems
 
-    return AutomationSystems()
+    system = AutomationSystems()
+    check_settings(system.settings)  # Redis down: one line and exit 1, not a retry loop
+    return system
 
 
 def _task_json(task: Task) -> dict[str, Any]:
@@ -57,11 +60,18 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except RedisUnavailable as exc:  # not the input's fault: exit 1, as for a failed run
+            _say_error(error_line(exc))
+            sys.exit(1)
         except (TdautoError, ValidationError, ValueError) as exc:
-            # one line whatever the width (rich wraps at 80 columns when not on a terminal),
-            # and the message is text, not markup
-            err_console.print(f"[red]error:[/red] {error_line(exc)}", soft_wrap=True)
+            _say_error(error_line(exc))
             sys.exit(2)
+
+
+def _say_error(text: str) -> None:
+    # one line whatever the width (rich wraps at 80 columns when not on a terminal), and the
+    # message is text, not markup
+    err_console.print(f"[red]error:[/red] {text}", soft_wrap=True)
 
 
 @click.group(cls=_Group)
@@ -89,9 +99,11 @@ def up(ready_timeout: float, metrics_no_auth_on_localhost: bool) -> None:
 
     out = Console(file=pipe_safe(sys.stdout), emoji=False)
     err = Console(file=pipe_safe(sys.stderr), stderr=True, emoji=False)
+    settings = Settings()
+    check_settings(settings)  # before any pool starts: each would print its own traceback
     try:
         code = run_up(
-            Settings(),
+            settings,
             _system,
             ready_timeout_s=ready_timeout,
             metrics_no_auth_on_localhost=metrics_no_auth_on_localhost,

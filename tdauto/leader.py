@@ -47,6 +47,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
+from tdauto.redisconn import Endpoint
 from tdauto.settings import Settings
 from tdauto.store import RedisStore, Store
 from tdauto.store.keys import Keys
@@ -255,8 +256,7 @@ def leader_lock_for(settings: Settings, store: Store | None = None) -> LeaderLoc
         return FileLeaderLock(settings.data_path / LOCK_FILE, token)
     keys = store.keys if isinstance(store, RedisStore) else Keys(settings.key_prefix)
     io_timeout_s = min(IO_TIMEOUT_CAP_S, settings.leader_renew_s / 2)
-    client = redis.Redis.from_url(
-        settings.broker_url,
+    client = Endpoint.of(settings).client(
         decode_responses=True,
         socket_timeout=io_timeout_s,
         socket_connect_timeout=io_timeout_s,

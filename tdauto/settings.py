@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from tdauto.redact import redact_text
+from tdauto import redis_url
 
 DEFAULT_DATA_DIR = Path("data/enterprise/automation")
 
@@ -39,8 +39,9 @@ class Settings(BaseSettings):
 
     broker_url: str | None = Field(
         default=None,
-        description="Redis URL (redis:// or rediss://) for distributed mode; unset = local mode "
-        "(embedded SQLite broker and file store under the data dir).",
+        description="Redis URL for distributed mode (redis://[:password@]host:port/db, rediss://, "
+        "unix:///path.sock, or sentinel://host:port;sentinel://host:port;... for Redis "
+        "Sentinel); unset = local mode (embedded SQLite broker and file store under the data dir).",
     )
     data_dir: Path = Field(
         default=DEFAULT_DATA_DIR,
@@ -95,6 +96,12 @@ class Settings(BaseSettings):
     )
     store_reconnect_s: float = Field(
         default=30.0, ge=0, description="Seconds a Redis store call keeps reconnecting."
+    )
+    sentinel_master: str = Field(
+        default="mymaster", description="Master name the sentinels watch (sentinel:// URLs)."
+    )
+    sentinel_password: SecretStr | None = Field(
+        default=None, description="Password of the sentinels themselves (their requirepass)."
     )
     lease_ttl_s: float = Field(
         default=20.0, ge=2, description="Lease of a running action; expired = its worker died."
@@ -264,6 +271,7 @@ class Settings(BaseSettings):
         "smtp_host",
         "smtp_user",
         "smtp_password",
+        "sentinel_password",
         mode="before",
     )
     @classmethod
@@ -300,11 +308,10 @@ class Settings(BaseSettings):
         if value in (None, ""):
             return None
         assert value is not None
-        if not value.startswith(("redis://", "rediss://")):
-            raise ValueError(
-                f"unsupported broker URL {redact_text(value)!r}; use redis://host:port/db or "
-                "rediss:// (or leave TDAUTO_BROKER_URL unset for local mode)"
-            )
+        try:
+            redis_url.parse(value)
+        except ValueError as exc:  # the CLI's error line names the variable itself
+            raise ValueError(str(exc).removeprefix(f"{redis_url.VARIABLE}: ")) from None
         return value
 
     @model_validator(mode="after")

@@ -101,10 +101,9 @@ def queue_snapshot(settings: Settings) -> dict[str, Any]:
         found = counts(broker_folder(settings))  # delivered, not acked; and set aside
         return {"mode": "local", "depth": local_queue_depths(settings),
                 "unacked": found["held"], "bad": found["bad"]}
-    import redis
+    from tdauto.redisconn import Endpoint
 
-    assert settings.broker_url is not None
-    client = redis.Redis.from_url(settings.broker_url, socket_timeout=5, socket_connect_timeout=5)
+    client = Endpoint.of(settings).client(socket_timeout=5, socket_connect_timeout=5)
     try:
         depths, unacked = redis_queue_depths(client)
     finally:

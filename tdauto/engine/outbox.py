@@ -30,8 +30,10 @@ consequence: ``after_task_publish`` fires even for a message the store then drop
 its run was refused. Outside :func:`held` the transport is kombu's, and workers consume
 with it unchanged.
 
-Only for ``redis://`` brokers (``applies``). TLS, sentinel and other transports publish the
-ordinary way, in two steps.
+Only for ``redis://`` and ``sentinel://`` brokers (``applies``; the sentinel transport gets
+the same change, :class:`SentinelTransport`, since after a failover the store's client and
+kombu's both follow the sentinels to the same new master). TLS and other transports publish
+the ordinary way, in two steps.
 """
 
 from __future__ import annotations
@@ -50,12 +52,27 @@ Push = tuple[str, str]
 TRANSPORT = "tdauto.engine.outbox:Transport"
 """Celery's ``broker_transport`` for a broker whose pushes can be held."""
 
+SENTINEL_TRANSPORT = "tdauto.engine.outbox:SentinelTransport"
+"""The same for a ``sentinel://`` broker."""
+
 _held: ContextVar[list[Push] | None] = ContextVar("tdauto_outbox_held", default=None)
 
 
 def applies(broker_url: str | None) -> bool:
-    """Whether a broker at ``broker_url`` uses :class:`Transport` (plain ``redis://``)."""
-    return broker_url is not None and broker_url.startswith("redis://")
+    """Whether a broker at ``broker_url`` uses :class:`Transport` (``redis://``) or
+    :class:`SentinelTransport` (``sentinel://``)."""
+    return transport_for(broker_url) is not None
+
+
+def transport_for(broker_url: str | None) -> str | None:
+    """Celery's ``broker_transport`` for ``broker_url``, or None when pushes cannot be held."""
+    if broker_url is None:
+        return None
+    if broker_url.startswith("redis://"):
+        return TRANSPORT
+    if broker_url.startswith("sentinel://"):
+        return SENTINEL_TRANSPORT
+    return None
 
 
 @contextmanager
@@ -69,20 +86,40 @@ def held() -> Iterator[list[Push]]:
         _held.reset(token)
 
 
+def _put(channel: kombu_redis.Channel, queue: str, message: dict[str, Any], **kwargs: Any) -> bool:
+    """Hold the push when inside :func:`held` (True), else leave it to kombu (False)."""
+    pushes = _held.get()
+    if pushes is None:
+        return False
+    priority = channel._get_message_priority(message, reverse=False)
+    key = channel.global_keyprefix + channel._q_for_pri(queue, priority)
+    pushes.append((key, dumps(message)))
+    return True
+
+
 class Channel(kombu_redis.Channel):
     """kombu's Redis channel whose pushes :func:`held` can take."""
 
     def _put(self, queue: str, message: dict[str, Any], **kwargs: Any) -> None:
-        pushes = _held.get()
-        if pushes is None:
+        if not _put(self, queue, message, **kwargs):
             super()._put(queue, message, **kwargs)
-            return
-        priority = self._get_message_priority(message, reverse=False)
-        key = self.global_keyprefix + self._q_for_pri(queue, priority)
-        pushes.append((key, dumps(message)))
 
 
 class Transport(kombu_redis.Transport):
     """kombu's Redis transport with :class:`Channel`."""
 
     Channel = Channel
+
+
+class SentinelChannel(kombu_redis.SentinelChannel):
+    """kombu's Sentinel channel whose pushes :func:`held` can take."""
+
+    def _put(self, queue: str, message: dict[str, Any], **kwargs: Any) -> None:
+        if not _put(self, queue, message, **kwargs):
+            super()._put(queue, message, **kwargs)
+
+
+class SentinelTransport(kombu_redis.SentinelTransport):
+    """kombu's Sentinel transport with :class:`SentinelChannel`."""
+
+    Channel = SentinelChannel

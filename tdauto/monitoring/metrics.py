@@ -98,11 +98,10 @@ class StoreCollector(Collector):
         if self.settings.local_mode:
             return local_queue_depths(self.settings)
         if self._broker is None:
-            import redis
+            from tdauto.redisconn import Endpoint
 
-            assert self.settings.broker_url is not None
-            self._broker = redis.Redis.from_url(
-                self.settings.broker_url, socket_timeout=5, socket_connect_timeout=5
+            self._broker = Endpoint.of(self.settings).client(
+                socket_timeout=5, socket_connect_timeout=5
             )
         depths, _ = redis_queue_depths(self._broker)
         return depths

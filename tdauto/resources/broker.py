@@ -68,11 +68,10 @@ class CeleryBroker:
 
     def _redis(self) -> Any:
         if self._client is None:
-            import redis
+            from tdauto.redisconn import Endpoint
 
-            assert self._settings.broker_url is not None
-            self._client = redis.Redis.from_url(
-                self._settings.broker_url, socket_timeout=5, socket_connect_timeout=5
+            self._client = Endpoint.of(self._settings).client(
+                socket_timeout=5, socket_connect_timeout=5
             )
         return self._client
 

@@ -23,4 +23,8 @@ def open_store(settings: Settings) -> Store:
         settings.key_prefix,
         settings.log_max_bytes,
         reconnect_s=settings.store_reconnect_s,
+        sentinel_master=settings.sentinel_master,
+        sentinel_password=(
+            settings.sentinel_password.get_secret_value() if settings.sentinel_password else None
+        ),
     )

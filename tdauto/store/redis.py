@@ -29,6 +29,7 @@ from redis.retry import Retry
 
 from tdauto.errors import InvalidInput, NameTaken, NotFound, StoreError
 from tdauto.models import Execution, ExecutionStatus, Task
+from tdauto.redisconn import Endpoint
 from tdauto.store import records, restored
 from tdauto.store.backend import Definition, StaleDefinition, Store, TimerMode
 from tdauto.store.effects import Effects, Mutation, Outbox
@@ -36,7 +37,6 @@ from tdauto.store.journal import journal_entry
 from tdauto.store.keys import DEFAULT_PREFIX, Keys
 from tdauto.store.records import RunState
 from tdauto.store.redis_async import LoopClients, client_factory
-from tdauto.store.redis_errors import driver_errors
 from tdauto.store.redis_monitoring import FOLD_AT, RedisMonitoring
 
 MAX_WATCH_RETRIES = 1000
@@ -82,6 +82,8 @@ class RedisStore(RedisMonitoring, Store):
         log_max_bytes: int = 1_000_000,
         client: redis.Redis | None = None,
         reconnect_s: float = 30.0,
+        sentinel_master: str = "mymaster",
+        sentinel_password: str | None = None,
     ) -> None:
         records.check_log_max_bytes(log_max_bytes)
         if client is not None and not client.get_connection_kwargs().get("decode_responses"):
@@ -90,8 +92,9 @@ class RedisStore(RedisMonitoring, Store):
         self.log_max_bytes = log_max_bytes
         self._owns_client = client is None
         self._url = url if client is None else None
-        self._r: redis.Redis = client or redis.Redis.from_url(
-            url,
+        endpoint = Endpoint(url, sentinel_master, sentinel_password)
+        self._where = endpoint.where() if client is None else "the injected client"
+        self._r: redis.Redis = client or endpoint.client(
             decode_responses=True,
             # ride out a Redis restart (append-only persistence keeps the data): about
             # reconnect_s of reconnect attempts (backoff capped at 1 s) before a call fails
@@ -118,7 +121,7 @@ class RedisStore(RedisMonitoring, Store):
         # awaitable calls on the caller's loop; an injected client has no URL to copy, so
         # its store's async calls take a worker thread instead
         self._async = (
-            LoopClients(client_factory(url, reconnect_s), {"create_task": _lua("create_task")})
+            LoopClients(client_factory(endpoint, reconnect_s), {"create_task": _lua("create_task")})
             if client is None
             else None
         )
@@ -130,7 +133,7 @@ class RedisStore(RedisMonitoring, Store):
 
     def create_task(self, task: Task, next_ts: float | None) -> tuple[Task, bool]:
         keys, args = self._create_call(task, next_ts)
-        with driver_errors(f"creating task {task.name!r}"):
+        with self._driver_errors(f"creating task {task.name!r}"):
             reply = self._create_task(keys=keys, args=args)
         return self._created(task, next_ts, reply)
 
@@ -140,7 +143,7 @@ class RedisStore(RedisMonitoring, Store):
         if self._async is None:
             return await super().acreate_task(task, next_ts)
         keys, args = self._create_call(task, next_ts)
-        with driver_errors(f"creating task {task.name!r}"):
+        with self._driver_errors(f"creating task {task.name!r}"):
             reply = await self._async.script("create_task")(keys=keys, args=args)
         return self._created(task, next_ts, reply)
 
@@ -182,7 +185,7 @@ class RedisStore(RedisMonitoring, Store):
         k = self.keys
         upstream = records.upstream_of(task) or ""
         for _ in range(_SAVE_TRIES):
-            with driver_errors(f"saving task {task.id}"):
+            with self._driver_errors(f"saving task {task.id}"):
                 old: Any = self._r.hget(k.upstream, task.id)
                 old_upstream = str(old) if old else ""
                 reply = self._save_task(
@@ -209,7 +212,7 @@ class RedisStore(RedisMonitoring, Store):
             raise records.cycle_error([str(n) for n in reply[1:]])
 
     def get_task(self, task_id: str) -> Task | None:
-        with driver_errors(f"reading task {task_id}"):
+        with self._driver_errors(f"reading task {task_id}"):
             pipe = self._r.pipeline(transaction=True)
             pipe.hget(self.keys.tasks, task_id)
             pipe.hget(self.keys.task_state, task_id)
@@ -225,7 +228,7 @@ class RedisStore(RedisMonitoring, Store):
                 known = self._definitions.get(task_id)
             if known is not None:
                 return known
-        with driver_errors(f"reading task {task_id}"):
+        with self._driver_errors(f"reading task {task_id}"):
             raw: Any = self._r.hget(self.keys.tasks, task_id)
         with self._recent_lock:
             if raw is None:
@@ -240,7 +243,7 @@ class RedisStore(RedisMonitoring, Store):
     def get_tasks(self, task_ids: list[str]) -> dict[str, Task]:
         if not task_ids:
             return {}
-        with driver_errors("reading tasks"):
+        with self._driver_errors("reading tasks"):
             pipe = self._r.pipeline(transaction=True)
             pipe.hmget(self.keys.tasks, task_ids)
             pipe.hmget(self.keys.task_state, task_ids)
@@ -252,12 +255,12 @@ class RedisStore(RedisMonitoring, Store):
         }
 
     def get_task_by_name(self, name: str) -> Task | None:
-        with driver_errors(f"reading task {name!r}"):
+        with self._driver_errors(f"reading task {name!r}"):
             task_id = self._r.hget(self.keys.task_names, name)
         return None if task_id is None else self.get_task(str(task_id))
 
     def list_tasks(self) -> list[Task]:
-        with driver_errors("listing tasks"):
+        with self._driver_errors("listing tasks"):
             pipe = self._r.pipeline(transaction=True)
             pipe.hgetall(self.keys.tasks)
             pipe.hgetall(self.keys.task_state)
@@ -270,7 +273,7 @@ class RedisStore(RedisMonitoring, Store):
 
     def delete_task(self, task_id: str) -> bool:
         k = self.keys
-        with driver_errors(f"deleting task {task_id}"):
+        with self._driver_errors(f"deleting task {task_id}"):
             reply = self._delete_task(
                 keys=[k.tasks, k.task_names, k.task_state, k.due], args=[task_id]
             )
@@ -289,7 +292,7 @@ class RedisStore(RedisMonitoring, Store):
         k = self.keys
         last = records.check_ts("fire_ts", last_ts)
         nxt = records.check_ts("next_ts", next_ts)
-        with driver_errors(f"setting the run state of task {task_id}"):
+        with self._driver_errors(f"setting the run state of task {task_id}"):
             pipe = self._r.pipeline(transaction=False)
             for field, ts in (("last_ts", last), ("next_ts", nxt)):
                 self._set_run_state(
@@ -301,7 +304,7 @@ class RedisStore(RedisMonitoring, Store):
 
     def _set_state(self, task_id: str, field: str, ts: float | None) -> None:
         k = self.keys
-        with driver_errors(f"setting {field} of task {task_id}"):
+        with self._driver_errors(f"setting {field} of task {task_id}"):
             self._set_run_state(
                 keys=[k.tasks, k.task_state, k.due], args=[task_id, field, _ts_arg(ts)]
             )
@@ -309,14 +312,14 @@ class RedisStore(RedisMonitoring, Store):
     def due(self, now_ts: float, limit: int = 100) -> list[tuple[str, float]]:
         if limit <= 0:
             return []
-        with driver_errors("reading the due index"):
+        with self._driver_errors("reading the due index"):
             rows: Any = self._r.zrangebyscore(
                 self.keys.due, "-inf", now_ts, start=0, num=limit, withscores=True
             )
         return [(str(row[0]), float(row[1])) for row in rows]
 
     def next_due_ts(self) -> float | None:
-        with driver_errors("reading the due index"):
+        with self._driver_errors("reading the due index"):
             rows: Any = self._r.zrange(self.keys.due, 0, 0, withscores=True)
         return float(rows[0][1]) if rows else None
 
@@ -326,7 +329,7 @@ class RedisStore(RedisMonitoring, Store):
         k = self.keys
         body = records.execution_json(execution)
         pushes = outbox(execution, body) if outbox is not None else []
-        with driver_errors(f"creating execution {execution.id}"):
+        with self._driver_errors(f"creating execution {execution.id}"):
             created = self._create_execution(
                 keys=[
                     k.execution(execution.id),
@@ -347,7 +350,7 @@ class RedisStore(RedisMonitoring, Store):
         return bool(created)
 
     def get_execution(self, execution_id: str) -> Execution | None:
-        with driver_errors(f"reading execution {execution_id}"):
+        with self._driver_errors(f"reading execution {execution_id}"):
             raw: Any = self._r.get(self.keys.execution(execution_id))
         if raw is None:
             return None
@@ -406,7 +409,7 @@ class RedisStore(RedisMonitoring, Store):
         same pipeline, once); on a conflict ``mutate`` runs again on the current record, so it
         must depend only on the execution it is given. Its own exceptions pass through
         unwrapped."""
-        with driver_errors(f"updating execution {execution_id}"):
+        with self._driver_errors(f"updating execution {execution_id}"):
             raw: Any = self._recent.get(execution_id)
             if raw is None:
                 raw = self._r.get(self.keys.execution(execution_id))
@@ -538,7 +541,7 @@ class RedisStore(RedisMonitoring, Store):
             index = self.keys.executions
         found: list[Execution] = []
         start = 0
-        with driver_errors("listing executions"):
+        with self._driver_errors("listing executions"):
             while limit is None or len(found) < limit:
                 ids = _strs(self._r.zrevrange(index, start, start + _PAGE - 1))
                 if not ids:
@@ -564,7 +567,7 @@ class RedisStore(RedisMonitoring, Store):
     ) -> list[str]:
         k = self.keys
         lock_key = k.active_lock(lock) if lock else k.active_task(task_id)
-        with driver_errors(f"admitting execution {execution_id}"):
+        with self._driver_errors(f"admitting execution {execution_id}"):
             reply = self._admit(
                 keys=[k.active_task(task_id), lock_key],
                 args=[execution_id, max_concurrent or 0, "1" if lock else "0"],
@@ -593,7 +596,7 @@ class RedisStore(RedisMonitoring, Store):
         on_admit(execution)
         admitted = records.execution_json(execution)
         pushes = outbox(execution, admitted) if outbox is not None else []
-        with driver_errors(f"creating execution {execution.id}"):
+        with self._driver_errors(f"creating execution {execution.id}"):
             reply = _strs(
                 self._create_admitted(
                     keys=[
@@ -631,7 +634,7 @@ class RedisStore(RedisMonitoring, Store):
         return before, sorted(set(reply[1:]))
 
     def release(self, execution_id: str, task_id: str, lock: str | None) -> None:
-        with driver_errors(f"releasing execution {execution_id}"):
+        with self._driver_errors(f"releasing execution {execution_id}"):
             pipe = self._r.pipeline(transaction=True)
             pipe.srem(self.keys.active_task(task_id), execution_id)
             if lock:
@@ -640,31 +643,31 @@ class RedisStore(RedisMonitoring, Store):
 
     def timer_set(self, name: str, member: str, due_ts: float, only: TimerMode = "any") -> bool:
         flags = {"new": {"nx": True}, "existing": {"xx": True}}.get(only, {})
-        with driver_errors(f"setting timer {name}/{member}"):
+        with self._driver_errors(f"setting timer {name}/{member}"):
             changed = self._r.zadd(self.keys.timer(name), {member: due_ts}, ch=True, **flags)
         return only == "any" or bool(changed)
 
     def timer_due(self, name: str, now_ts: float, limit: int = 100) -> list[tuple[str, float]]:
-        with driver_errors(f"reading timers {name}"):
+        with self._driver_errors(f"reading timers {name}"):
             rows: Any = self._r.zrangebyscore(
                 self.keys.timer(name), "-inf", now_ts, start=0, num=limit, withscores=True
             )
         return [(str(row[0]), float(row[1])) for row in rows]
 
     def timer_get(self, name: str, member: str) -> float | None:
-        with driver_errors(f"reading timer {name}/{member}"):
+        with self._driver_errors(f"reading timer {name}/{member}"):
             score: Any = self._r.zscore(self.keys.timer(name), member)
         return None if score is None else float(score)
 
     def timer_take(self, name: str, member: str) -> bool:
-        with driver_errors(f"taking timer {name}/{member}"):
+        with self._driver_errors(f"taking timer {name}/{member}"):
             return bool(self._r.zrem(self.keys.timer(name), member))
 
     def set_upstream(self, task_id: str, upstream: str | None) -> None:
         """The hash keeps each task's upstream (to move it); a set per upstream name keeps its
         dependents, so a run that ends reads only its own dependents."""
         k = self.keys
-        with driver_errors(f"recording run_after of {task_id}"):
+        with self._driver_errors(f"recording run_after of {task_id}"):
             old: Any = self._r.hget(k.upstream, task_id)
             pipe = self._r.pipeline(transaction=True)
             if old:
@@ -677,21 +680,21 @@ class RedisStore(RedisMonitoring, Store):
             pipe.execute()
 
     def dependents(self, upstream: str) -> list[str]:
-        with driver_errors("reading run_after dependents"):
+        with self._driver_errors("reading run_after dependents"):
             members: Any = self._r.smembers(self.keys.dependents(upstream))
         return sorted(str(m) for m in members)
 
     def put_sample(self, host: str, pool: str, sample: dict[str, Any], ttl_s: float) -> None:
         key = self.keys.sample(host, pool)
         body = json.dumps({**sample, "host": host, "pool": pool})
-        with driver_errors(f"publishing the sample of {host}/{pool}"):
+        with self._driver_errors(f"publishing the sample of {host}/{pool}"):
             pipe = self._r.pipeline(transaction=False)
             pipe.set(key, body, px=int(ttl_s * 1000))
             pipe.zadd(self.keys.samples, {key: time.time() + ttl_s})
             pipe.execute()
 
     def samples(self) -> list[dict[str, Any]]:
-        with driver_errors("reading samples"):
+        with self._driver_errors("reading samples"):
             self._r.zremrangebyscore(self.keys.samples, "-inf", time.time())
             keys: Any = self._r.zrange(self.keys.samples, 0, -1)
             raws: Any = self._r.mget(keys) if keys else []
@@ -702,7 +705,7 @@ class RedisStore(RedisMonitoring, Store):
     ) -> bool:
         cpu, memory, storage = (float(amounts.get(n, 0.0)) for n in ("cpu", "memory", "storage"))
         body = json.dumps({"host": host, "cpu": cpu, "memory": memory, "storage": storage})
-        with driver_errors(f"reserving {key} on {host}"):
+        with self._driver_errors(f"reserving {key} on {host}"):
             ok = self._reserve(
                 keys=[self.keys.ledger(host), self.keys.reservations],
                 args=[key, body, capacity, cpu, memory, storage],
@@ -710,7 +713,7 @@ class RedisStore(RedisMonitoring, Store):
         return bool(ok)
 
     def release_reservation(self, key: str) -> bool:
-        with driver_errors(f"releasing {key}"):
+        with self._driver_errors(f"releasing {key}"):
             raw: Any = self._r.hget(self.keys.reservations, key)
             if raw is None:
                 return False
@@ -722,23 +725,23 @@ class RedisStore(RedisMonitoring, Store):
         return bool(done)
 
     def reservations(self) -> dict[str, dict[str, Any]]:
-        with driver_errors("reading reservations"):
+        with self._driver_errors("reading reservations"):
             pairs: Any = self._r.hgetall(self.keys.reservations)
         return {str(k): json.loads(v) for k, v in pairs.items()}
 
     def put_weights(self, record: dict[str, Any]) -> None:
-        with driver_errors("writing routing weights"):
+        with self._driver_errors("writing routing weights"):
             self._r.set(self.keys.weights, json.dumps(record))
 
     def weights(self) -> dict[str, Any] | None:
-        with driver_errors("reading routing weights"):
+        with self._driver_errors("reading routing weights"):
             raw: Any = self._r.get(self.keys.weights)
         return json.loads(raw) if raw else None
 
     def add_decisions(self, decisions: list[dict[str, Any]], keep: int = 1000) -> None:
         if not decisions:
             return
-        with driver_errors("recording decisions"):
+        with self._driver_errors("recording decisions"):
             pipe = self._r.pipeline(transaction=True)
             pipe.lpush(self.keys.decisions, *(json.dumps(d) for d in decisions))
             pipe.ltrim(self.keys.decisions, 0, max(keep, 1) - 1)
@@ -747,17 +750,17 @@ class RedisStore(RedisMonitoring, Store):
     def decisions(self, limit: int = 100) -> list[dict[str, Any]]:
         if limit <= 0:
             return []
-        with driver_errors("reading decisions"):
+        with self._driver_errors("reading decisions"):
             raws: Any = self._r.lrange(self.keys.decisions, 0, limit - 1)
         return [json.loads(raw) for raw in raws]
 
     def spills(self) -> dict[str, dict[str, Any]]:
-        with driver_errors("reading lent pools"):
+        with self._driver_errors("reading lent pools"):
             pairs: Any = self._r.hgetall(self.keys.spill)
         return {str(k): json.loads(v) for k, v in pairs.items()}
 
     def set_spill(self, node: str, spill: dict[str, Any] | None) -> None:
-        with driver_errors(f"recording the loan of {node}"):
+        with self._driver_errors(f"recording the loan of {node}"):
             if spill is None:
                 self._r.hdel(self.keys.spill, node)
             else:
@@ -767,7 +770,7 @@ class RedisStore(RedisMonitoring, Store):
         """At the cap the log keeps its head and ends with ``records.LOG_TRUNCATED_NOTE``."""
         if not text:
             return
-        with driver_errors(f"appending to the log of {execution_id}"):
+        with self._driver_errors(f"appending to the log of {execution_id}"):
             self._log_to(self._r, execution_id, text)
 
     def _log_to(self, client: Any, execution_id: str, text: str) -> None:
@@ -778,7 +781,7 @@ class RedisStore(RedisMonitoring, Store):
         )
 
     def read_log(self, execution_id: str) -> str:
-        with driver_errors(f"reading the log of {execution_id}"):
+        with self._driver_errors(f"reading the log of {execution_id}"):
             raw: Any = self._r.get(self.keys.log(execution_id))
         return str(raw) if raw else ""
 
@@ -788,7 +791,7 @@ class RedisStore(RedisMonitoring, Store):
         """One ``MULTI`` reads tasks, run state and every execution; ``WATCH`` on the index of
         executions retries it if one is created between listing ids and the ``MULTI``."""
         k = self.keys
-        with driver_errors("taking a snapshot"), self._r.pipeline() as pipe:
+        with self._driver_errors("taking a snapshot"), self._r.pipeline() as pipe:
             for _ in range(MAX_WATCH_RETRIES):
                 try:
                     pipe.watch(k.executions)
@@ -822,7 +825,7 @@ class RedisStore(RedisMonitoring, Store):
         replaced store survives (``tdauto.store.restored``)."""
         tasks, states, executions = restored.restorable(snapshot)
         k = self.keys
-        with driver_errors("restoring a snapshot"), self._r.pipeline() as pipe:
+        with self._driver_errors("restoring a snapshot"), self._r.pipeline() as pipe:
             for _ in range(MAX_WATCH_RETRIES):
                 try:
                     stale = [k.tasks, k.task_names, k.task_state, k.due, k.executions]
@@ -872,12 +875,12 @@ class RedisStore(RedisMonitoring, Store):
             pipe.zadd(k.status_executions(execution.status.value), {execution.id: score})
 
     def ping(self) -> None:
-        with driver_errors("ping"):
+        with self._driver_errors("ping"):
             self._r.ping()
 
     def close(self) -> None:
         if self._async is not None:
             self._async.drop()
         if self._owns_client:
-            with driver_errors("closing the connection"):
+            with self._driver_errors("closing the connection"):
                 self._r.close()

@@ -22,14 +22,15 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.commands.core import AsyncScript
 
+from tdauto.redisconn import Endpoint
 
-def client_factory(url: str, reconnect_s: float) -> Callable[[], aredis.Redis]:
+
+def client_factory(endpoint: Endpoint, reconnect_s: float) -> Callable[[], aredis.Redis]:
     """Clients set up as the store's sync client is (decoded replies, the same reconnect
     budget, connect timeout and keepalive)."""
 
     def make() -> aredis.Redis:
-        return aredis.Redis.from_url(
-            url,
+        return endpoint.async_client(
             decode_responses=True,
             retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=int(reconnect_s)),
             retry_on_error=[aredis.ConnectionError, aredis.TimeoutError],

@@ -17,6 +17,7 @@ import json
 import logging
 import math
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from tdauto.models import TERMINAL_STATUSES, ExecutionStatus
@@ -54,6 +55,10 @@ class RedisMonitoring:
     _r: redis.Redis
 
     _script: Callable[[str], Script]  # RedisStore's loader of ``<name>.lua``
+    _where: str  # the server (or sentinels) for error messages
+
+    def _driver_errors(self, what: str) -> AbstractContextManager[None]:
+        return driver_errors(what, self._where)
 
     def _rollup_script(self) -> Script:
         script: Script | None = getattr(self, "_rollup_lua", None)
@@ -66,7 +71,7 @@ class RedisMonitoring:
         if not delta.buckets:
             return
         keys, args = self._rollup_call([delta])
-        with driver_errors("recording a rollup"):
+        with self._driver_errors("recording a rollup"):
             self._rollup_script()(keys=keys, args=args)
 
     def _rollup_call(
@@ -123,7 +128,7 @@ class RedisMonitoring:
         stream of run ends still returns (an empty journal costs one LRANGE)."""
         journal = self.keys.rollup_journal
         folded = 0
-        with driver_errors("folding the rollup journal"):
+        with self._driver_errors("folding the rollup journal"):
             for _ in range(FOLD_ROUNDS):
                 raws: Any = self._r.lrange(journal, 0, FOLD_CHUNK - 1)
                 if not raws:
@@ -150,7 +155,7 @@ class RedisMonitoring:
         if not bucket_ids:
             return []
         self.fold_quietly()
-        with driver_errors("reading rollups"):
+        with self._driver_errors("reading rollups"):
             pipe = self._r.pipeline(transaction=False)
             for bucket_id in bucket_ids:
                 pipe.hgetall(self.keys.rollup(bucket_id))
@@ -159,7 +164,7 @@ class RedisMonitoring:
 
     def rollup_latest(self) -> dict[str, tuple[float, str]]:
         self.fold_quietly()
-        with driver_errors("reading rollups"):
+        with self._driver_errors("reading rollups"):
             raw: Any = self._r.hgetall(self.keys.rollup_latest)
         result: dict[str, tuple[float, str]] = {}
         for field, value in raw.items():
@@ -170,7 +175,7 @@ class RedisMonitoring:
     def purge_rollups(self, cutoffs: dict[str, float]) -> int:
         self.fold_quietly()
         removed = 0
-        with driver_errors("purging rollups"):
+        with self._driver_errors("purging rollups"):
             for tier, before in cutoffs.items():
                 index = self.keys.rollup_index(tier)
                 while True:
@@ -185,7 +190,7 @@ class RedisMonitoring:
         return removed
 
     def count_by_status(self, statuses: list[ExecutionStatus]) -> dict[str, int]:
-        with driver_errors("counting executions"):
+        with self._driver_errors("counting executions"):
             pipe = self._r.pipeline(transaction=False)
             for status in statuses:
                 pipe.zcard(self.keys.status_executions(ExecutionStatus(status).value))
@@ -193,13 +198,13 @@ class RedisMonitoring:
         return {ExecutionStatus(s).value: int(c) for s, c in zip(statuses, counts, strict=True)}
 
     def acquire_cooldown(self, key: str, ttl_s: float) -> bool:
-        with driver_errors(f"taking cooldown {key}"):
+        with self._driver_errors(f"taking cooldown {key}"):
             done = self._r.set(self.keys.cooldown(key), "1", nx=True, px=max(1, int(ttl_s * 1000)))
         return bool(done)
 
     def append_history(self, kind: str, record: dict[str, Any], keep: int) -> None:
         key = self.keys.history(kind)
-        with driver_errors(f"recording {kind} history"):
+        with self._driver_errors(f"recording {kind} history"):
             pipe = self._r.pipeline(transaction=True)
             pipe.lpush(key, json.dumps(record, default=str))
             pipe.ltrim(key, 0, max(keep, 1) - 1)
@@ -207,7 +212,7 @@ class RedisMonitoring:
 
     def history(self, kind: str, limit: int | None = 100) -> list[dict[str, Any]]:
         end = -1 if limit is None else max(limit, 1) - 1
-        with driver_errors(f"reading {kind} history"):
+        with self._driver_errors(f"reading {kind} history"):
             raws: Any = self._r.lrange(self.keys.history(kind), 0, end)
         return [json.loads(raw) for raw in raws]
 
@@ -216,7 +221,7 @@ class RedisMonitoring:
         from the end, then cut it with a negative LTRIM (safe against concurrent LPUSHes)."""
         key = self.keys.history(kind)
         old = 0
-        with driver_errors(f"purging {kind} history"):
+        with self._driver_errors(f"purging {kind} history"):
             while True:
                 page: Any = self._r.lrange(key, -(old + _PAGE), -(old + 1))
                 if not page:
@@ -241,7 +246,7 @@ class RedisMonitoring:
         k = self.keys
         removed: list[str] = []
         start = 0
-        with driver_errors("purging executions"):
+        with self._driver_errors("purging executions"):
             while len(removed) < limit:
                 ids: Any = self._r.zrangebyscore(
                     k.executions, "-inf", f"({before_ts}", start=start, num=_PAGE
@@ -277,7 +282,7 @@ class RedisMonitoring:
         k = self.keys
         removed = 0
         start = 0
-        with driver_errors("purging logs"):
+        with self._driver_errors("purging logs"):
             while start < limit:
                 ids: Any = self._r.zrevrangebyscore(
                     k.executions, f"({before_ts}", "-inf", start=start, num=_PAGE

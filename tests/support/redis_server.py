@@ -39,7 +39,14 @@ class RedisServer:
     reconnect to the same address after a ``kill()``.
     """
 
-    def __init__(self, directory: Path, port: int | None = None, ready_timeout_s: float = 10.0):
+    def __init__(
+        self,
+        directory: Path,
+        port: int | None = None,
+        ready_timeout_s: float = 10.0,
+        password: str | None = None,
+        extra_args: tuple[str, ...] = (),
+    ):
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError(NOT_FOUND)
@@ -48,12 +55,15 @@ class RedisServer:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.ready_timeout_s = ready_timeout_s
+        self.password = password  # requirepass (and masterauth, for a replica)
+        self.extra_args = extra_args
         self.log_path = self.directory / "redis.log"
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     @property
     def pid(self) -> int:
@@ -81,6 +91,9 @@ class RedisServer:
             "--daemonize", "no",
             "--logfile", str(self.log_path),
         ]
+        if self.password:
+            command += ["--requirepass", self.password, "--masterauth", self.password]
+        command += list(self.extra_args)
         self._process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
@@ -90,7 +103,11 @@ class RedisServer:
         """Block until the server answers ``PING``; raise with its log if it never does."""
         deadline = time.monotonic() + self.ready_timeout_s
         client = redis.Redis(
-            host="127.0.0.1", port=self.port, socket_timeout=1.0, retry=Retry(NoBackoff(), 0)
+            host="127.0.0.1",
+            port=self.port,
+            password=self.password,
+            socket_timeout=1.0,
+            retry=Retry(NoBackoff(), 0),
         )
         try:
             while True:

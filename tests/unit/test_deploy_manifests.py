@@ -27,12 +27,13 @@ import click
 import kubernetes_validate
 import pytest
 import yaml
-from cloudcoil.models.keda.v1alpha1 import ScaledObject
+from cloudcoil.models.keda.v1alpha1 import ScaledObject, TriggerAuthentication
 from kombu.transport.redis import Channel
 
 from tdauto.app import celery_config
 from tdauto.cli import main as cli
 from tdauto.engine.executions import queue_for
+from tdauto.redis_url import parse as parse_redis_url
 from tdauto.resources.pools import load_pool
 from tdauto.settings import Settings
 
@@ -265,6 +266,61 @@ def test_systemd_units_run_cli_commands_with_a_warm_shutdown() -> None:
     assert exec_start(unit("tdauto-flower.service")) == ["flower"]
     env = (SYSTEMD / "env.example").read_text()
     assert "TDAUTO_FLOWER_PASSWORD=" in env and "TDAUTO_BROKER_URL=redis://" in env
+
+
+def secret_ref(env: dict[str, Any], name: str) -> tuple[str, str]:
+    ref = env[name]["valueFrom"]["secretKeyRef"]
+    return ref["name"], ref["key"]
+
+
+def test_compose_redis_needs_the_password_every_tdauto_service_has() -> None:
+    services = compose()["services"]
+    command = services["redis"]["command"]
+    password = command[command.index("--requirepass") + 1]
+    # When .env has no REDIS_PASSWORD, compose stops with the message (":?"), not a Redis
+    # without a password
+    assert password.startswith("${REDIS_PASSWORD:?")
+    assert services["redis"]["environment"]["REDISCLI_AUTH"] == password  # health check
+    for name, service in services.items():
+        if name == "redis":
+            continue
+        url = service["environment"]["TDAUTO_BROKER_URL"]
+        assert url == f"redis://:{password}@redis:6379/0", name
+        assert parse_redis_url(url.replace(password, "hex")).password == "hex"
+
+
+def test_kubernetes_redis_password_comes_from_the_secret_everywhere() -> None:
+    secret = by_name(k8s_kind("Secret"))["tdauto-redis"]
+    assert set(secret["stringData"]) == {"password"}
+    redis = k8s_kind("StatefulSet")[0]["spec"]["template"]["spec"]["containers"][0]
+    args = redis["args"]
+    assert args[args.index("--requirepass") + 1] == "$(REDISCLI_AUTH)"
+    env = {e["name"]: e for e in redis["env"]}
+    assert secret_ref(env, "REDISCLI_AUTH") == ("tdauto-redis", "password")
+    assert "TDAUTO_BROKER_URL" not in k8s_kind("ConfigMap")[0]["data"]
+    deployments = k8s_kind("Deployment")
+    assert len(deployments) == len(POOLS) + 2  # the pools, beat, flower
+    for deployment in deployments:
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        names = [e["name"] for e in container["env"]]
+        env = {e["name"]: e for e in container["env"]}
+        assert secret_ref(env, "REDIS_PASSWORD") == ("tdauto-redis", "password")
+        # $(REDIS_PASSWORD) is expanded only when that variable comes first
+        assert names.index("REDIS_PASSWORD") < names.index("TDAUTO_BROKER_URL")
+        url = env["TDAUTO_BROKER_URL"]["value"]
+        assert url == "redis://:$(REDIS_PASSWORD)@redis:6379/0"
+        assert parse_redis_url(url.replace("$(REDIS_PASSWORD)", "hex")).where() == "redis:6379"
+
+    # KEDA reads the same key for each of its triggers
+    auth = by_name(k8s_kind("TriggerAuthentication"))["tdauto-redis"]
+    model = TriggerAuthentication.model_validate(auth)
+    assert model.model_dump(mode="json", by_alias=True, exclude_unset=True) == auth
+    assert auth["spec"]["secretTargetRef"] == [
+        {"parameter": "password", "name": "tdauto-redis", "key": "password"}
+    ]
+    for scaled in k8s_kind("ScaledObject"):
+        for trigger in scaled["spec"]["triggers"]:
+            assert trigger["authenticationRef"] == {"name": "tdauto-redis"}
 
 
 def test_cli_parser_rejects_what_it_should() -> None:

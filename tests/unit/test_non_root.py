@@ -38,8 +38,6 @@ def test_every_pod_runs_as_non_root_without_privileges(name: str) -> None:
         assert pod["securityContext"]["runAsUser"] != 0
         for container in pod["containers"]:
             context = container.get("securityContext", {})
-            if name == "redis":
-                continue  # redis:7 writes its own /data; it still runs as uid 999 above
             assert context["allowPrivilegeEscalation"] is False, container["name"]
             assert context["readOnlyRootFilesystem"] is True, container["name"]
             assert context["capabilities"]["drop"] == ["ALL"], container["name"]

@@ -100,7 +100,7 @@ def test_actions_json_shows_the_schema_of_fields_that_name_a_variable(data) -> N
 
 
 @pytest.mark.parametrize(
-    "url", ["sentinel://:Pw-k-7@sentinel.example:26379", "amqp://user:Pw-k-7@mq.example//"]
+    "url", ["redis://:Pw-k-7@redis.example:6379/abc", "amqp://user:Pw-k-7@mq.example//"]
 )
 def test_a_refused_broker_url_is_reported_without_its_password(data, url) -> None:
     with pytest.raises(ValidationError) as refused:
