@@ -15,7 +15,8 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterator
+import warnings
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,9 @@ from tdauto.app import make_app, runtime_of
 from tdauto.engine.executions import new_execution
 from tdauto.engine.lifecycle import complete
 from tdauto.engine.runner import start_new
-from tdauto.errors import ExecutionTimeout, InvalidInput, NotFound, StoreError
+from tdauto.errors import ExecutionTimeout, InvalidInput, NotFound, ScheduleWarning, StoreError
+from tdauto.intake import check_overrides, check_task, check_task_input
+from tdauto.intake.values import check_parsed
 from tdauto.models import (
     Execution,
     ExecutionStatus,
@@ -80,7 +83,19 @@ class AutomationSystems:
     def _validate(self, data: dict[str, Any]) -> Task:
         return Task.model_validate(data, context=self._rt.validation_context())
 
-    def _prepare(self, data: dict[str, Any]) -> tuple[Task, float | None]:
+    def _checked(self, data: dict[str, Any], warn: bool = True) -> Task:
+        """``data`` validated as a Task, with the input checks of ``tdauto.intake`` around
+        it (limits and values no stored record is held to); a past schedule warns."""
+        check_task_input(data, self.settings)
+        task = self._validate(data)
+        if task.run_after is not None and task.run_after.task == task.name:
+            raise InvalidInput("run_after.task", "a task cannot run after itself")
+        problems = check_task(data, task, self._rt.validation_context(), time.time())
+        for message in problems if warn else []:
+            warnings.warn(ScheduleWarning(message), stacklevel=4)
+        return task
+
+    def _prepare(self, data: dict[str, Any], warn: bool = True) -> tuple[Task, float | None]:
         """The validated task and its first fire time: computation only, no store call (the
         upstream of ``run_after`` is checked by the store, in the same step as the write)."""
         config = data.get("schedule_config")
@@ -88,10 +103,18 @@ class AutomationSystems:
             # The zone in force at creation is part of the definition, so changing
             # TDAUTO_TIMEZONE later does not silently move existing tasks.
             data["schedule_config"] = {**config, "timezone": self.settings.timezone}
-        task = self._validate(data)
-        if task.run_after is not None and task.run_after.task == task.name:
-            raise InvalidInput("run_after.task", "a task cannot run after itself")
+        task = self._checked(data, warn)
         return task, compute_next_ts(task, time.time(), self.settings.timezone)
+
+    def check_definition(self, definition: Mapping[str, Any]) -> Task:
+        """``definition`` validated as ``create_task_from`` would, without storing it (a task
+        file's tasks are all checked before the first is created)."""
+        task, _ = self._prepare(_definition(definition), warn=False)
+        return task
+
+    def create_task_from(self, definition: Mapping[str, Any]) -> Task:
+        """``create_task`` for a definition given as one mapping (a task file's entry)."""
+        return self._create_task_sync(_definition(definition))
 
     def _create_task_sync(self, data: dict[str, Any]) -> Task:
         task, next_ts = self._prepare(data)
@@ -161,10 +184,7 @@ class AutomationSystems:
             raise InvalidInput(sorted(bad)[0], "is managed by tdauto and cannot be changed")
         data = {**current.model_dump(exclude={"next_run_at", "last_run_at"}), **changes}
         data["updated_at"] = utcnow()
-        task = self._validate(data)
-        if task.run_after is not None and task.run_after.task == task.name:
-            raise InvalidInput("run_after.task", "a task cannot run after itself")
-        return self._save(task)
+        return self._save(self._checked(data))
 
     def _save(self, task: Task) -> Task:
         """Write ``task`` (the store moves its run_after link and refuses a missing upstream
@@ -213,15 +233,17 @@ class AutomationSystems:
                 if found.task.id != id_or_name:
                     self._remember_name(id_or_name, found.task.id)
             task, version = found.task, found.version
+            check_overrides(params, task, self.settings)
             execution = new_execution(
                 task, self._rt.registry, Trigger.EVENT if event else Trigger.MANUAL, params=params
             )
             context = self._rt.validation_context()
             for run in execution.actions:
                 try:
-                    self._rt.registry.parse_params(run.type, run.params, context)
+                    parsed = self._rt.registry.parse_params(run.type, run.params, context)
                 except ValueError as exc:
                     raise InvalidInput(f"params.{run.index}", str(exc)) from exc
+                check_parsed(run.params, parsed.model_dump(), ("params", run.index))
             # admitted, recorded and its first action sent from here: no tdauto.run hop for a
             # run the caller asked for (the beat still sends tdauto.run, to keep ticks short)
             try:
@@ -359,3 +381,10 @@ class AutomationSystems:
             yield self
         finally:
             self.stop()
+
+
+def _definition(definition: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of a task definition given as a mapping (the caller's is left as it was)."""
+    if not isinstance(definition, Mapping):
+        raise InvalidInput("task", "expected a task definition (a mapping of its fields)")
+    return dict(definition)

@@ -5,6 +5,7 @@ Kept apart so models, schedules and actions share one grammar and one error mess
 
 from __future__ import annotations
 
+import math
 import re
 
 _UNITS_S: dict[str, float] = {
@@ -31,6 +32,8 @@ def parse_duration_s(value: object) -> float:
             raise ValueError(f"invalid duration {value!r}; use {DURATION_HELP}")
         seconds = float(match.group(1)) * _UNITS_S.get(match.group(2).lower(), 1)
     else:
+        raise ValueError(f"invalid duration {value!r}; use {DURATION_HELP}")
+    if not math.isfinite(seconds):  # inf would read as "no limit", NaN as none either
         raise ValueError(f"invalid duration {value!r}; use {DURATION_HELP}")
     if seconds <= 0:
         raise ValueError(f"duration must be positive, got {value!r}")
