@@ -287,7 +287,7 @@ class Settings(BaseSettings):
             value = getattr(self, name)
             if isinstance(value, float) and not math.isfinite(value):
                 raise ValueError(
-                    f"TDAUTO_{name.upper()}: {value} is not a number; give a finite one"
+                    f"TDAUTO_{name.upper()}: {value} is not a finite number; give one"
                 )
         return self
 
