@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from celery.beat import Service
+from pydantic import ValidationError
 
 from tdauto.app import make_app, runtime_of
 from tdauto.engine.executions import new_execution
@@ -29,6 +30,7 @@ from tdauto.engine.lifecycle import complete
 from tdauto.engine.runner import start_new
 from tdauto.errors import ExecutionTimeout, InvalidInput, NotFound, ScheduleWarning, StoreError
 from tdauto.intake import check_overrides, check_task, check_task_input
+from tdauto.intake.fields import field_error
 from tdauto.intake.values import check_parsed
 from tdauto.models import (
     Execution,
@@ -81,7 +83,10 @@ class AutomationSystems:
     # --- tasks ------------------------------------------------------------------------------
 
     def _validate(self, data: dict[str, Any]) -> Task:
-        return Task.model_validate(data, context=self._rt.validation_context())
+        try:
+            return Task.model_validate(data, context=self._rt.validation_context())
+        except ValidationError as exc:
+            raise field_error(exc) from exc
 
     def _checked(self, data: dict[str, Any], warn: bool = True) -> Task:
         """``data`` validated as a Task, with the input checks of ``tdauto.intake`` around
@@ -241,8 +246,8 @@ class AutomationSystems:
             for run in execution.actions:
                 try:
                     parsed = self._rt.registry.parse_params(run.type, run.params, context)
-                except ValueError as exc:
-                    raise InvalidInput(f"params.{run.index}", str(exc)) from exc
+                except ValidationError as exc:
+                    raise field_error(exc, ("params", run.index)) from exc
                 check_parsed(run.params, parsed.model_dump(), ("params", run.index))
             # admitted, recorded and its first action sent from here: no tdauto.run hop for a
             # run the caller asked for (the beat still sends tdauto.run, to keep ticks short)

@@ -25,7 +25,10 @@ def parse_duration_s(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError(f"invalid duration {value!r}; use {DURATION_HELP}")
     if isinstance(value, int | float):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # an int beyond any float (10**400)
+            raise ValueError(f"duration {value!r} is too large; use {DURATION_HELP}") from None
     elif isinstance(value, str):
         match = _PATTERN.match(value)
         if not match or match.group(2).lower() not in _UNITS_S | {"": 1}:

@@ -118,7 +118,14 @@ def _check_aliases(root: Node, source: str) -> None:
 
 
 def loads_yaml(text: str, source: str = "task file") -> Any:
-    loader = _StrictLoader(text)
+    try:
+        loader = _StrictLoader(text)  # its reader refuses characters YAML does not allow
+    except yaml.reader.ReaderError as exc:
+        raise InvalidInput(
+            source,
+            f"has the character U+{exc.character:04X} (at {exc.position}), which YAML "
+            "does not allow; remove it or write it as an escape in a double-quoted string",
+        ) from None
     loader.source = source
     try:
         node = loader.get_single_node()
@@ -130,7 +137,7 @@ def loads_yaml(text: str, source: str = "task file") -> Any:
         where = f" at line {exc.problem_mark.line + 1}" if exc.problem_mark else ""
         raise InvalidInput(source, f"is not valid YAML{where}: {exc.problem}") from None
     except yaml.YAMLError as exc:
-        raise InvalidInput(source, f"is not valid YAML: {exc}") from None
+        raise InvalidInput(source, f"is not valid YAML: {' '.join(str(exc).split())}") from None
     except RecursionError:
         raise InvalidInput(source, "is nested too deeply; flatten it") from None
     except InvalidInput:

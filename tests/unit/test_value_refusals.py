@@ -192,6 +192,15 @@ def test_a_params_option_with_a_key_twice_is_refused(system, data_dir) -> None:
     assert result.stderr.startswith("error: cleanup: is given twice in one mapping of --params")
 
 
+def test_a_field_pydantic_refuses_is_one_line_too(data_dir, tmp_path) -> None:
+    text = json.dumps(good_task(schedule_config={"hour": 25}))
+    result = run_cli(data_dir, "task", "create", "-f", str(write(tmp_path, "t.json", text)))
+    assert result.exit_code == 2, result.output
+    assert result.stderr == (
+        "error: schedule_config.hour: Input should be less than or equal to 23\n"
+    ), result.stderr
+
+
 # --- trigger overrides -----------------------------------------------------------------------
 
 
