@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from tdauto import AutomationSystems, InvalidInput, Task
@@ -150,6 +151,25 @@ def test_a_boolean_in_a_trigger_override_is_refused(system) -> None:
 
 
 # --- YAML 1.2 and duplicate keys -------------------------------------------------------------
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def yaml_documents() -> list[tuple[str, str]]:
+    """Every example task file and every YAML block of the docs."""
+    found = [(p.name, p.read_text()) for p in sorted((REPO / "examples").glob("*.yaml"))]
+    for page in sorted((REPO / "docs").glob("*.md")):
+        blocks = page.read_text().split("```yaml\n")[1:]
+        found += [(f"{page.name}#{i}", b.split("```")[0]) for i, b in enumerate(blocks)]
+    return found
+
+
+@pytest.mark.parametrize(("name", "text"), yaml_documents(), ids=[d[0] for d in yaml_documents()])
+def test_the_examples_and_docs_read_the_same_under_yaml_1_2(name, text) -> None:
+    from tdauto.intake import loads_yaml
+
+    assert loads_yaml(text, name) == yaml.safe_load(text)
 
 
 def test_yaml_reads_numbers_and_words_as_yaml_1_2(data_dir, tmp_path) -> None:
