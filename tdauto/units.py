@@ -28,7 +28,7 @@ def parse_duration_s(value: object) -> float:
         try:
             seconds = float(value)
         except OverflowError:  # an int beyond any float (10**400)
-            raise ValueError(f"duration {value!r} is too large; use {DURATION_HELP}") from None
+            raise ValueError(f"duration is too large (over 1e308 s); use {DURATION_HELP}") from None
     elif isinstance(value, str):
         match = _PATTERN.match(value)
         if not match or match.group(2).lower() not in _UNITS_S | {"": 1}:

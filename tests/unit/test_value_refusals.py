@@ -94,6 +94,12 @@ def test_nan_and_infinity_are_refused_naming_the_field(system, data_dir, case, d
     assert "is not a number tdauto can use; give a finite number" in message
 
 
+def test_a_duration_beyond_any_float_is_refused_naming_the_field(system, data_dir) -> None:
+    # found by the fuzz test: 10**400 raised a raw OverflowError
+    message = refusal(system, data_dir, good_task(actions=cleanup(older_than=10**400)))
+    assert message.startswith("actions.0.params.older_than: duration is too large"), message
+
+
 def test_nan_in_a_json_task_file_is_refused_naming_the_field(data_dir, tmp_path) -> None:
     text = json.dumps(good_task())[:-1] + ', "deadline": NaN}'
     result = run_cli(data_dir, "task", "create", "-f", str(write(tmp_path, "t.json", text)))
