@@ -29,7 +29,7 @@ from tdauto.engine.executions import new_execution
 from tdauto.engine.lifecycle import complete
 from tdauto.engine.runner import start_new
 from tdauto.errors import ExecutionTimeout, InvalidInput, NotFound, ScheduleWarning, StoreError
-from tdauto.intake import check_overrides, check_task, check_task_input
+from tdauto.intake import check_overrides, check_task_input, check_values, schedule_problems
 from tdauto.intake.fields import field_error
 from tdauto.intake.values import check_parsed
 from tdauto.models import (
@@ -88,17 +88,21 @@ class AutomationSystems:
         except ValidationError as exc:
             raise field_error(exc) from exc
 
-    def _checked(self, data: dict[str, Any], warn: bool = True) -> Task:
+    def _checked(self, data: dict[str, Any], warn: bool = True) -> tuple[Task, float | None]:
         """``data`` validated as a Task, with the input checks of ``tdauto.intake`` around
-        it (limits and values no stored record is held to); a past schedule warns."""
-        check_task_input(data, self.settings)
+        it (limits and values no stored record is held to), and its next fire time; a past
+        schedule warns."""
+        coercible = check_task_input(data, self.settings)
         task = self._validate(data)
         if task.run_after is not None and task.run_after.task == task.name:
             raise InvalidInput("run_after.task", "a task cannot run after itself")
-        problems = check_task(data, task, self._rt.validation_context(), time.time())
-        for message in problems if warn else []:
-            warnings.warn(ScheduleWarning(message), stacklevel=4)
-        return task
+        check_values(data, task, self._rt.validation_context(), coercible)
+        now = time.time()
+        next_ts = compute_next_ts(task, now, self.settings.timezone)
+        for message in schedule_problems(task, now, self.settings.timezone, next_ts):
+            if warn:
+                warnings.warn(ScheduleWarning(message), stacklevel=4)
+        return task, next_ts
 
     def _prepare(self, data: dict[str, Any], warn: bool = True) -> tuple[Task, float | None]:
         """The validated task and its first fire time: computation only, no store call (the
@@ -108,8 +112,7 @@ class AutomationSystems:
             # The zone in force at creation is part of the definition, so changing
             # TDAUTO_TIMEZONE later does not silently move existing tasks.
             data["schedule_config"] = {**config, "timezone": self.settings.timezone}
-        task = self._checked(data, warn)
-        return task, compute_next_ts(task, time.time(), self.settings.timezone)
+        return self._checked(data, warn)
 
     def check_definition(self, definition: Mapping[str, Any]) -> Task:
         """``definition`` validated as ``create_task_from`` would, without storing it (a task
@@ -189,7 +192,8 @@ class AutomationSystems:
             raise InvalidInput(sorted(bad)[0], "is managed by tdauto and cannot be changed")
         data = {**current.model_dump(exclude={"next_run_at", "last_run_at"}), **changes}
         data["updated_at"] = utcnow()
-        return self._save(self._checked(data))
+        task, _ = self._checked(data)
+        return self._save(task)
 
     def _save(self, task: Task) -> Task:
         """Write ``task`` (the store moves its run_after link and refuses a missing upstream

@@ -6,14 +6,16 @@ Every refusal is an :class:`~tdauto.errors.InvalidInput` naming the field and th
 before anything is stored.
 """
 
-from tdauto.intake.checks import check_overrides, check_task, check_task_input
+from tdauto.intake.checks import check_overrides, check_task_input, check_values
 from tdauto.intake.files import loads_json, loads_yaml, read_task_file
+from tdauto.intake.schedule import schedule_problems
 
 __all__ = [
     "check_overrides",
-    "check_task",
     "check_task_input",
+    "check_values",
     "loads_json",
     "loads_yaml",
     "read_task_file",
+    "schedule_problems",
 ]

@@ -1,5 +1,6 @@
 """The facade's input checks, in the order it runs them: the raw input first (before pydantic
-builds anything from it), then what validation made of it, then its schedule."""
+builds anything from it), then what validation made of it; the schedule (``schedule.py``) is
+checked last, with the first fire time the facade computes anyway."""
 
 from __future__ import annotations
 
@@ -8,32 +9,37 @@ from typing import Any
 
 from tdauto.errors import InvalidInput
 from tdauto.intake.limits import check_params_size, check_sizes
-from tdauto.intake.schedule import schedule_problems
 from tdauto.intake.values import check_identifiers, check_parsed
 from tdauto.models import ActionSpec, Task
 
 
-def check_task_input(data: Mapping[str, Any], settings: Any) -> None:
-    """Before validation: sizes, nesting, NaN and infinity, identifiers' characters."""
-    check_sizes(data, settings)
+def check_task_input(data: Mapping[str, Any], settings: Any) -> bool:
+    """Before validation: sizes, nesting, NaN and infinity, identifiers' characters. True when
+    validation could turn a value into a number the user did not write (check_task's
+    ``coercible``): a boolean, a string such as "nan", a value of another type."""
+    walk = check_sizes(data, settings)
     check_identifiers(data)
+    return walk.coercible
 
 
-def check_task(
-    data: Mapping[str, Any], task: Task, context: dict[str, Any], now_ts: float
-) -> list[str]:
-    """After validation: booleans read as numbers, values that became NaN or infinity (in the
-    task and in each action's parsed params), and a schedule that can never fire. Returns the
-    warnings (a schedule that is past) for the caller to show."""
+def check_values(
+    data: Mapping[str, Any], task: Task, context: dict[str, Any], coercible: bool = True
+) -> None:
+    """After validation: booleans read as numbers and values that became NaN or infinity, in
+    the task and in each action's parsed params. Only needed when the input had a value that
+    could become one (``check_task_input``'s answer); before any schedule is computed, since
+    an infinite jitter would overflow it."""
+    if not coercible:
+        return
     check_parsed(data, task.model_dump())
     registry = context.get("registry")
-    if registry is not None:
-        for path, spec in _specs(task):
-            raw = _at(data, path)
-            raw_params = raw.get("params") if isinstance(raw, Mapping) else None
-            parsed = registry.parse_params(spec.type, spec.params, context)
-            check_parsed(raw_params or {}, parsed.model_dump(), (*path, "params"))
-    return schedule_problems(task, now_ts, context["settings"].timezone)
+    if registry is None:
+        return
+    for path, spec in _specs(task):
+        raw = _at(data, path)
+        raw_params = raw.get("params") if isinstance(raw, Mapping) else None
+        parsed = registry.parse_params(spec.type, spec.params, context)
+        check_parsed(raw_params or {}, parsed.model_dump(), (*path, "params"))
 
 
 def check_overrides(params: object, task: Task, settings: Any) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from tdauto.errors import InvalidInput
@@ -39,45 +40,92 @@ def _scalar_bytes(value: object) -> int:
     return len(str(type(value).__name__)) + 2  # pydantic refuses or converts it
 
 
-def measure(value: object, limit: int, root: tuple[Any, ...], setting: str, what: str) -> int:
+class _TooLarge(InvalidInput):
+    """A value over its size limit (the other refusals of a walk say where they are)."""
+
+
+@dataclass(frozen=True)
+class Walk:
+    """What one walk found: the size as JSON, and whether validation could turn a value into
+    something the walk did not see (a boolean into a number, ``"nan"`` into NaN)."""
+
+    total: int
+    coercible: bool
+
+
+_NUMBER_STARTS = frozenset("+-.0123456789iInN")
+
+
+def _coercible(item: object) -> bool:
+    if isinstance(item, bool):
+        return True
+    if isinstance(item, str):
+        text = item.lstrip()
+        if not text or text[0] not in _NUMBER_STARTS:
+            return False  # float() refuses it: no number, no NaN
+        try:
+            return not math.isfinite(float(text))
+        except ValueError:
+            return False
+    return not isinstance(item, int | float) and item is not None  # Decimal("NaN"), objects
+
+
+def _path(nodes: list[tuple[int, Any]], index: int) -> tuple[Any, ...]:
+    parts: list[Any] = []
+    while index > 0:
+        index, key = nodes[index]
+        parts.append(key)
+    return tuple(reversed(parts))
+
+
+def measure(value: object, limit: int, root: tuple[Any, ...], setting: str, what: str) -> Walk:
     """The JSON size of ``value`` in bytes, refusing as soon as it passes ``limit`` (named
     by ``setting``), a value nested deeper than :data:`MAX_DEPTH`, and NaN or infinity.
 
     Shared containers (YAML aliases, Python objects used twice) count at every use, as
     they would when stored; the walk is iterative, so no input reaches the recursion limit.
+    Paths are kept as parent links and spelled out only for an error.
     """
     total = 0
-    stack: list[tuple[tuple[Any, ...], object]] = [(root, value)]
+    coercible = False
+    nodes: list[tuple[int, Any]] = [(0, None)]  # node -> (parent node, key in the parent)
+    stack: list[tuple[object, int, int]] = [(value, 0, 0)]  # (item, node, depth)
     while stack:
-        path, item = stack.pop()
-        if len(path) - len(root) > MAX_DEPTH:
+        item, node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            where = _path(nodes, node)[:MAX_DEPTH]
             raise InvalidInput(
-                field_path(path[: len(root) + MAX_DEPTH]),
+                field_path((*root, *where)),
                 f"is nested more than {MAX_DEPTH} levels deep; flatten it",
             )
         if isinstance(item, Mapping):
             total += 2 + 4 * len(item)
             for key, child in item.items():
                 total += _scalar_bytes(key)
-                stack.append(((*path, key), child))
+                nodes.append((node, key))
+                stack.append((child, len(nodes) - 1, depth + 1))
         elif isinstance(item, list | tuple):
             total += 2 + len(item)
-            stack.extend(((*path, index), child) for index, child in enumerate(item))
+            for index, child in enumerate(item):
+                nodes.append((node, index))
+                stack.append((child, len(nodes) - 1, depth + 1))
         else:
             if isinstance(item, float) and not math.isfinite(item):
-                raise not_finite(path, item)
+                raise not_finite((*root, *_path(nodes, node)), item)
             total += _scalar_bytes(item)
+            coercible = coercible or _coercible(item)
         if total > limit:
-            raise InvalidInput(
+            raise _TooLarge(
                 field_path(root),
                 f"{what} is more than {setting} ({limit}) bytes as JSON; "
                 "make it smaller (keep large data in files the action reads)",
             )
-    return total
+    return Walk(total, coercible)
 
 
-def check_sizes(data: Mapping[str, Any], settings: Any) -> None:
-    """The limits of a whole definition: its size, its actions, its description, each param."""
+def check_sizes(data: Mapping[str, Any], settings: Any) -> Walk:
+    """The limits of a whole definition: its size, its actions, its description, each param
+    (a param over its own limit is named rather than the whole definition)."""
     description = data.get("description")
     if isinstance(description, str) and len(description) > settings.task_description_max:
         raise InvalidInput(
@@ -92,11 +140,24 @@ def check_sizes(data: Mapping[str, Any], settings: Any) -> None:
                 f"has {len(steps)} steps, more than TDAUTO_TASK_MAX_ACTIONS "
                 f"({settings.task_max_actions}); split the task in several (run_after chains them)",
             )
+    try:
+        walk = measure(
+            data, settings.task_max_bytes, (), "TDAUTO_TASK_MAX_BYTES", "the task definition"
+        )
+    except _TooLarge:
+        _check_each_param(data, settings)
+        raise
+    if walk.total > settings.param_max_bytes:  # else no param can be over its limit
+        _check_each_param(data, settings)
+    return walk
+
+
+def _check_each_param(data: Mapping[str, Any], settings: Any) -> None:
+    for path, steps in _step_lists(data):
         for index, step in enumerate(steps):
             params = step.get("params") if isinstance(step, Mapping) else None
             if isinstance(params, Mapping):
                 check_params_size((*path, index, "params"), params, settings)
-    measure(data, settings.task_max_bytes, (), "TDAUTO_TASK_MAX_BYTES", "the task definition")
 
 
 def check_params_size(path: tuple[Any, ...], params: Mapping[Any, Any], settings: Any) -> None:

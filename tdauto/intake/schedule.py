@@ -10,8 +10,11 @@ from tdauto.schedules import next_fire_ts, schedule_zone
 from tdauto.schedules.slots import wall_ts
 
 
-def schedule_problems(task: Task, now_ts: float, default_tz: str) -> list[str]:
-    """Raise for a schedule that no time can satisfy; return warnings for one that is past."""
+def schedule_problems(
+    task: Task, now_ts: float, default_tz: str, next_ts: float | None = None
+) -> list[str]:
+    """Raise for a schedule that no time can satisfy; return warnings for one that is past.
+    ``next_ts``: the task's next fire time when the caller has it (none to check then)."""
     config = task.schedule_config
     zone = schedule_zone(config, default_tz)
     start, end = config.start_date, config.end_date
@@ -22,7 +25,7 @@ def schedule_problems(task: Task, now_ts: float, default_tz: str) -> list[str]:
             f"{end.isoformat()} is before start_date {start.isoformat()}, so the task "
             "could never fire; move end_date after start_date",
         )
-    if _next(task, now_ts, default_tz) is not None:
+    if next_ts is not None or _next(task, now_ts, default_tz) is not None:
         return []
     if task.schedule is ScheduleType.ONCE and config.at is not None:
         if task.run_after is not None:

@@ -82,6 +82,17 @@ NOT_FINITE = [
     ),
     ("misfire_grace inf", good_task(misfire_grace=INF), "misfire_grace"),
     ("retry backoff NaN", good_task(retry={"max": 2, "backoff": NAN}), "retry.backoff"),
+    # strings pydantic reads as infinity
+    (
+        "jitter 'inf'",
+        good_task(schedule_config={"hour": 2, "jitter": "inf"}),
+        "schedule_config.jitter",
+    ),
+    (
+        "spread '1e999'",
+        good_task(schedule_config={"hour": 2, "spread": "1e999"}),
+        "schedule_config.spread",
+    ),
 ]
 
 
