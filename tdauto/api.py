@@ -22,16 +22,18 @@ from pathlib import Path
 from typing import Any
 
 from celery.beat import Service
-from pydantic import ValidationError
 
 from tdauto.app import make_app, runtime_of
 from tdauto.engine.executions import new_execution
 from tdauto.engine.lifecycle import complete
 from tdauto.engine.runner import start_new
 from tdauto.errors import ExecutionTimeout, InvalidInput, NotFound, ScheduleWarning, StoreError
-from tdauto.intake import check_overrides, check_task_input, check_values, schedule_problems
-from tdauto.intake.fields import field_error
-from tdauto.intake.values import check_parsed
+from tdauto.intake import (
+    check_overrides,
+    check_run_params,
+    checked_schedule_config,
+    checked_task,
+)
 from tdauto.models import (
     Execution,
     ExecutionStatus,
@@ -82,26 +84,15 @@ class AutomationSystems:
 
     # --- tasks ------------------------------------------------------------------------------
 
-    def _validate(self, data: dict[str, Any]) -> Task:
-        try:
-            return Task.model_validate(data, context=self._rt.validation_context())
-        except ValidationError as exc:
-            raise field_error(exc) from exc
-
     def _checked(self, data: dict[str, Any], warn: bool = True) -> tuple[Task, float | None]:
-        """``data`` validated as a Task, with the input checks of ``tdauto.intake`` around
-        it (limits and values no stored record is held to), and its next fire time; a past
-        schedule warns."""
-        coercible = check_task_input(data, self.settings)
-        task = self._validate(data)
-        if task.run_after is not None and task.run_after.task == task.name:
-            raise InvalidInput("run_after.task", "a task cannot run after itself")
-        check_values(data, task, self._rt.validation_context(), coercible)
-        now = time.time()
-        next_ts = compute_next_ts(task, now, self.settings.timezone)
-        for message in schedule_problems(task, now, self.settings.timezone, next_ts):
-            if warn:
-                warnings.warn(ScheduleWarning(message), stacklevel=4)
+        """``data`` validated as a Task through ``tdauto.intake`` (limits and values no
+        stored record is held to), and its next fire time; a past schedule warns."""
+        now, zone = time.time(), self.settings.timezone
+        task, next_ts, problems = checked_task(
+            data, self._rt.validation_context(), lambda t: compute_next_ts(t, now, zone), now
+        )
+        for message in problems if warn else []:
+            warnings.warn(ScheduleWarning(message), stacklevel=4)
         return task, next_ts
 
     def _prepare(self, data: dict[str, Any], warn: bool = True) -> tuple[Task, float | None]:
@@ -246,13 +237,7 @@ class AutomationSystems:
             execution = new_execution(
                 task, self._rt.registry, Trigger.EVENT if event else Trigger.MANUAL, params=params
             )
-            context = self._rt.validation_context()
-            for run in execution.actions:
-                try:
-                    parsed = self._rt.registry.parse_params(run.type, run.params, context)
-                except ValidationError as exc:
-                    raise field_error(exc, ("params", run.index)) from exc
-                check_parsed(run.params, parsed.model_dump(), ("params", run.index))
+            check_run_params(execution.actions, self._rt.validation_context())
             # admitted, recorded and its first action sent from here: no tdauto.run hop for a
             # run the caller asked for (the beat still sends tdauto.run, to keep ticks short)
             try:
@@ -331,6 +316,8 @@ class AutomationSystems:
         after: datetime | None = None,
     ) -> list[datetime]:
         """The next ``count`` fire times (aware, UTC); pure computation."""
+        if isinstance(schedule_config, Mapping):
+            schedule_config = checked_schedule_config(schedule_config, self.settings)
         return preview(
             ScheduleType(schedule),
             schedule_config,

@@ -6,14 +6,24 @@ Every refusal is an :class:`~tdauto.errors.InvalidInput` naming the field and th
 before anything is stored.
 """
 
-from tdauto.intake.checks import check_overrides, check_task_input, check_values
+from tdauto.intake.checks import (
+    check_overrides,
+    check_run_params,
+    check_task_input,
+    check_values,
+    checked_schedule_config,
+    checked_task,
+)
 from tdauto.intake.files import loads_json, loads_yaml, read_task_file
 from tdauto.intake.schedule import schedule_problems
 
 __all__ = [
     "check_overrides",
+    "check_run_params",
     "check_task_input",
     "check_values",
+    "checked_schedule_config",
+    "checked_task",
     "loads_json",
     "loads_yaml",
     "read_task_file",

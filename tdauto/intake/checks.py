@@ -4,13 +4,17 @@ checked last, with the first fire time the facade computes anyway."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from pydantic import ValidationError
+
 from tdauto.errors import InvalidInput
-from tdauto.intake.limits import check_params_size, check_sizes
+from tdauto.intake.fields import field_error
+from tdauto.intake.limits import check_params_size, check_sizes, measure
+from tdauto.intake.schedule import schedule_problems
 from tdauto.intake.values import check_identifiers, check_parsed
-from tdauto.models import ActionSpec, Task
+from tdauto.models import ActionRun, ActionSpec, ScheduleConfig, Task
 
 
 def check_task_input(data: Mapping[str, Any], settings: Any) -> bool:
@@ -20,6 +24,38 @@ def check_task_input(data: Mapping[str, Any], settings: Any) -> bool:
     walk = check_sizes(data, settings)
     check_identifiers(data)
     return walk.coercible
+
+
+def checked_task(
+    data: Mapping[str, Any],
+    context: dict[str, Any],
+    next_ts_of: Callable[[Task], float | None],
+    now_ts: float,
+) -> tuple[Task, float | None, list[str]]:
+    """``data`` checked and validated as a Task, its next fire time (``next_ts_of``, run only
+    on values checked finite) and the warnings of its schedule, in the order: raw input,
+    validation (pydantic's errors as one line), values, schedule."""
+    coercible = check_task_input(data, context["settings"])
+    try:
+        task = Task.model_validate(data, context=context)
+    except ValidationError as exc:
+        raise field_error(exc) from exc
+    if task.run_after is not None and task.run_after.task == task.name:
+        raise InvalidInput("run_after.task", "a task cannot run after itself")
+    check_values(data, task, context, coercible)
+    next_ts = next_ts_of(task)
+    zone = context["settings"].timezone
+    return task, next_ts, schedule_problems(task, now_ts, zone, next_ts)
+
+
+def check_run_params(runs: Sequence[ActionRun], context: dict[str, Any]) -> None:
+    """A trigger's runs: each action's params (its overrides applied) parsed, as at create."""
+    for run in runs:
+        try:
+            parsed = context["registry"].parse_params(run.type, run.params, context)
+        except ValidationError as exc:
+            raise field_error(exc, ("params", run.index)) from exc
+        check_parsed(run.params, parsed.model_dump(), ("params", run.index))
 
 
 def check_values(
@@ -40,6 +76,19 @@ def check_values(
         raw_params = raw.get("params") if isinstance(raw, Mapping) else None
         parsed = registry.parse_params(spec.type, spec.params, context)
         check_parsed(raw_params or {}, parsed.model_dump(), (*path, "params"))
+
+
+def checked_schedule_config(config: Mapping[str, Any], settings: Any) -> ScheduleConfig:
+    """A ``schedule_config`` given alone (``preview_schedule``), held to the same checks."""
+    root = ("schedule_config",)
+    walk = measure(config, settings.task_max_bytes, root, "TDAUTO_TASK_MAX_BYTES", "it")
+    try:
+        parsed = ScheduleConfig.model_validate(config)
+    except ValidationError as exc:
+        raise field_error(exc, root) from exc
+    if walk.coercible:
+        check_parsed(config, parsed.model_dump(), root)
+    return parsed
 
 
 def check_overrides(params: object, task: Task, settings: Any) -> None:

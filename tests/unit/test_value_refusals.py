@@ -161,6 +161,29 @@ def test_a_boolean_is_not_taken_as_a_number(system, data_dir, case, definition, 
     assert message.startswith(f"{field}: expected a number, got "), message
 
 
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"hour": True}, "schedule_config.hour: expected a number, got true"),
+        ({"hour": 2, "jitter": INF}, "schedule_config.jitter: inf is not a number"),
+    ],
+)
+def test_a_schedule_preview_is_held_to_the_same_checks(system, config, message) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        system.preview_schedule("daily", config, 2)
+    assert str(caught.value).startswith(message)
+
+
+def test_an_update_is_refused_the_same_values(system, data_dir) -> None:
+    task = create(system, good_task())
+    before = store_fingerprint(data_dir)
+    with pytest.raises(InvalidInput, match=r"^deadline: nan is not a number"):
+        asyncio.run(system.update_task(task.id, deadline=NAN))
+    with pytest.raises(InvalidInput, match=r"^schedule_config\.hour: expected a number"):
+        asyncio.run(system.update_task(task.id, schedule_config={"hour": True}))
+    assert store_fingerprint(data_dir) == before
+
+
 def test_a_boolean_in_a_trigger_override_is_refused(system) -> None:
     task = create(system, good_task(actions=[{"type": "backup", "params": {"target": "database"}}]))
     with pytest.raises(InvalidInput, match=r"^params\.0\.keep: expected a number, got true"):
