@@ -84,8 +84,34 @@ def measure(value: object, limit: int, root: tuple[Any, ...], setting: str, what
 
     Shared containers (YAML aliases, Python objects used twice) count at every use, as
     they would when stored; the walk is iterative, so no input reaches the recursion limit.
-    Paths are kept as parent links and spelled out only for an error.
+    It keeps no paths: a value to refuse is looked for again by :func:`_located`.
     """
+    total = 0
+    coercible = False
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, Mapping):
+            total += 2 + 4 * len(item)
+            for key, child in item.items():
+                total += _scalar_bytes(key)
+                stack.append((child, depth + 1))
+        elif isinstance(item, list | tuple):
+            total += 2 + len(item)
+            stack.extend((child, depth + 1) for child in item)
+        elif isinstance(item, float) and not math.isfinite(item):
+            return _located(value, limit, root, setting, what)
+        else:
+            total += _scalar_bytes(item)
+            coercible = coercible or _coercible(item)
+        if depth > MAX_DEPTH or total > limit:
+            return _located(value, limit, root, setting, what)
+    return Walk(total, coercible)
+
+
+def _located(value: object, limit: int, root: tuple[Any, ...], setting: str, what: str) -> Walk:
+    """:func:`measure` again, keeping each value's path (as parent links): run only once
+    the quick walk found something to refuse, to say where it is."""
     total = 0
     coercible = False
     nodes: list[tuple[int, Any]] = [(0, None)]  # node -> (parent node, key in the parent)
