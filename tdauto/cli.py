@@ -239,13 +239,16 @@ def task_create(path: Path, as_json: bool) -> None:
     created, so a bad one stores none)."""
     import warnings
 
-    from tdauto.errors import ScheduleWarning
+    from tdauto.errors import InvalidInput, ScheduleWarning
     from tdauto.intake import read_task_file
 
     system = _system()
     items = read_task_file(path, system.settings.task_file_max_bytes)
+    seen: dict[str, dict[str, Any]] = {}
     for item in items:
-        system.check_definition(item)
+        checked = system.check_definition(item)
+        if seen.setdefault(checked.name, checked.definition()) != checked.definition():
+            raise InvalidInput("name", f"{checked.name!r} names two different tasks of {path}")
     created = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ScheduleWarning)
@@ -353,9 +356,9 @@ def task_run(
     name: str, wait_: bool, timeout: float | None, params: str | None, as_json: bool
 ) -> None:
     """Run a task now."""
-    system = _system()
     from tdauto.intake import loads_json
 
+    system = _system()
     overrides = loads_json(params, "--params") if params else None
     execution = system.trigger_sync(name, overrides)
     if not wait_:

@@ -154,6 +154,15 @@ def test_a_bad_task_in_a_file_stores_none_of_them(data_dir, tmp_path) -> None:
     assert AutomationSystems(data_dir=data_dir).store.list_tasks() == []
 
 
+def test_two_tasks_of_a_file_with_one_name_store_neither(data_dir, tmp_path) -> None:
+    path = tmp_path / "tasks.json"
+    path.write_text(json.dumps([good_task(), good_task(description="another")]))
+    result = run_cli(data_dir, "task", "create", "-f", str(path))
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: name: 'nightly-cleanup' names two different tasks")
+    assert AutomationSystems(data_dir=data_dir).store.list_tasks() == []
+
+
 def test_a_trigger_override_is_held_to_the_param_limit(system) -> None:
     task = asyncio.run(system.create_task(**good_task()))
     with pytest.raises(InvalidInput, match=r"^params\.cleanup\.path: the param is more than"):
