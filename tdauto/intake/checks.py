@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from tdauto.errors import InvalidInput
 from tdauto.intake.fields import field_error
-from tdauto.intake.limits import check_params_size, check_sizes, measure
+from tdauto.intake.limits import check_params_size, check_sizes, field_path, measure
 from tdauto.intake.schedule import schedule_problems
 from tdauto.intake.values import check_identifiers, check_parsed
 from tdauto.models import ActionRun, ActionSpec, ScheduleConfig, Task
@@ -102,12 +102,14 @@ def check_overrides(params: object, task: Task, settings: Any) -> None:
     for key, value in params.items():
         if key not in known:
             raise InvalidInput(
-                f"params.{key}",
+                field_path(("params", key)),
                 f"the task has no action {key!r}; its actions are "
                 + ", ".join(f"{i} ({spec.type})" for i, spec in enumerate(task.actions)),
             )
         if not isinstance(value, Mapping):
-            raise InvalidInput(f"params.{key}", "must be a mapping of param names to values")
+            raise InvalidInput(
+                field_path(("params", key)), "must be a mapping of param names to values"
+            )
         check_params_size(("params", key), value, settings)
 
 

@@ -20,6 +20,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, SequenceNode
 
 from tdauto.errors import InvalidInput
+from tdauto.intake.limits import field_path
 
 ALIAS_BUDGET = 10_000
 """Values a YAML file's aliases may add in all, each use counting the whole anchored value."""
@@ -48,7 +49,7 @@ class _StrictLoader(yaml.SafeLoader):
             if first is not None:
                 lines = f"line {line}" if first == line else f"lines {first} and {line}"
                 where = f"{lines} of {self.source}"
-                raise InvalidInput(str(key), f"is given twice ({where}); keep one")
+                raise InvalidInput(field_path((key,)), f"is given twice ({where}); keep one")
             seen[key] = line
         return super().construct_mapping(node, deep=deep)
 
@@ -153,7 +154,9 @@ def _unique(source: str) -> Any:
         mapping: dict[str, Any] = {}
         for key, value in items:
             if key in mapping:
-                raise InvalidInput(key, f"is given twice in one mapping of {source}; keep one")
+                raise InvalidInput(
+                    field_path((key,)), f"is given twice in one mapping of {source}; keep one"
+                )
             mapping[key] = value
         return mapping
 

@@ -20,8 +20,17 @@ mappings is 5 levels down)."""
 
 
 def field_path(path: tuple[Any, ...]) -> str:
-    """``("actions", 0, "params", "x")`` -> ``actions.0.params.x`` (pydantic's spelling)."""
-    return ".".join(str(part) for part in path) or "task"
+    """``("actions", 0, "params", "x")`` -> ``actions.0.params.x`` (pydantic's spelling); a
+    key that is not plain printable text (a newline, a space, a dot) is quoted as Python
+    would, so the error stays one line and says which key."""
+    return ".".join(_part(part) for part in path) or "task"
+
+
+def _part(part: Any) -> str:
+    text = str(part)
+    if text and text.isprintable() and " " not in text and "." not in text:
+        return text
+    return repr(text)
 
 
 def not_finite(path: tuple[Any, ...], value: float) -> InvalidInput:

@@ -261,6 +261,12 @@ def test_a_field_pydantic_refuses_is_one_line_too(data_dir, tmp_path) -> None:
     ), result.stderr
 
 
+def test_a_key_with_a_newline_is_quoted_in_the_one_line(system, data_dir) -> None:
+    # found by fuzzing: the key was printed as it was, splitting the line
+    message = refusal(system, data_dir, good_task(retry={"\n": 0}))
+    assert message == "retry.'\\n': Extra inputs are not permitted", message
+
+
 # --- trigger overrides -----------------------------------------------------------------------
 
 
