@@ -15,7 +15,8 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterator
+import warnings
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,13 @@ from tdauto.app import make_app, runtime_of
 from tdauto.engine.executions import new_execution
 from tdauto.engine.lifecycle import complete
 from tdauto.engine.runner import start_new
-from tdauto.errors import ExecutionTimeout, InvalidInput, NotFound, StoreError
+from tdauto.errors import ExecutionTimeout, InvalidInput, NotFound, ScheduleWarning, StoreError
+from tdauto.intake import (
+    check_overrides,
+    check_run_params,
+    checked_schedule_config,
+    checked_task,
+)
 from tdauto.models import (
     Execution,
     ExecutionStatus,
@@ -78,10 +85,18 @@ class AutomationSystems:
 
     # --- tasks ------------------------------------------------------------------------------
 
-    def _validate(self, data: dict[str, Any]) -> Task:
-        return Task.model_validate(data, context=self._rt.validation_context())
+    def _checked(self, data: dict[str, Any], warn: bool = True) -> tuple[Task, float | None]:
+        """``data`` validated as a Task through ``tdauto.intake`` (limits and values no
+        stored record is held to), and its next fire time; a past schedule warns."""
+        now, zone = time.time(), self.settings.timezone
+        task, next_ts, problems = checked_task(
+            data, self._rt.validation_context(), lambda t: compute_next_ts(t, now, zone), now
+        )
+        for message in problems if warn else []:
+            warnings.warn(ScheduleWarning(message), stacklevel=4)
+        return task, next_ts
 
-    def _prepare(self, data: dict[str, Any]) -> tuple[Task, float | None]:
+    def _prepare(self, data: dict[str, Any], warn: bool = True) -> tuple[Task, float | None]:
         """The validated task and its first fire time: computation only, no store call (the
         upstream of ``run_after`` is checked by the store, in the same step as the write)."""
         config = data.get("schedule_config")
@@ -89,10 +104,17 @@ class AutomationSystems:
             # The zone in force at creation is part of the definition, so changing
             # TDAUTO_TIMEZONE later does not silently move existing tasks.
             data["schedule_config"] = {**config, "timezone": self.settings.timezone}
-        task = self._validate(data)
-        if task.run_after is not None and task.run_after.task == task.name:
-            raise InvalidInput("run_after.task", "a task cannot run after itself")
-        return task, compute_next_ts(task, time.time(), self.settings.timezone)
+        return self._checked(data, warn)
+
+    def check_definition(self, definition: Mapping[str, Any]) -> Task:
+        """``definition`` validated as ``create_task_from`` would, without storing it (a task
+        file's tasks are all checked before the first is created)."""
+        task, _ = self._prepare(_definition(definition), warn=False)
+        return task
+
+    def create_task_from(self, definition: Mapping[str, Any]) -> Task:
+        """``create_task`` for a definition given as one mapping (a task file's entry)."""
+        return self._create_task_sync(_definition(definition))
 
     def _create_task_sync(self, data: dict[str, Any]) -> Task:
         task, next_ts = self._prepare(data)
@@ -162,9 +184,7 @@ class AutomationSystems:
             raise InvalidInput(sorted(bad)[0], "is managed by tdauto and cannot be changed")
         data = {**current.model_dump(exclude={"next_run_at", "last_run_at"}), **changes}
         data["updated_at"] = utcnow()
-        task = self._validate(data)
-        if task.run_after is not None and task.run_after.task == task.name:
-            raise InvalidInput("run_after.task", "a task cannot run after itself")
+        task, _ = self._checked(data)
         return self._save(task)
 
     def _save(self, task: Task) -> Task:
@@ -214,15 +234,11 @@ class AutomationSystems:
                 if found.task.id != id_or_name:
                     self._remember_name(id_or_name, found.task.id)
             task, version = found.task, found.version
+            check_overrides(params, task, self.settings)
             execution = new_execution(
                 task, self._rt.registry, Trigger.EVENT if event else Trigger.MANUAL, params=params
             )
-            context = self._rt.validation_context()
-            for run in execution.actions:
-                try:
-                    self._rt.registry.parse_params(run.type, run.params, context)
-                except ValueError as exc:
-                    raise InvalidInput(f"params.{run.index}", str(exc)) from exc
+            check_run_params(execution.actions, self._rt.validation_context())
             # admitted, recorded and its first action sent from here: no tdauto.run hop for a
             # run the caller asked for (the beat still sends tdauto.run, to keep ticks short)
             try:
@@ -301,6 +317,8 @@ class AutomationSystems:
         after: datetime | None = None,
     ) -> list[datetime]:
         """The next ``count`` fire times (aware, UTC); pure computation."""
+        if isinstance(schedule_config, Mapping):
+            schedule_config = checked_schedule_config(schedule_config, self.settings)
         return preview(
             ScheduleType(schedule),
             schedule_config,
@@ -361,3 +379,10 @@ class AutomationSystems:
             yield self
         finally:
             self.stop()
+
+
+def _definition(definition: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of a task definition given as a mapping (the caller's is left as it was)."""
+    if not isinstance(definition, Mapping):
+        raise InvalidInput("task", "expected a task definition (a mapping of its fields)")
+    return dict(definition)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
+import math
 import os
 import sys
 import time
@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-import yaml
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
@@ -54,6 +53,16 @@ def _fmt_time(value: Any) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S %Z") if value else "-"
 
 
+class _Seconds(click.FloatRange):
+    """Seconds, refusing NaN and infinity (a NaN timeout compares false and never passes)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number of seconds", param, ctx)
+        return number
+
+
 class _Group(click.Group):
     """Turns tdauto's input errors into one clear line and exit code 2."""
 
@@ -83,7 +92,13 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--ready-timeout", default=120.0, show_default=True, help="Seconds to wait.")
+@click.option(
+    "--ready-timeout",
+    type=_Seconds(min=0),
+    default=120.0,
+    show_default=True,
+    help="Seconds to wait.",
+)
 @click.option(
     "--metrics-no-auth-on-localhost",
     is_flag=True,
@@ -228,24 +243,34 @@ def task() -> None:
     """Create, list, show, pause, resume, delete and run tasks."""
 
 
-def _load_definitions(path: Path) -> list[dict[str, Any]]:
-    text = path.read_text(encoding="utf-8")
-    data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    items = data if isinstance(data, list) else [data]
-    if not all(isinstance(item, dict) for item in items):
-        raise click.ClickException(f"{path}: expected a task (a mapping) or a list of tasks")
-    return items
-
-
 @task.command("create")
 @click.option("-f", "--file", "path", type=click.Path(exists=True, path_type=Path), required=True)
 @click.option("--json", "as_json", is_flag=True)
 def task_create(path: Path, as_json: bool) -> None:
-    """Create the task(s) defined in a JSON or YAML file."""
+    """Create the task(s) defined in a JSON or YAML file (all are checked before the first is
+    created, so a bad one stores none)."""
+    import warnings
+
+    from tdauto.errors import InvalidInput, ScheduleWarning
+    from tdauto.intake import read_task_file
+
     system = _system()
+    items = read_task_file(path, system.settings.task_file_max_bytes)
+    seen: dict[str, dict[str, Any]] = {}
+    for item in items:
+        checked = system.check_definition(item)
+        if seen.setdefault(checked.name, checked.definition()) != checked.definition():
+            raise InvalidInput("name", f"{checked.name!r} names two different tasks of {path}")
     created = []
-    for item in _load_definitions(path):
-        created.append(asyncio.run(system.create_task(**item)))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ScheduleWarning)
+        for item in items:
+            created.append(system.create_task_from(item))
+    for warning in caught:
+        if not issubclass(warning.category, ScheduleWarning):
+            continue
+        line = f"[yellow]warning:[/yellow] {safe(warning.message)}"
+        err_console.print(line, soft_wrap=True)
     if as_json:
         emit_json([_task_json(t) for t in created])
     else:
@@ -336,7 +361,7 @@ for _verb in ("pause", "resume", "delete"):
 @task.command("run")
 @click.argument("name")
 @click.option("--wait", "wait_", is_flag=True, help="Wait for the run to end, with progress.")
-@click.option("--timeout", type=float, default=None, help="Seconds to wait at most.")
+@click.option("--timeout", type=_Seconds(min=0), default=None, help="Seconds to wait at most.")
 @click.option(
     "--params", default=None, help='JSON overrides, e.g. \'{"cleanup": {"dry_run": true}}\'.'
 )
@@ -345,8 +370,11 @@ def task_run(
     name: str, wait_: bool, timeout: float | None, params: str | None, as_json: bool
 ) -> None:
     """Run a task now."""
+    from tdauto.intake import loads_json
+
     system = _system()
-    execution = system.trigger_sync(name, json.loads(params) if params else None)
+    overrides = loads_json(params, "--params") if params else None
+    execution = system.trigger_sync(name, overrides)
     if not wait_:
         if as_json:
             emit_json(_exec_json(execution))
@@ -471,7 +499,7 @@ def exec_cancel(execution_id: str) -> None:
 @click.option(
     "--watch",
     "watch_s",
-    type=click.FloatRange(min=0.5),
+    type=_Seconds(min=0.5),
     default=None,
     help="Redraw every this many seconds until Ctrl-C (a live view).",
 )

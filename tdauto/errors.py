@@ -22,6 +22,10 @@ class InvalidInput(TdautoError, ValueError):
         super().__init__(f"{field}: {message}")
 
 
+class ScheduleWarning(UserWarning):
+    """Input that is accepted but likely not what was meant (a schedule whose time is past)."""
+
+
 class NameTaken(InvalidInput):
     """A task name is already used by a different definition."""
 

@@ -9,6 +9,7 @@ table is generated from the descriptions below (``tdauto config --markdown``).
 from __future__ import annotations
 
 import ipaddress
+import math
 import socket
 from functools import cached_property
 from pathlib import Path
@@ -235,6 +236,25 @@ class Settings(BaseSettings):
         "may connect to although link-local or cloud metadata (169.254.0.0/16, fe80::/10, "
         "fd00:ec2::254 are refused by default).",
     )
+    task_max_bytes: int = Field(
+        default=262_144,
+        ge=1,
+        description="Largest task definition (create, update, task files), in bytes of JSON.",
+    )
+    task_max_actions: int = Field(
+        default=100, ge=1, description="Most actions of a task, and most recovery steps of a list."
+    )
+    task_description_max: int = Field(
+        default=4096, ge=0, description="Longest task description, in characters."
+    )
+    param_max_bytes: int = Field(
+        default=65_536,
+        ge=1,
+        description="Largest value of one action param (or trigger override), in bytes of JSON.",
+    )
+    task_file_max_bytes: int = Field(
+        default=4_194_304, ge=1, description="Largest file `tdauto task create -f` reads."
+    )
 
     check_allow: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
@@ -313,6 +333,18 @@ class Settings(BaseSettings):
         except ValueError as exc:  # the CLI's error line names the variable itself
             raise ValueError(str(exc).removeprefix(f"{redis_url.VARIABLE}: ")) from None
         return value
+
+    @model_validator(mode="after")
+    def _finite(self) -> Settings:
+        # NaN compares false with every bound (a NaN tick would never sleep, a NaN TTL never
+        # expire), and inf is "never": both are refused wherever a number is taken
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(
+                    f"TDAUTO_{name.upper()}: {value} is not a finite number; give one"
+                )
+        return self
 
     @model_validator(mode="after")
     def _leader_timing(self) -> Settings:

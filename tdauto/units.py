@@ -5,6 +5,7 @@ Kept apart so models, schedules and actions share one grammar and one error mess
 
 from __future__ import annotations
 
+import math
 import re
 
 _UNITS_S: dict[str, float] = {
@@ -24,13 +25,18 @@ def parse_duration_s(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError(f"invalid duration {value!r}; use {DURATION_HELP}")
     if isinstance(value, int | float):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # an int beyond any float (10**400)
+            raise ValueError(f"duration is too large (over 1e308 s); use {DURATION_HELP}") from None
     elif isinstance(value, str):
         match = _PATTERN.match(value)
         if not match or match.group(2).lower() not in _UNITS_S | {"": 1}:
             raise ValueError(f"invalid duration {value!r}; use {DURATION_HELP}")
         seconds = float(match.group(1)) * _UNITS_S.get(match.group(2).lower(), 1)
     else:
+        raise ValueError(f"invalid duration {value!r}; use {DURATION_HELP}")
+    if not math.isfinite(seconds):  # inf would read as "no limit", NaN as none either
         raise ValueError(f"invalid duration {value!r}; use {DURATION_HELP}")
     if seconds <= 0:
         raise ValueError(f"duration must be positive, got {value!r}")

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from tdauto import AutomationSystems, NameTaken, ProcessType, ScheduleType
+from tdauto import AutomationSystems, InvalidInput, NameTaken, ProcessType, ScheduleType
 
 
 @pytest.fixture
@@ -90,7 +90,7 @@ def test_taken_name_with_other_definition_says_use_update_task(system: Automatio
 
 def test_bad_update_keeps_the_stored_task(system: AutomationSystems) -> None:
     first = asyncio.run(system.create_task(**good()))
-    with pytest.raises(ValidationError):
+    with pytest.raises(InvalidInput, match=r"^schedule_config\.hour: Input should be less than"):
         asyncio.run(system.update_task(first.id, schedule_config={"hour": 25}))
     kept = system.store.get_task(first.id)
     assert kept is not None and kept.schedule_config.hour == 2

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from tdauto import AutomationSystems
 from tdauto.actions import load_plugins
 from tdauto.actions.pg_hosts import vetted
-from tdauto.errors import ActionError
+from tdauto.errors import ActionError, InvalidInput
 from tdauto.monitoring import notifiers
 from tdauto.outbound import OutboundRefused
 from tdauto.settings import Settings
@@ -83,7 +83,7 @@ def test_the_allow_list_lets_a_listed_network_through(tmp_path: Path) -> None:
     allowed = task("http", {"url": "http://169.254.10.7/status"})
     assert asyncio.run(system.create_task(**allowed)).name == "probe"
     other = task("http", {"url": "http://169.254.169.254/"})
-    with pytest.raises(ValidationError, match=r"169\.254\.169\.254 is a link-local"):
+    with pytest.raises(InvalidInput, match=r"169\.254\.169\.254 is a link-local"):
         asyncio.run(system.create_task(**other))
 
 

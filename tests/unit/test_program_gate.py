@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
 
 from tdauto import AutomationSystems, ProcessType, ScheduleType
 from tdauto.actions import REGISTRY
@@ -33,7 +32,7 @@ from tdauto.actions.programs import (
 )
 from tdauto.actions.registry import load_plugins
 from tdauto.actions.releases import App
-from tdauto.errors import ActionError
+from tdauto.errors import ActionError, InvalidInput
 from tdauto.settings import Settings
 from tests.support.actions import call, make_ctx, run
 
@@ -101,7 +100,7 @@ def test_checks_are_refused_at_create_while_TDAUTO_CHECK_ALLOW_is_empty(off, art
         validate_check(artifact, ["touch", str(marker)]),
         verify_command(app, ["touch", str(marker)]),
     ):
-        with pytest.raises(ValidationError) as caught:
+        with pytest.raises(InvalidInput) as caught:
             create(off, [spec])
         message = str(caught.value)
         assert "TDAUTO_CHECK_ALLOW is empty" in message, message
@@ -117,7 +116,7 @@ def test_a_shell_is_refused_when_only_other_programs_are_listed(allowing, artifa
         validate_check(artifact, ["/bin/sh", "-c", "touch /tmp/x"]),
         verify_command(app, ["sh", "-c", "touch /tmp/x"]),
     ):
-        with pytest.raises(ValidationError, match="is not allowed: TDAUTO_CHECK_ALLOW lists tar"):
+        with pytest.raises(InvalidInput, match="is not allowed: TDAUTO_CHECK_ALLOW lists tar"):
             create(allowing, [spec])
 
 
@@ -156,7 +155,7 @@ def test_an_artifact_that_is_its_own_check_must_be_listed(off, work):
     tool.write_text("#!/bin/sh\nexit 0\n")
     tool.chmod(0o755)
     spec = validate_check(tool, ["{artifact}", "--self-test"])
-    with pytest.raises(ValidationError, match=f"check: program '{tool}' is not allowed"):
+    with pytest.raises(InvalidInput, match=f"check: program '{tool}' is not allowed"):
         create(off.model_copy(update={"check_allow": ["tar"]}), [spec])
     listed = off.model_copy(update={"check_allow": [str(tool)]})
     create(listed, [spec])  # accepted: the artifact's path is listed
