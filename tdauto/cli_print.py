@@ -1,6 +1,6 @@
 """How the CLI prints what records hold: secrets hidden by the one policy (``tdauto.redact``)
 and text escaped for the terminal (``tdauto.printable``), for ``--json`` and for people alike.
-``tdauto.cli`` and ``tdauto.cli_backup`` print through these (docs/architecture.md)."""
+Every module of ``tdauto.cli`` prints through these (docs/architecture.md)."""
 
 from __future__ import annotations
 

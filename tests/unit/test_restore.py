@@ -18,9 +18,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from tdauto import cli, cli_backup
+from tdauto import cli
 from tdauto.actions import store_restore
 from tdauto.app import make_app
+from tdauto.cli import backup as cli_backup
 from tdauto.errors import StoreError
 from tdauto.models import ExecutionStatus
 from tdauto.processes import spawn_worker, stop_processes

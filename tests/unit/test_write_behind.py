@@ -24,6 +24,7 @@ from celery.signals import worker_process_shutdown, worker_shutdown
 from click.testing import CliRunner
 
 from tdauto import AutomationSystems, cli
+from tdauto.cli import base as cli_base
 from tdauto.engine.behind import SIGNAL_UID, WriteBehind, install
 from tdauto.engine.runner import run_action
 from tdauto.engine.runtime import Runtime
@@ -261,7 +262,7 @@ def test_tdauto_worker_writes_behind_only_in_a_prefork_pool_when_asked(
         return systems[-1]
 
     started: list[list[str]] = []
-    monkeypatch.setattr(cli, "_system", system)
+    monkeypatch.setattr(cli_base, "system", system)
     monkeypatch.setattr(worker_hooks, "install", lambda *a, **k: None)
     monkeypatch.setattr(Celery, "worker_main", lambda app, argv: started.append(argv))
     try:

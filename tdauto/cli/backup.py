@@ -1,7 +1,7 @@
 """``tdauto backup``: restoring backups. Only the questions live here; every step is in
 ``tdauto.actions.maintenance`` and ``tdauto.actions.store_restore`` (docs/architecture.md:
 the CLI calls the same functions as Python callers), and errors become one line through
-``tdauto.cli``'s group."""
+``tdauto.cli.base``'s group."""
 
 from __future__ import annotations
 

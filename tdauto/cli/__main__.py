@@ -1,0 +1,5 @@
+"""``python -m tdauto.cli``: the ``tdauto`` command (the pools are started this way)."""
+
+from tdauto.cli import main
+
+main()
