@@ -1,12 +1,12 @@
 """Reading task files (``tdauto task create -f``) strictly.
 
 JSON: a key given twice is refused (``json`` would keep the last one silently). YAML: a safe
-loader with YAML 1.2's scalars (``010`` is ten, not octal eight; ``yes``, ``no``, ``on`` and
-``off`` are strings), duplicate keys refused, and aliases held to a budget: a 500-byte file
-whose aliases nest nine deep expands to hundreds of millions of values (it grew ``task
-create`` to 2.2 GB), so one whose aliases add more than :data:`ALIAS_BUDGET` is refused
-before anything is built from it. NaN and infinity are read as numbers and refused by the
-facade, which names their field.
+loader with YAML 1.2's scalars (``yes``, ``no``, ``on`` and ``off`` are strings; ``010``,
+which YAML 1.1 reads as octal eight and YAML 1.2 as ten, is refused), duplicate keys refused,
+and aliases held to a budget: a 500-byte file whose aliases nest nine deep expands to
+hundreds of millions of values (it grew ``task create`` to 2.2 GB), so one whose aliases add
+more than :data:`ALIAS_BUDGET` is refused before anything is built from it. NaN and infinity
+are read as numbers and refused by the facade, which names their field.
 """
 
 from __future__ import annotations
@@ -57,6 +57,16 @@ class _StrictLoader(yaml.SafeLoader):
         text = str(self.construct_scalar(node))  # type: ignore[arg-type]
         if text.lower().startswith(("0o", "0x", "-0o", "-0x", "+0o", "+0x")):
             return int(text, 0)
+        digits = text.lstrip("+-")
+        if len(digits) > 1 and digits.startswith("0"):
+            # YAML 1.1 (PyYAML, most tools) reads 010 as octal 8, YAML 1.2 as ten: refused,
+            # since the two readings of one file would schedule different hours
+            octal = f"octal {int(digits, 8)}" if set(digits) <= set("01234567") else "an error"
+            raise InvalidInput(
+                f"{self.source} line {node.start_mark.line + 1}",
+                f"{text} is {octal} in YAML 1.1 and {int(digits, 10)} in YAML 1.2; write "
+                f"{int(digits, 10)} (or 0o{digits.lstrip('0') or '0'} for octal)",
+            )
         return int(text, 10)
 
 

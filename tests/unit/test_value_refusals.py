@@ -213,9 +213,9 @@ def test_the_examples_and_docs_read_the_same_under_yaml_1_2(name, text) -> None:
 
 
 def test_yaml_reads_numbers_and_words_as_yaml_1_2(data_dir, tmp_path) -> None:
-    # YAML 1.1 (PyYAML's safe_load) read 010 as octal 8 and `no` as false
+    # YAML 1.1 (PyYAML's safe_load) read `no` as false; 0o10 is octal in both
     text = (
-        "name: t\ntype: maintenance\nschedule: daily\nschedule_config: {hour: 010, minute: 0o10}\n"
+        "name: t\ntype: maintenance\nschedule: daily\nschedule_config: {hour: 10, minute: 0o10}\n"
         "description: no\nactions: [{type: cleanup, params: {older_than: 30days}}]\n"
     )
     result = run_cli(
@@ -226,6 +226,17 @@ def test_yaml_reads_numbers_and_words_as_yaml_1_2(data_dir, tmp_path) -> None:
     assert task["schedule_config"]["hour"] == 10
     assert task["schedule_config"]["minute"] == 8
     assert task["description"] == "no"
+
+
+def test_a_number_with_a_leading_zero_is_refused_as_ambiguous(data_dir, tmp_path) -> None:
+    # YAML 1.1 read 010 as octal 8 (hour 8), YAML 1.2 as 10: one file, two schedules
+    text = "name: t\ntype: maintenance\nschedule: daily\nschedule_config:\n  hour: 010\n"
+    result = run_cli(data_dir, "task", "create", "-f", str(write(tmp_path, "t.yaml", text)))
+    assert result.exit_code == 2, result.output
+    [line] = result.output.strip().splitlines()
+    assert "t.yaml line 5" in line and "010 is octal 8 in YAML 1.1 and 10 in YAML 1.2" in line
+    assert "write 10 (or 0o10 for octal)" in line and "Traceback" not in result.output
+    assert run_cli(data_dir, "task", "list", "--json").stdout.strip() == "[]"
 
 
 @pytest.mark.parametrize(
