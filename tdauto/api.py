@@ -23,11 +23,12 @@ from typing import Any
 
 from celery.beat import Service
 
+from tdauto import queries
 from tdauto.app import make_app, runtime_of
 from tdauto.engine.executions import new_execution
 from tdauto.engine.lifecycle import complete
 from tdauto.engine.runner import start_new
-from tdauto.errors import ExecutionTimeout, InvalidInput, NotFound, ScheduleWarning, StoreError
+from tdauto.errors import ExecutionTimeout, InvalidInput, ScheduleWarning, StoreError
 from tdauto.intake import (
     check_overrides,
     check_run_params,
@@ -155,22 +156,13 @@ class AutomationSystems:
             self._ids_by_name[name] = task_id
 
     def _find(self, id_or_name: str) -> Task:
-        store = self._rt.store
-        task = store.get_task(id_or_name) or store.get_task_by_name(id_or_name)
-        if task is None:
-            raise NotFound("task", id_or_name)
-        return task
+        return queries.find_task(self._rt.store, id_or_name)
 
     async def get_task(self, id_or_name: str) -> Task:
         return await asyncio.to_thread(self._find, id_or_name)
 
     def _list_tasks_sync(self, type: ProcessType | str | None, enabled: bool | None) -> list[Task]:
-        wanted = ProcessType(type) if type is not None else None
-        return [
-            t
-            for t in self._rt.store.list_tasks()
-            if (wanted is None or t.type is wanted) and (enabled is None or t.enabled is enabled)
-        ]
+        return queries.list_tasks(self._rt.store, type, enabled)
 
     async def list_tasks(
         self, type: ProcessType | str | None = None, enabled: bool | None = None
@@ -251,10 +243,7 @@ class AutomationSystems:
         return await asyncio.to_thread(self.trigger_sync, id, params)
 
     def get_execution_sync(self, execution_id: str) -> Execution:
-        execution = self._rt.store.get_execution(execution_id)
-        if execution is None:
-            raise NotFound("execution", execution_id)
-        return execution
+        return queries.get_execution(self._rt.store, execution_id)
 
     async def get_execution(self, id: str) -> Execution:
         return await asyncio.to_thread(self.get_execution_sync, id)
@@ -265,10 +254,9 @@ class AutomationSystems:
         status: ExecutionStatus | str | None = None,
         limit: int = 50,
     ) -> list[Execution]:
-        wanted = ExecutionStatus(status) if status is not None else None
-        if task_id is not None:
-            task_id = (await self.get_task(task_id)).id
-        return await asyncio.to_thread(self._rt.store.list_executions, task_id, wanted, limit)
+        return await asyncio.to_thread(
+            queries.list_executions, self._rt.store, task_id, status, limit
+        )
 
     def wait_sync(
         self, execution_id: str, timeout: float | None = None, poll_s: float = 0.2

@@ -55,6 +55,12 @@ class StoreError(TdautoError):
     """The store (Redis or the data directory) failed; wraps the driver's error."""
 
 
+class RedisUnavailable(StoreError):
+    """Redis cannot be used as configured (down, needs a password, no master): the message
+    names where and what to change. (Raised by ``tdauto.redisconn``; here so that the CLI
+    can catch it without importing redis.)"""
+
+
 class ActionError(TdautoError):
     """An action handler failed; ``kind`` classifies it for retry policies."""
 

@@ -22,11 +22,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tdauto.private import opener, private_dir
-from tdauto.settings import Settings
 
 if TYPE_CHECKING:  # Celery is imported when a beat is made: `up` starts its pools first
     from celery import Celery
     from celery.beat import EmbeddedService
+
+    from tdauto.settings import Settings
 
 POOLS = ("cpu", "memory", "storage")
 # the pid of the process that started a pool (not a TDAUTO_ setting: Settings refuses those)

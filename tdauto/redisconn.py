@@ -24,17 +24,12 @@ from redis.retry import Retry
 from redis.sentinel import MasterNotFoundError, Sentinel
 
 from tdauto import redis_url
-from tdauto.errors import StoreError
+from tdauto.errors import RedisUnavailable
 
 if TYPE_CHECKING:
     from tdauto.settings import Settings
 
 CHECK_TIMEOUT_S = 3.0
-
-
-class RedisUnavailable(StoreError):
-    """Redis cannot be used as configured (down, needs a password, no master): the message
-    names where and what to change."""
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,11 @@
 """The ``tdauto`` command's root: the group, its one-line errors, the consoles and the helpers
 every command module shares. Commands live in ``run``, ``tasks``, ``execs``, ``info`` and
-``backup``; ``tdauto.cli`` imports them all."""
+``backup``; ``tdauto.cli`` names them, and the group imports a command's module only when
+that command is asked for (docs/architecture.md, "Start-up cost")."""
 
 from __future__ import annotations
 
+import importlib
 import math
 import sys
 from typing import TYPE_CHECKING, Any
@@ -13,12 +15,12 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from tdauto.cli_print import error_line
-from tdauto.errors import TdautoError
-from tdauto.redisconn import RedisUnavailable, check_settings
+from tdauto.errors import RedisUnavailable, TdautoError
 
 if TYPE_CHECKING:  # the facade is imported when a command needs it: `up` starts pools first
     from tdauto.api import AutomationSystems
     from tdauto.models import Execution, Task
+    from tdauto.queries import StoreReads
 
 console = Console(emoji=False)  # `:name:` in a record prints as typed
 err_console = Console(stderr=True, emoji=False)
@@ -26,10 +28,19 @@ err_console = Console(stderr=True, emoji=False)
 
 def system() -> AutomationSystems:
     from tdauto.api import AutomationSystems
+    from tdauto.redisconn import check_settings
 
     system = AutomationSystems()
     check_settings(system.settings)  # Redis down: one line and exit 1, not a retry loop
     return system
+
+
+def reads() -> StoreReads:
+    """The store for a command that only reads (``task list``, ``exec list``): no Celery app
+    and no actions to import, so it answers in a fraction of ``system()``'s start-up."""
+    from tdauto.queries import StoreReads
+
+    return StoreReads()
 
 
 def task_json(task: Task) -> dict[str, Any]:
@@ -55,7 +66,25 @@ class Seconds(click.FloatRange):
 
 
 class _Group(click.Group):
-    """Turns tdauto's input errors into one clear line and exit code 2."""
+    """Turns tdauto's input errors into one clear line and exit code 2, and loads a command's
+    module when the command is first asked for (click's "lazy loading subcommands")."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: command name -> "module" (whose decorators add the command to ``main``) or
+        #: "module:attribute" (a command object to add); filled in by ``tdauto.cli``
+        self.lazy: dict[str, str] = {}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in self.lazy:
+            module, _, attribute = self.lazy[cmd_name].partition(":")
+            loaded = importlib.import_module(module)
+            if attribute:
+                self.add_command(getattr(loaded, attribute), cmd_name)
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -75,5 +104,6 @@ def _say_error(text: str) -> None:
 
 
 @click.group(cls=_Group)
+@click.version_option(package_name="tdauto", prog_name="tdauto", message="%(prog)s %(version)s")
 def main() -> None:
     """tdauto: process automation on Celery and Redis (local mode without TDAUTO_BROKER_URL)."""

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import click
 from rich.table import Table
 
 from tdauto.cli import base
+from tdauto.cli.completion import execution_ids, task_names
 from tdauto.cli.views import show_execution
 from tdauto.cli_print import cell, emit_json, log_text, safe
 
@@ -19,13 +19,13 @@ def exec_() -> None:
 
 
 @exec_.command("list")
-@click.option("--task", "task_name", default=None)
+@click.option("--task", "task_name", default=None, shell_complete=task_names)
 @click.option("--status", default=None)
 @click.option("--limit", default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def exec_list(task_name: str | None, status: str | None, limit: int, as_json: bool) -> None:
     """List executions, newest first."""
-    items = asyncio.run(base.system().list_executions(task_name, status, limit))
+    items = base.reads().list_executions(task_name, status, limit)
     if as_json:
         emit_json([base.exec_json(e) for e in items])
         return
@@ -45,7 +45,7 @@ def exec_list(task_name: str | None, status: str | None, limit: int, as_json: bo
 
 
 @exec_.command("show")
-@click.argument("execution_id")
+@click.argument("execution_id", shell_complete=execution_ids)
 @click.option("--json", "as_json", is_flag=True)
 def exec_show(execution_id: str, as_json: bool) -> None:
     """Show one execution and its actions."""
@@ -53,7 +53,7 @@ def exec_show(execution_id: str, as_json: bool) -> None:
 
 
 @exec_.command("logs")
-@click.argument("execution_id")
+@click.argument("execution_id", shell_complete=execution_ids)
 @click.option("--follow", is_flag=True, help="Keep printing until the execution ends.")
 def exec_logs(execution_id: str, follow: bool) -> None:
     """Print an execution's log."""
@@ -70,7 +70,7 @@ def exec_logs(execution_id: str, follow: bool) -> None:
 
 
 @exec_.command("cancel")
-@click.argument("execution_id")
+@click.argument("execution_id", shell_complete=execution_ids)
 def exec_cancel(execution_id: str) -> None:
     """Cancel an execution."""
     e = base.system().cancel_sync(execution_id)

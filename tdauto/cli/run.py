@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import sys
@@ -15,7 +14,6 @@ from tdauto.cli.views import print_tasks
 from tdauto.cli_print import error_line, safe
 from tdauto.errors import TdautoError
 from tdauto.processes import POOLS, follow_parent
-from tdauto.redisconn import check_settings
 
 
 @base.main.command()
@@ -35,7 +33,10 @@ def up(ready_timeout: float, metrics_no_auth_on_localhost: bool) -> None:
     """Run the whole system here: beat, one worker per pool and /metrics, until Ctrl-C.
 
     Pools that exit are restarted with backoff; a second `up` on the data dir is refused."""
+    import asyncio
+
     from tdauto.console import pipe_safe
+    from tdauto.redisconn import check_settings
     from tdauto.settings import Settings
     from tdauto.up import run_up
 

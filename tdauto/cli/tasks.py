@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import time
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 import click
 
 from tdauto.cli import base
+from tdauto.cli.completion import task_names
 from tdauto.cli.views import print_tasks, show_execution
 from tdauto.cli_print import cell, emit_json, safe, show_json
 
@@ -61,7 +61,7 @@ def task_create(path: Path, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def task_list(as_json: bool) -> None:
     """List tasks."""
-    tasks = asyncio.run(base.system().list_tasks())
+    tasks = base.reads().list_tasks()
     if as_json:
         emit_json([base.task_json(t) for t in tasks])
     else:
@@ -69,11 +69,12 @@ def task_list(as_json: bool) -> None:
 
 
 @task.command("show")
-@click.argument("name")
+@click.argument("name", shell_complete=task_names)
 @click.option("--count", default=5, show_default=True, help="How many next fire times.")
 @click.option("--json", "as_json", is_flag=True)
 def task_show(name: str, count: int, as_json: bool) -> None:
     """Show a task (by name or id) and its next fire times."""
+    import asyncio
     from datetime import UTC, datetime
     from zoneinfo import ZoneInfo
 
@@ -101,9 +102,11 @@ def task_show(name: str, count: int, as_json: bool) -> None:
 
 
 def _task_change(verb: str) -> Any:
-    @click.argument("name")
+    @click.argument("name", shell_complete=task_names)
     @click.option("--json", "as_json", is_flag=True)
     def command(name: str, as_json: bool) -> None:
+        import asyncio
+
         system = base.system()
         method = getattr(system, f"{verb}_task")
         result = asyncio.run(method(name))
@@ -121,7 +124,7 @@ for _verb in ("pause", "resume", "delete"):
 
 
 @task.command("run")
-@click.argument("name")
+@click.argument("name", shell_complete=task_names)
 @click.option("--wait", "wait_", is_flag=True, help="Wait for the run to end, with progress.")
 @click.option("--timeout", type=base.Seconds(min=0), default=None, help="Seconds to wait at most.")
 @click.option(
