@@ -19,9 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from tdauto import redis_url
-
-DEFAULT_DATA_DIR = Path("data/enterprise/automation")
+from tdauto import datadir, redis_url
 
 
 def _split_csv(value: object) -> object:
@@ -45,7 +43,7 @@ class Settings(BaseSettings):
         "Sentinel); unset = local mode (embedded SQLite broker and file store under the data dir).",
     )
     data_dir: Path = Field(
-        default=DEFAULT_DATA_DIR,
+        default_factory=lambda: datadir.discover().path,
         description="Where tasks, executions, logs, metrics, reports and backups live.",
     )
     timezone: str = Field(
@@ -373,6 +371,16 @@ class Settings(BaseSettings):
         return self.data_dir.expanduser().resolve()
 
     @cached_property
+    def data_dir_origin(self) -> datadir.Origin:
+        """The data dir and why it is that one (given, found in a project, per-user)."""
+        return datadir.origin_of(self.data_path, "data_dir" in self.model_fields_set)
+
+    def missing_store(self) -> str | None:
+        """In local mode, the line a read command says when the data dir holds no store (it
+        must not make one); None when there is one, or the store is Redis."""
+        return datadir.missing_store(self.data_dir_origin) if self.local_mode else None
+
+    @cached_property
     def confined_paths(self) -> list[Path]:
         """Resolved directories actions may touch (default: the data dir); resolved once."""
         paths = self.allowed_paths or [self.data_dir]
@@ -403,6 +411,8 @@ def settings_table() -> str:
         if info.default_factory is not None:
             default = {
                 "allowed_paths": "the data dir",
+                "data_dir": "the nearest `data/enterprise/automation` in the current directory "
+                "or a parent, else `$XDG_DATA_HOME/tdauto` (`~/.local/share/tdauto`)",
                 "plugins": "none",
                 "host": "hostname",
                 "shell_allow": "none (shell off)",

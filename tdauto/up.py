@@ -94,7 +94,7 @@ def run_up(
             "local (no server)" if settings.local_mode else f"distributed ({settings.broker_url})"
         )
         say(f"tdauto up: mode {mode}")
-        say(f"data dir: {settings.data_path}")
+        say(f"data dir: {settings.data_dir_origin.describe()}")
         system = make_system()
         beat = embedded_beat(system.app)
         beat.start()

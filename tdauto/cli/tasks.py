@@ -61,7 +61,7 @@ def task_create(path: Path, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def task_list(as_json: bool) -> None:
     """List tasks."""
-    tasks = asyncio.run(base.system().list_tasks())
+    tasks = asyncio.run(base.reader().list_tasks())
     if as_json:
         emit_json([base.task_json(t) for t in tasks])
     else:
@@ -79,7 +79,7 @@ def task_show(name: str, count: int, as_json: bool) -> None:
 
     from tdauto.scheduler import compute_next_ts
 
-    system = base.system()
+    system = base.reader()
     t = asyncio.run(system.get_task(name))
     upcoming: list[datetime] = []
     after = time.time()
@@ -104,7 +104,7 @@ def _task_change(verb: str) -> Any:
     @click.argument("name")
     @click.option("--json", "as_json", is_flag=True)
     def command(name: str, as_json: bool) -> None:
-        system = base.system()
+        system = base.reader()
         method = getattr(system, f"{verb}_task")
         result = asyncio.run(method(name))
         if as_json:
@@ -134,7 +134,7 @@ def task_run(
     """Run a task now."""
     from tdauto.intake import loads_json
 
-    system = base.system()
+    system = base.reader()
     overrides = loads_json(params, "--params") if params else None
     execution = system.trigger_sync(name, overrides)
     if not wait_:
