@@ -23,18 +23,12 @@ from typing import Any
 
 from celery.beat import Service
 
+from tdauto.api_hints import WorkerHints
 from tdauto.app import make_app, runtime_of
 from tdauto.engine.executions import new_execution
 from tdauto.engine.lifecycle import complete
 from tdauto.engine.runner import start_new
-from tdauto.errors import (
-    ExecutionTimeout,
-    InvalidInput,
-    NotFound,
-    ScheduleWarning,
-    StoreError,
-    StoreNotFound,
-)
+from tdauto.errors import ExecutionTimeout, InvalidInput, NotFound, ScheduleWarning, StoreError
 from tdauto.intake import (
     check_overrides,
     check_run_params,
@@ -66,7 +60,7 @@ _NAMES_KEPT = 1024
 log = logging.getLogger(__name__)
 
 
-class AutomationSystems:
+class AutomationSystems(WorkerHints):
     """Create, schedule, run and observe automation tasks, locally or across hosts."""
 
     def __init__(
@@ -77,16 +71,14 @@ class AutomationSystems:
         must_exist: bool = False,
         **settings: Any,
     ) -> None:
-        """``must_exist`` (a reader: the CLI's list, show, stats...) raises ``StoreNotFound``
-        instead of creating an empty store when the data dir has none (local mode)."""
+        """``must_exist``: a reader, which raises ``StoreNotFound`` rather than make a store."""
         if broker_url is not None:
             settings["broker_url"] = broker_url
         if data_dir is not None:
             settings["data_dir"] = data_dir
         self.settings = Settings(**settings)
-        missing = self.settings.missing_store() if must_exist else None
-        if missing is not None:
-            raise StoreNotFound(missing)
+        if must_exist:
+            self.settings.require_store()
         self.app = make_app(self.settings)
         self._rt = runtime_of(self.app)
         # names triggers were given, and the ids they were found under: a stale one costs a

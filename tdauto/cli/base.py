@@ -39,6 +39,14 @@ def reader() -> AutomationSystems:
     return system(must_exist=True)
 
 
+def warn(lines: list[str], on: Console | None = None) -> None:
+    """Each line as a warning on stderr (a hint that nothing will happen, not an error)."""
+    from tdauto.cli_print import safe
+
+    for line in lines:
+        (on or err_console).print(f"[yellow]warning:[/yellow] {safe(line)}", soft_wrap=True)
+
+
 def task_json(task: Task) -> dict[str, Any]:
     return task.model_dump(mode="json")
 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import sys
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
@@ -16,6 +17,9 @@ from tdauto.cli_print import error_line, safe
 from tdauto.errors import TdautoError
 from tdauto.processes import POOLS, follow_parent
 from tdauto.redisconn import check_settings
+
+if TYPE_CHECKING:
+    from tdauto.api import AutomationSystems
 
 
 @base.main.command()
@@ -51,12 +55,19 @@ def up(ready_timeout: float, metrics_no_auth_on_localhost: bool) -> None:
             metrics_no_auth_on_localhost=metrics_no_auth_on_localhost,
             say=lambda text: out.print(safe(text), soft_wrap=True),
             warn=lambda text: err.print(f"[red]{safe(text)}[/red]", soft_wrap=True),
-            on_ready=lambda system: print_tasks(asyncio.run(system.list_tasks()), out),
+            on_ready=lambda system: _on_ready(system, out, err),
         )
     except TdautoError as exc:  # everything is stopped by now; say why on a stderr that may be gone
         err.print(f"[red]error:[/red] {error_line(exc)}", soft_wrap=True)
         code = 2
     sys.exit(code)
+
+
+def _on_ready(system: AutomationSystems, out: Console, err: Console) -> None:
+    """What is scheduled, and what the workers just started cannot run."""
+    print_tasks(asyncio.run(system.list_tasks()), out)
+    nodes = [f"{pool}@{system.settings.host}" for pool in POOLS]
+    base.warn(system.worker_warnings(wait_for=nodes), err)
 
 
 @base.main.command()

@@ -48,6 +48,7 @@ def task_create(path: Path, as_json: bool) -> None:
             continue
         line = f"[yellow]warning:[/yellow] {safe(warning.message)}"
         base.err_console.print(line, soft_wrap=True)
+    base.warn(system.worker_warnings(created))
     if as_json:
         emit_json([base.task_json(t) for t in created])
     else:
@@ -137,6 +138,7 @@ def task_run(
     system = base.reader()
     overrides = loads_json(params, "--params") if params else None
     execution = system.trigger_sync(name, overrides)
+    base.warn(system.worker_warnings([execution.task_id]))
     if not wait_:
         if as_json:
             emit_json(base.exec_json(execution))
@@ -144,6 +146,7 @@ def task_run(
             base.console.print("Execution queued:", cell(execution.id))
         return
     deadline = None if timeout is None else time.monotonic() + timeout
+    hinted = None
     with base.console.status("waiting…") as status:
         while True:
             execution = system.get_execution_sync(execution.id)
@@ -151,8 +154,13 @@ def task_run(
             status.update(f"{execution.status.value}  {safe(f'[{steps}]')}")
             if execution.status.terminal:
                 break
+            hint = system.waiting_hint(execution)
+            if hint is not None and hint != hinted:  # once, not at every poll
+                base.warn([hint])
+            hinted = hint
             if deadline is not None and time.monotonic() > deadline:
-                raise click.ClickException(f"still {execution.status.value} after {timeout}s")
+                why = f": {hint}" if hint else ""
+                raise click.ClickException(f"still {execution.status.value} after {timeout}s{why}")
             time.sleep(0.3)
     show_execution(execution, as_json)
     if execution.status.value != "SUCCEEDED":
