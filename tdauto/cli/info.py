@@ -69,7 +69,10 @@ def config(markdown: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def actions(as_json: bool) -> None:
     """List every registered action (built-in and plugins)."""
-    system = base.system()
+    from tdauto.actions.registry import REGISTRY, load_plugins
+    from tdauto.settings import Settings
+
+    load_plugins(Settings().plugins)  # the catalog of code: no store is opened, or made
     rows: list[dict[str, Any]] = [
         {
             "name": d.name,
@@ -78,7 +81,7 @@ def actions(as_json: bool) -> None:
             "description": d.description,
             "params": d.params.model_json_schema(),
         }
-        for d in system._rt.registry.all()
+        for d in REGISTRY.all()
     ]
     if as_json:
         emit_json(rows, records=False)
