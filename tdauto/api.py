@@ -23,6 +23,7 @@ from typing import Any
 
 from celery.beat import Service
 
+from tdauto import datadir
 from tdauto.api_hints import WorkerHints
 from tdauto.app import make_app, runtime_of
 from tdauto.engine.executions import new_execution
@@ -78,7 +79,7 @@ class AutomationSystems(WorkerHints):
             settings["data_dir"] = data_dir
         self.settings = Settings(**settings)
         if must_exist:
-            self.settings.require_store()
+            datadir.require_store(self.settings)
         self.app = make_app(self.settings)
         self._rt = runtime_of(self.app)
         # names triggers were given, and the ids they were found under: a stale one costs a

@@ -4,8 +4,8 @@
 ``data/enterprise/automation`` in the current directory or a parent (a project's store);
 else the per-user default ``$XDG_DATA_HOME/tdauto`` (``~/.local/share/tdauto``). Every entry
 point (CLI, facade, workers) goes through here, so run from a project's subfolder they all
-agree on the project's store instead of making a new one where they stand. Only the stdlib:
-``settings.py`` uses it.
+agree on the project's store instead of making a new one where they stand. Only the stdlib
+and ``tdauto.errors``: ``settings.py`` uses it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,12 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+from tdauto.errors import StoreNotFound
+
+if TYPE_CHECKING:
+    from tdauto.settings import Settings
 
 VARIABLE = "TDAUTO_DATA_DIR"
 PROJECT = Path("data/enterprise/automation")
@@ -75,6 +80,19 @@ def origin_of(path: Path, given: bool, environ: Mapping[str, str] | None = None)
         return Origin(path, "env" if same else "argument")
     found = discover(environ=environ)
     return Origin(path, found.how if found.path.resolve() == path else "project", found.start)
+
+
+def of(settings: Settings) -> Origin:
+    """The data dir of ``settings`` and why it is that one (given, found, per-user)."""
+    return origin_of(settings.data_path, "data_dir" in settings.model_fields_set)
+
+
+def require_store(settings: Settings) -> None:
+    """For a reader, which must not make a store: in local mode, ``StoreNotFound`` saying
+    where it looked and how to fix it when the data dir is not there."""
+    missing = missing_store(of(settings)) if settings.local_mode else None
+    if missing is not None:
+        raise StoreNotFound(missing)
 
 
 def missing_store(origin: Origin) -> str | None:

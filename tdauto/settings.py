@@ -20,7 +20,6 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from tdauto import datadir, redis_url
-from tdauto.errors import StoreNotFound
 
 
 def _split_csv(value: object) -> object:
@@ -370,18 +369,6 @@ class Settings(BaseSettings):
         """The data dir as an absolute path (so child processes agree on it); resolved once,
         since settings are frozen."""
         return self.data_dir.expanduser().resolve()
-
-    @cached_property
-    def data_dir_origin(self) -> datadir.Origin:
-        """The data dir and why it is that one (given, found in a project, per-user)."""
-        return datadir.origin_of(self.data_path, "data_dir" in self.model_fields_set)
-
-    def require_store(self) -> None:
-        """For a reader, which must not make a store: in local mode, ``StoreNotFound`` saying
-        where it looked and how to fix it when the data dir is not there."""
-        missing = datadir.missing_store(self.data_dir_origin) if self.local_mode else None
-        if missing is not None:
-            raise StoreNotFound(missing)
 
     @cached_property
     def confined_paths(self) -> list[Path]:

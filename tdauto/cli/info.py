@@ -54,6 +54,7 @@ def resources(as_json: bool, watch_s: float | None, decisions: int) -> None:
 def config(markdown: bool) -> None:
     """Show the effective settings (secrets hidden) and which data dir is used and why, or
     the table of variables."""
+    from tdauto import datadir
     from tdauto.settings import Settings, settings_table
 
     if markdown:
@@ -61,7 +62,7 @@ def config(markdown: bool) -> None:
         return
     settings = Settings()
     # on stderr, so the JSON on stdout stays one document for scripts
-    base.err_console.print(f"data dir: {safe(settings.data_dir_origin.describe())}", soft_wrap=True)
+    base.err_console.print(f"data dir: {safe(datadir.of(settings).describe())}", soft_wrap=True)
     emit_json(settings.model_dump(mode="json"))
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tdauto import AutomationSystems
+from tdauto import AutomationSystems, datadir
 from tdauto.settings import Settings
 from tests.support.cli import definition
 from tests.support.datadir import Place, cli_here, write_task_file
@@ -61,7 +61,7 @@ def test_the_variable_and_the_argument_win(place: Place) -> None:
     elsewhere = place.root / "elsewhere"
     place.monkeypatch.setenv("TDAUTO_DATA_DIR", str(elsewhere))
     assert Settings().data_path == elsewhere
-    assert Settings().data_dir_origin.describe() == f"{elsewhere} (TDAUTO_DATA_DIR)"
+    assert datadir.of(Settings()).describe() == f"{elsewhere} (TDAUTO_DATA_DIR)"
     assert AutomationSystems(data_dir=place.root / "arg").settings.data_path == place.root / "arg"
 
 
