@@ -23,7 +23,8 @@ from typing import Any
 
 from celery.beat import Service
 
-from tdauto import queries
+from tdauto import datadir, queries
+from tdauto.api_hints import WorkerHints
 from tdauto.app import make_app, runtime_of
 from tdauto.engine.executions import new_execution
 from tdauto.engine.lifecycle import complete
@@ -60,17 +61,25 @@ _NAMES_KEPT = 1024
 log = logging.getLogger(__name__)
 
 
-class AutomationSystems:
+class AutomationSystems(WorkerHints):
     """Create, schedule, run and observe automation tasks, locally or across hosts."""
 
     def __init__(
-        self, broker_url: str | None = None, data_dir: str | Path | None = None, **settings: Any
+        self,
+        broker_url: str | None = None,
+        data_dir: str | Path | None = None,
+        *,
+        must_exist: bool = False,
+        **settings: Any,
     ) -> None:
+        """``must_exist``: a reader, which raises ``StoreNotFound`` rather than make a store."""
         if broker_url is not None:
             settings["broker_url"] = broker_url
         if data_dir is not None:
             settings["data_dir"] = data_dir
         self.settings = Settings(**settings)
+        if must_exist:
+            datadir.require_store(self.settings)
         self.app = make_app(self.settings)
         self._rt = runtime_of(self.app)
         # names triggers were given, and the ids they were found under: a stale one costs a

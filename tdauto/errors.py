@@ -51,6 +51,11 @@ class NotFound(TdautoError, LookupError):
         super().__init__(f"{kind} {key!r} not found")
 
 
+class StoreNotFound(TdautoError, LookupError):
+    """A read found no store (local mode: no data dir); the message says where it looked
+    and how to fix it, and nothing was created."""
+
+
 class StoreError(TdautoError):
     """The store (Redis or the data directory) failed; wraps the driver's error."""
 

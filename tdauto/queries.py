@@ -63,11 +63,14 @@ class StoreReads:
     In distributed mode Redis is pinged first, so that a Redis that cannot be used is one
     line (``RedisUnavailable``), as for every other command."""
 
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, must_exist: bool = True) -> None:
+        from tdauto.datadir import require_store
         from tdauto.settings import Settings
         from tdauto.store import open_store
 
         self.settings = settings or Settings()
+        if must_exist:  # a reader never makes an empty store (exit 3 says where it looked)
+            require_store(self.settings)
         if self.settings.broker_url is not None:  # local mode never imports redis-py
             from tdauto.redisconn import check_settings
 

@@ -19,9 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from tdauto import redis_url
-
-DEFAULT_DATA_DIR = Path("data/enterprise/automation")
+from tdauto import datadir, redis_url
 
 
 def _split_csv(value: object) -> object:
@@ -45,7 +43,7 @@ class Settings(BaseSettings):
         "Sentinel); unset = local mode (embedded SQLite broker and file store under the data dir).",
     )
     data_dir: Path = Field(
-        default=DEFAULT_DATA_DIR,
+        default_factory=lambda: datadir.discover().path,
         description="Where tasks, executions, logs, metrics, reports and backups live.",
     )
     timezone: str = Field(
@@ -403,6 +401,8 @@ def settings_table() -> str:
         if info.default_factory is not None:
             default = {
                 "allowed_paths": "the data dir",
+                "data_dir": "the nearest `data/enterprise/automation` in the current directory "
+                "or a parent, else `$XDG_DATA_HOME/tdauto` (`~/.local/share/tdauto`)",
                 "plugins": "none",
                 "host": "hostname",
                 "shell_allow": "none (shell off)",

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from tdauto import datadir
 from tdauto.errors import TdautoError
 from tdauto.private import tighten
 from tdauto.processes import embedded_beat, pool_spawns
@@ -94,7 +95,7 @@ def run_up(
             "local (no server)" if settings.local_mode else f"distributed ({settings.broker_url})"
         )
         say(f"tdauto up: mode {mode}")
-        say(f"data dir: {settings.data_path}")
+        say(f"data dir: {datadir.of(settings).describe()}")
         system = make_system()
         beat = embedded_beat(system.app)
         beat.start()

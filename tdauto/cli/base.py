@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from tdauto.cli_print import error_line
-from tdauto.errors import RedisUnavailable, TdautoError
+from tdauto.errors import RedisUnavailable, StoreNotFound, TdautoError
 
 if TYPE_CHECKING:  # the facade is imported when a command needs it: `up` starts pools first
     from tdauto.api import AutomationSystems
@@ -26,11 +26,13 @@ console = Console(emoji=False)  # `:name:` in a record prints as typed
 err_console = Console(stderr=True, emoji=False)
 
 
-def system() -> AutomationSystems:
+def system(must_exist: bool = False) -> AutomationSystems:
+    """The facade on the store these settings find; a reader (``must_exist``) never makes
+    one: with none found it stops with where it looked and how to fix it (exit 3)."""
     from tdauto.api import AutomationSystems
     from tdauto.redisconn import check_settings
 
-    system = AutomationSystems()
+    system = AutomationSystems(must_exist=must_exist)
     check_settings(system.settings)  # Redis down: one line and exit 1, not a retry loop
     return system
 
@@ -41,6 +43,17 @@ def reads() -> StoreReads:
     from tdauto.queries import StoreReads
 
     return StoreReads()
+def reader() -> AutomationSystems:
+    """The facade for a command that only reads (or changes what exists): no empty store."""
+    return system(must_exist=True)
+
+
+def warn(lines: list[str], on: Console | None = None) -> None:
+    """Each line as a warning on stderr (a hint that nothing will happen, not an error)."""
+    from tdauto.cli_print import safe
+
+    for line in lines:
+        (on or err_console).print(f"[yellow]warning:[/yellow] {safe(line)}", soft_wrap=True)
 
 
 def task_json(task: Task) -> dict[str, Any]:
@@ -92,6 +105,9 @@ class _Group(click.Group):
         except RedisUnavailable as exc:  # not the input's fault: exit 1, as for a failed run
             _say_error(error_line(exc))
             sys.exit(1)
+        except StoreNotFound as exc:  # nothing to read, and nothing was made: exit 3
+            _say_error(error_line(exc))
+            sys.exit(3)
         except (TdautoError, ValidationError, ValueError) as exc:
             _say_error(error_line(exc))
             sys.exit(2)

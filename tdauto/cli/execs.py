@@ -49,7 +49,7 @@ def exec_list(task_name: str | None, status: str | None, limit: int, as_json: bo
 @click.option("--json", "as_json", is_flag=True)
 def exec_show(execution_id: str, as_json: bool) -> None:
     """Show one execution and its actions."""
-    show_execution(base.system().get_execution_sync(execution_id), as_json)
+    show_execution(base.reader().get_execution_sync(execution_id), as_json)
 
 
 @exec_.command("logs")
@@ -57,7 +57,7 @@ def exec_show(execution_id: str, as_json: bool) -> None:
 @click.option("--follow", is_flag=True, help="Keep printing until the execution ends.")
 def exec_logs(execution_id: str, follow: bool) -> None:
     """Print an execution's log."""
-    system = base.system()
+    system = base.reader()
     system.get_execution_sync(execution_id)
     printed = 0
     while True:
@@ -73,5 +73,5 @@ def exec_logs(execution_id: str, follow: bool) -> None:
 @click.argument("execution_id", shell_complete=execution_ids)
 def exec_cancel(execution_id: str) -> None:
     """Cancel an execution."""
-    e = base.system().cancel_sync(execution_id)
+    e = base.reader().cancel_sync(execution_id)
     base.console.print(f"{safe(e.id)}: {e.status.value}")

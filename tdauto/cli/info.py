@@ -30,7 +30,7 @@ def resources(as_json: bool, watch_s: float | None, decisions: int) -> None:
     from tdauto.resources.broker import CeleryBroker
     from tdauto.resources.view import render, snapshot
 
-    system = base.system()
+    system = base.reader()
     broker = CeleryBroker(system.app, system.settings)
     try:
         if as_json:
@@ -52,20 +52,28 @@ def resources(as_json: bool, watch_s: float | None, decisions: int) -> None:
 @base.main.command()
 @click.option("--markdown", is_flag=True, help="Print the table of every TDAUTO_* variable.")
 def config(markdown: bool) -> None:
-    """Show the effective settings (secrets hidden), or the table of variables."""
+    """Show the effective settings (secrets hidden) and which data dir is used and why, or
+    the table of variables."""
+    from tdauto import datadir
     from tdauto.settings import Settings, settings_table
 
     if markdown:
         click.echo(settings_table())
         return
-    emit_json(Settings().model_dump(mode="json"))
+    settings = Settings()
+    # on stderr, so the JSON on stdout stays one document for scripts
+    base.err_console.print(f"data dir: {safe(datadir.of(settings).describe())}", soft_wrap=True)
+    emit_json(settings.model_dump(mode="json"))
 
 
 @base.main.command()
 @click.option("--json", "as_json", is_flag=True)
 def actions(as_json: bool) -> None:
     """List every registered action (built-in and plugins)."""
-    system = base.system()
+    from tdauto.actions.registry import REGISTRY, load_plugins
+    from tdauto.settings import Settings
+
+    load_plugins(Settings().plugins)  # the catalog of code: no store is opened, or made
     rows: list[dict[str, Any]] = [
         {
             "name": d.name,
@@ -74,7 +82,7 @@ def actions(as_json: bool) -> None:
             "description": d.description,
             "params": d.params.model_json_schema(),
         }
-        for d in system._rt.registry.all()
+        for d in REGISTRY.all()
     ]
     if as_json:
         emit_json(rows, records=False)
@@ -118,7 +126,7 @@ def _since(value: str | None) -> Any:
 @click.option("--json", "as_json", is_flag=True)
 def stats(since: str | None, as_json: bool) -> None:
     """Task and execution statistics (from rollups: cheap at any history size)."""
-    system = base.system()
+    system = base.reader()
     data = {
         "tasks": system.get_task_stats(),
         "executions": system.get_execution_stats(_since(since)),
@@ -166,7 +174,7 @@ def report(since: str, self_contained: bool, as_json: bool) -> None:
     """Write an HTML report (with charts) and its JSON to reports/ in the data dir."""
     from tdauto.monitoring.reports import write_report
 
-    system = base.system()
+    system = base.reader()
     made = write_report(system.store, system.settings, _since(since), None, self_contained)
     if as_json:
         emit_json(made)
@@ -181,7 +189,7 @@ def alerts(limit: int, as_json: bool) -> None:
     """Alert history, newest first (what was sent and what each notifier answered)."""
     from tdauto.monitoring.alerts import HISTORY
 
-    records = base.system().store.history(HISTORY, limit)
+    records = base.reader().store.history(HISTORY, limit)
     if as_json:
         emit_json(records)
         return

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
@@ -14,6 +15,9 @@ from tdauto.cli.views import print_tasks
 from tdauto.cli_print import error_line, safe
 from tdauto.errors import TdautoError
 from tdauto.processes import POOLS, follow_parent
+
+if TYPE_CHECKING:
+    from tdauto.api import AutomationSystems
 
 
 @base.main.command()
@@ -33,7 +37,6 @@ def up(ready_timeout: float, metrics_no_auth_on_localhost: bool) -> None:
     """Run the whole system here: beat, one worker per pool and /metrics, until Ctrl-C.
 
     Pools that exit are restarted with backoff; a second `up` on the data dir is refused."""
-    import asyncio
 
     from tdauto.console import pipe_safe
     from tdauto.redisconn import check_settings
@@ -52,12 +55,21 @@ def up(ready_timeout: float, metrics_no_auth_on_localhost: bool) -> None:
             metrics_no_auth_on_localhost=metrics_no_auth_on_localhost,
             say=lambda text: out.print(safe(text), soft_wrap=True),
             warn=lambda text: err.print(f"[red]{safe(text)}[/red]", soft_wrap=True),
-            on_ready=lambda system: print_tasks(asyncio.run(system.list_tasks()), out),
+            on_ready=lambda system: _on_ready(system, out, err),
         )
     except TdautoError as exc:  # everything is stopped by now; say why on a stderr that may be gone
         err.print(f"[red]error:[/red] {error_line(exc)}", soft_wrap=True)
         code = 2
     sys.exit(code)
+
+
+def _on_ready(system: AutomationSystems, out: Console, err: Console) -> None:
+    """What is scheduled, and what the workers just started cannot run."""
+    import asyncio
+
+    print_tasks(asyncio.run(system.list_tasks()), out)
+    nodes = [f"{pool}@{system.settings.host}" for pool in POOLS]
+    base.warn(system.worker_warnings(wait_for=nodes), err)
 
 
 @base.main.command()

@@ -48,6 +48,7 @@ def task_create(path: Path, as_json: bool) -> None:
             continue
         line = f"[yellow]warning:[/yellow] {safe(warning.message)}"
         base.err_console.print(line, soft_wrap=True)
+    base.warn(system.worker_warnings(created))
     if as_json:
         emit_json([base.task_json(t) for t in created])
     else:
@@ -80,7 +81,7 @@ def task_show(name: str, count: int, as_json: bool) -> None:
 
     from tdauto.scheduler import compute_next_ts
 
-    system = base.system()
+    system = base.reader()
     t = asyncio.run(system.get_task(name))
     upcoming: list[datetime] = []
     after = time.time()
@@ -107,7 +108,7 @@ def _task_change(verb: str) -> Any:
     def command(name: str, as_json: bool) -> None:
         import asyncio
 
-        system = base.system()
+        system = base.reader()
         method = getattr(system, f"{verb}_task")
         result = asyncio.run(method(name))
         if as_json:
@@ -137,9 +138,10 @@ def task_run(
     """Run a task now."""
     from tdauto.intake import loads_json
 
-    system = base.system()
+    system = base.reader()
     overrides = loads_json(params, "--params") if params else None
     execution = system.trigger_sync(name, overrides)
+    base.warn(system.worker_warnings([execution.task_id]))
     if not wait_:
         if as_json:
             emit_json(base.exec_json(execution))
@@ -147,6 +149,7 @@ def task_run(
             base.console.print("Execution queued:", cell(execution.id))
         return
     deadline = None if timeout is None else time.monotonic() + timeout
+    hinted = None
     with base.console.status("waiting…") as status:
         while True:
             execution = system.get_execution_sync(execution.id)
@@ -154,8 +157,13 @@ def task_run(
             status.update(f"{execution.status.value}  {safe(f'[{steps}]')}")
             if execution.status.terminal:
                 break
+            hint = system.waiting_hint(execution)
+            if hint is not None and hint != hinted:  # once, not at every poll
+                base.warn([hint])
+            hinted = hint
             if deadline is not None and time.monotonic() > deadline:
-                raise click.ClickException(f"still {execution.status.value} after {timeout}s")
+                why = f": {hint}" if hint else ""
+                raise click.ClickException(f"still {execution.status.value} after {timeout}s{why}")
             time.sleep(0.3)
     show_execution(execution, as_json)
     if execution.status.value != "SUCCEEDED":

@@ -4,7 +4,8 @@ busy; a host whose samples expired is gone.
 
 Host figures: CPU percent, memory percent, disk percent of the data dir's file system, the
 1-minute load average per core. Pool figures: the worker's process tree's CPU percent and
-RSS, its concurrency and how many tasks it is running now.
+RSS, its concurrency and how many tasks it is running now. And what the worker can run
+(``capabilities.advertised``: its actions and allow-lists), for the CLI's warnings.
 
 A sample also goes out as soon as the number of running tasks changes (checked every
 ``WATCH_S``, at most one extra sample per ``MIN_GAP_S``), so the resource manager sees a pool
@@ -23,6 +24,7 @@ from typing import Any
 
 import psutil
 
+from tdauto.resources import capabilities
 from tdauto.settings import Settings
 from tdauto.store.backend import Store
 
@@ -70,6 +72,7 @@ class Sampler(threading.Thread):
         pool: str,
         concurrency: int,
         active: Callable[[], int],
+        runs: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(name=f"tdauto-sampler-{pool}", daemon=True)
         self._store = store
@@ -77,6 +80,7 @@ class Sampler(threading.Thread):
         self._pool = pool
         self._concurrency = concurrency
         self._active = active
+        self._runs = runs  # what this worker can run (capabilities.advertised), in each sample
         self._stop_event = threading.Event()
 
     def run(self) -> None:
@@ -92,6 +96,8 @@ class Sampler(threading.Thread):
             if changed or now - last_at >= INTERVAL_S:
                 try:
                     sample = take_sample(self._pool, self._concurrency, active, data_dir, proc)
+                    if self._runs is not None:
+                        sample[capabilities.KEY] = self._runs
                     self._store.put_sample(self._settings.host, self._pool, sample, TTL_S)
                 except Exception:
                     log.warning("could not publish the %s pool's sample", self._pool, exc_info=True)

@@ -1,5 +1,6 @@
 """Hooks a tdauto worker process installs in Celery before it starts consuming: the load
-sampler (``sampler.py``), and a wake-up for thread pools.
+sampler (``sampler.py``, whose samples also say what this worker can run), and a wake-up
+for thread pools.
 
 Thread pools and late acks (celery/celery#6941): with ``-P threads`` and prefetch 1, a
 finished task's ack waits until the worker's event loop wakes for some other reason, which on
@@ -15,6 +16,7 @@ from typing import Any
 
 from celery.signals import worker_ready, worker_shutdown
 
+from tdauto.resources import capabilities
 from tdauto.resources.sampler import Sampler
 from tdauto.settings import Settings
 from tdauto.store.backend import Store
@@ -43,8 +45,11 @@ def _active_requests() -> int:
 
 def install(store: Store, settings: Settings, pool: str, concurrency: int) -> None:
     """Connect the hooks: the thread-pool wake-up and this worker's load sampler."""
+    from tdauto.actions.registry import REGISTRY  # filled by make_app's load_plugins
+
     worker_ready.connect(_keep_thread_pool_loop_awake, weak=False)
-    sampler = Sampler(store, settings, pool, concurrency, _active_requests)
+    runs = capabilities.advertised(settings, REGISTRY.names())
+    sampler = Sampler(store, settings, pool, concurrency, _active_requests, runs)
 
     def start_sampler(**_: Any) -> None:
         if not sampler.is_alive():

@@ -33,7 +33,12 @@ def test_the_kept_guide_is_the_original() -> None:
 
 
 def run_guide(cwd: Path, extra_env: dict[str, str]) -> str:
+    """The guide run in ``cwd``, a project whose store is ``data/enterprise/automation``
+    there (the design's layout, found as git finds ``.git``); HOME and XDG_DATA_HOME are the
+    test's, so a store not found there would not land in the real per-user one."""
+    (cwd / "data" / "enterprise" / "automation").mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("TDAUTO_")}
+    env.update(HOME=str(cwd / "home"), XDG_DATA_HOME=str(cwd / "xdg"))
     env.update(extra_env)
     proc = subprocess.run(
         [sys.executable, str(GUIDE)],
