@@ -10,7 +10,7 @@ from rich.table import Table
 
 from tdauto.cli import base
 from tdauto.cli.output import Output, output_options
-from tdauto.cli_print import cell, emit_json, json_inline
+from tdauto.cli_print import cell, json_inline
 
 
 @base.main.command()
@@ -52,14 +52,16 @@ def resources(out: Output, watch_s: float | None, decisions: int) -> None:
 
 @base.main.command()
 @click.option("--markdown", is_flag=True, help="Print the table of every TDAUTO_* variable.")
-def config(markdown: bool) -> None:
-    """Show the effective settings (secrets hidden), or the table of variables."""
+@output_options
+def config(markdown: bool, out: Output) -> None:
+    """Show the effective settings (secrets hidden; JSON unless -o yaml), or the table of
+    variables."""
     from tdauto.settings import Settings, settings_table
 
     if markdown:
         click.echo(settings_table())
         return
-    emit_json(Settings().model_dump(mode="json"))
+    Output("yaml" if out.format == "yaml" else "json").emit(Settings().model_dump(mode="json"))
 
 
 @base.main.command()

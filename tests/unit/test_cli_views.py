@@ -9,10 +9,11 @@ import json
 import re
 from pathlib import Path
 
+import click
 import pytest
 import yaml
 
-from tdauto import AutomationSystems
+from tdauto import AutomationSystems, cli
 from tdauto.models import Task
 from tdauto.monitoring.rollups import record_final
 from tests.support.cli import run_cli, store_execution, store_task, unsafe_chars
@@ -185,3 +186,29 @@ def test_json_and_yaml_together_is_a_usage_error(data) -> None:
     result = run_cli(data, "task", "list", "--json", "-o", "yaml")
     assert result.exit_code == 2
     assert "--json means -o json" in result.output
+
+
+def _commands(group: click.Group, prefix: str = "") -> list[tuple[str, click.Command]]:
+    found: list[tuple[str, click.Command]] = []
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            found += _commands(command, f"{prefix}{name} ")
+        else:
+            found.append((f"{prefix}{name}", command))
+    return found
+
+
+def test_every_command_with_json_takes_output_and_wide() -> None:
+    with_json = []
+    for name, command in _commands(cli.main):
+        flags = {opt for p in command.params for opt in p.opts}
+        if "--json" in flags:
+            with_json.append(name)
+            assert {"-o", "--output", "--wide"} <= flags, name
+    assert {"task list", "task show", "exec list", "exec show", "stats", "config"} <= set(with_json)
+
+
+def test_config_prints_yaml_too(data) -> None:
+    as_json = json.loads(run_cli(data, "config").output)
+    as_yaml = yaml.safe_load(run_cli(data, "config", "-o", "yaml").output)
+    assert as_yaml == as_json and as_json["data_dir"] == str(data)
