@@ -164,7 +164,11 @@ def task_view(view: dict[str, Any], out: Output) -> Group:
     return Group(*parts)
 
 
-def execution_view(execution: Execution, out: Output) -> Group:
+def _took(started: datetime | None, finished: datetime | None) -> str:
+    return f"{(finished - started).total_seconds():.2f}s" if started and finished else ""
+
+
+def execution_view(execution: Execution) -> Group:
     """``exec show``: the run's identity, times and outcome, then each action (main and
     recovery) with its status, attempts, where it ran, its params (redacted) and output."""
     e = execution
@@ -187,28 +191,28 @@ def execution_view(execution: Execution, out: Output) -> Group:
         rows.append(("Outcome", e.outcome.value))
     if e.error:
         rows.append(("Error", e.error))
-    listing = table(
-        key("#"),
-        key("phase"),
-        key("action"),
-        key("status"),
-        key("attempts"),
-        "host",
-        "queue",
-        "params",
-        "output / error",
-    )
+    steps: list[RenderableType] = []
     for r in e.actions:
-        detail = r.error or (json_inline(r.output) if r.output else "")
-        listing.add_row(
-            str(r.index),
-            r.phase,
-            cell(r.type),
-            r.status.value,
-            str(r.attempts),
-            cell(r.host or "-"),
-            cell(r.queue or "-"),
-            out.fit(json_inline(r.params), 60),
-            out.fit(detail, 120),
+        where = ", ".join(
+            part
+            for part in (
+                r.phase,
+                f"{r.attempts} attempt{'' if r.attempts == 1 else 's'}",
+                f"on {r.host}" if r.host else "",
+                f"queue {r.queue}" if r.queue else "",
+                _took(r.started_at, r.finished_at),
+            )
+            if part
         )
+        head = Text(f"{r.index}  ", style="bold")
+        head.append_text(cell(r.type)).append(f"  {r.status.value}  ").append_text(
+            cell(f"({where})")
+        )
+        detail: list[tuple[str, Any]] = [("params", Text(json_inline(r.params)))]
+        if r.output:
+            detail.append(("output", Text(json_inline(r.output))))
+        if r.error:
+            detail.append(("error", r.error))
+        steps += [head, Padding(_pairs(detail), (0, 0, 0, 3))]
+    listing = Group(*steps) if steps else Text("none")
     return Group(_pairs(rows), _section("Actions", listing))

@@ -51,4 +51,4 @@ def show_execution(execution: Execution, out: Output) -> None:
     if out.data:
         out.emit(base.exec_json(execution))
         return
-    out.print(execution_view(execution, out))
+    out.print(execution_view(execution))
