@@ -6,10 +6,9 @@ import time
 from typing import Any
 
 import click
-from rich.table import Table
 
 from tdauto.cli import base
-from tdauto.cli.output import Output, output_options
+from tdauto.cli.output import Output, key, output_options, table
 from tdauto.cli_print import cell, json_inline
 
 
@@ -38,7 +37,7 @@ def resources(out: Output, watch_s: float | None, decisions: int) -> None:
             out.emit(snapshot(system.store, broker, decisions))
             return
         if watch_s is None:
-            base.console.print(render(snapshot(system.store, broker, decisions)))
+            out.print(render(snapshot(system.store, broker, decisions)))
             return
         with Live(console=base.console, auto_refresh=False) as live:
             while True:
@@ -82,16 +81,16 @@ def actions(out: Output) -> None:
     if out.data:
         out.emit(rows, records=False)
         return
-    table = Table("action", "process type", "class", "params", "description")
+    listing = table(key("action"), key("process type"), key("class"), "params", "description")
     for r in rows:
-        table.add_row(
+        listing.add_row(
             cell(r["name"]),
             r["process_type"] or "-",
             r["resource_class"],
-            cell(", ".join(r["params"].get("properties", {}))),
+            out.fit(", ".join(r["params"].get("properties", {})), 100),
             out.fit(r["description"], 100),
         )
-    out.print(table)
+    out.print(listing)
 
 
 def _since(value: str | None) -> Any:
@@ -161,11 +160,11 @@ def alerts(limit: int, out: Output) -> None:
     if out.data:
         out.emit(records)
         return
-    table = Table("at", "severity", "rule", "summary", "delivered")
+    listing = table(key("at"), key("severity"), key("rule"), "summary", "delivered")
     for r in records:
-        table.add_row(
+        listing.add_row(
             *map(cell, (r["at"], r["severity"], r["rule"])),
             out.fit(r["summary"], 80),
-            cell(json_inline(r.get("delivered"))),
+            out.fit(json_inline(r.get("delivered")), 80),
         )
-    out.print(table if records else "no alerts sent yet")
+    out.print(listing if records else "no alerts sent yet")
