@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -212,3 +213,26 @@ def test_config_prints_yaml_too(data) -> None:
     as_json = json.loads(run_cli(data, "config").output)
     as_yaml = yaml.safe_load(run_cli(data, "config", "-o", "yaml").output)
     assert as_yaml == as_json and as_json["data_dir"] == str(data)
+
+
+def test_task_show_lists_the_fires_the_scheduler_will_use(system, data) -> None:
+    from tdauto.scheduler import compute_next_ts
+
+    task = store_task(
+        system,
+        "spread-out",
+        schedule="interval",
+        schedule_config={"every": "1h", "spread": 1200, "jitter": 300},
+    )
+    shown = json.loads(run_cli(data, "task", "show", task.name, "-o", "json").output)
+    after, expected = shown["upcoming"][0], []
+    nxt = compute_next_ts(task, datetime.fromisoformat(after).timestamp() - 1)
+    for _ in range(5):
+        assert nxt is not None
+        expected.append(datetime.fromtimestamp(nxt, UTC).isoformat())
+        nxt = compute_next_ts(task, nxt)
+    assert shown["upcoming"] == expected
+    paused = json.loads(run_cli(data, "task", "pause", task.name, "--json").output)
+    assert paused["enabled"] is False
+    shown = run_cli(data, "task", "show", task.name).output
+    assert "none (paused)" in section(shown, "Next runs")
