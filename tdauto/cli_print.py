@@ -24,6 +24,21 @@ def emit_json(value: Any, *, records: bool = True) -> None:
     click.echo(json_text(redact(value) if records else value))
 
 
+def emit_yaml(value: Any, *, records: bool = True) -> None:
+    """``-o yaml``: ``yaml.safe_dump`` of the very data ``--json`` prints (redacted, times as
+    text). Names in any script stay readable, unless a character a terminal acts on is there:
+    then every non-ASCII character is written as a YAML escape (same data once parsed)."""
+    import json
+
+    import yaml
+
+    data = json.loads(json_text(redact(value) if records else value, None))
+    text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    if printable_lines(text) != text:
+        text = yaml.safe_dump(data, sort_keys=False)
+    click.echo(text, nl=False)
+
+
 def show_json(console: Console, value: Any) -> None:
     """Pretty JSON for people (``task show``): the same text as ``--json``, highlighted."""
     console.print(JSONHighlighter()(Text(json_text(redact(value)))), soft_wrap=True)
@@ -60,4 +75,13 @@ def error_line(exc: BaseException) -> str:
     return escape(printable_lines(redact_text(text)))
 
 
-__all__ = ["cell", "emit_json", "error_line", "json_inline", "log_text", "safe", "show_json"]
+__all__ = [
+    "cell",
+    "emit_json",
+    "emit_yaml",
+    "error_line",
+    "json_inline",
+    "log_text",
+    "safe",
+    "show_json",
+]

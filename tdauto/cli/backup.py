@@ -11,7 +11,8 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from tdauto.cli_print import emit_json, safe
+from tdauto.cli.output import Output, output_options
+from tdauto.cli_print import safe
 from tdauto.errors import TdautoError
 from tdauto.printable import printable
 
@@ -41,9 +42,9 @@ def stdin_is_interactive() -> bool:
 @click.option("--overwrite", is_flag=True, help="Replace an existing file or non-empty directory.")
 @click.option("--yes", is_flag=True, help="Do not ask before replacing a store.")
 @click.option("--force", is_flag=True, help="Restore a store even while tdauto is using it.")
-@click.option("--json", "as_json", is_flag=True)
+@output_options
 def backup_restore(
-    path: Path, dest: Path | None, overwrite: bool, yes: bool, force: bool, as_json: bool
+    path: Path, dest: Path | None, overwrite: bool, yes: bool, force: bool, out: Output
 ) -> None:
     """Check a backup's sha256, then restore it (a store, a SQLite file or a directory).
 
@@ -70,8 +71,8 @@ def backup_restore(
                 err_console.print("nothing restored")
                 sys.exit(1)
         result = store_restore.apply_store_restore(plan, settings, force=force)
-    if as_json:
-        emit_json(result)
+    if out.data:
+        out.emit(result)
     else:
         console.print(
             f"restored {safe(result['kind'])} backup {safe(path)} (sha256 {safe(result['sha256'])})"

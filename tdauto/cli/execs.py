@@ -5,12 +5,12 @@ from __future__ import annotations
 import time
 
 import click
-from rich.table import Table
 
 from tdauto.cli import base
 from tdauto.cli.completion import execution_ids, task_names
+from tdauto.cli.output import Output, key, output_options, table
 from tdauto.cli.views import show_execution
-from tdauto.cli_print import cell, emit_json, log_text, safe
+from tdauto.cli_print import cell, log_text, safe
 
 
 @base.main.group("exec")
@@ -22,34 +22,42 @@ def exec_() -> None:
 @click.option("--task", "task_name", default=None, shell_complete=task_names)
 @click.option("--status", default=None)
 @click.option("--limit", default=20, show_default=True)
-@click.option("--json", "as_json", is_flag=True)
-def exec_list(task_name: str | None, status: str | None, limit: int, as_json: bool) -> None:
+@output_options
+def exec_list(task_name: str | None, status: str | None, limit: int, out: Output) -> None:
     """List executions, newest first."""
     items = base.reads().list_executions(task_name, status, limit)
-    if as_json:
-        emit_json([base.exec_json(e) for e in items])
+    if out.data:
+        out.emit([base.exec_json(e) for e in items])
         return
-    table = Table("id", "task", "status", "trigger", "created (UTC)", "duration s", "error")
+    rows = table(
+        key("id"),
+        "task",
+        key("status"),
+        key("trigger"),
+        key("created (UTC)"),
+        key("duration s"),
+        "error",
+    )
     for e in items:
         d = e.duration_s
-        table.add_row(
+        rows.add_row(
             cell(e.id),
-            cell(e.task_name),
+            out.fit(e.task_name, 48),
             e.status.value,
             e.trigger.value,
             base.fmt_time(e.created_at),
             f"{d:.2f}" if d is not None else "-",
-            cell(e.error or "", 60),
+            out.fit(e.error or "", 60),
         )
-    base.console.print(table)
+    out.print(rows)
 
 
 @exec_.command("show")
 @click.argument("execution_id", shell_complete=execution_ids)
-@click.option("--json", "as_json", is_flag=True)
-def exec_show(execution_id: str, as_json: bool) -> None:
-    """Show one execution and its actions."""
-    show_execution(base.reader().get_execution_sync(execution_id), as_json)
+@output_options
+def exec_show(execution_id: str, out: Output) -> None:
+    """Describe one execution: its times, outcome and each action (params redacted)."""
+    show_execution(base.reader().get_execution_sync(execution_id), out)
 
 
 @exec_.command("logs")

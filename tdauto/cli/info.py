@@ -6,14 +6,14 @@ import time
 from typing import Any
 
 import click
-from rich.table import Table
 
 from tdauto.cli import base
-from tdauto.cli_print import cell, emit_json, json_inline, safe
+from tdauto.cli.output import Output, key, output_options, table
+from tdauto.cli_print import cell, json_inline, safe
 
 
 @base.main.command()
-@click.option("--json", "as_json", is_flag=True)
+@output_options
 @click.option(
     "--watch",
     "watch_s",
@@ -22,7 +22,7 @@ from tdauto.cli_print import cell, emit_json, json_inline, safe
     help="Redraw every this many seconds until Ctrl-C (a live view).",
 )
 @click.option("--decisions", default=20, show_default=True, help="How many decisions to show.")
-def resources(as_json: bool, watch_s: float | None, decisions: int) -> None:
+def resources(out: Output, watch_s: float | None, decisions: int) -> None:
     """Hosts and pools (live samples), reservations, routing weights, queue depths, lent
     pools, actions waiting for room and the resource manager's latest decisions."""
     from rich.live import Live
@@ -33,11 +33,11 @@ def resources(as_json: bool, watch_s: float | None, decisions: int) -> None:
     system = base.reader()
     broker = CeleryBroker(system.app, system.settings)
     try:
-        if as_json:
-            emit_json(snapshot(system.store, broker, decisions))
+        if out.data:
+            out.emit(snapshot(system.store, broker, decisions))
             return
         if watch_s is None:
-            base.console.print(render(snapshot(system.store, broker, decisions)))
+            out.print(render(snapshot(system.store, broker, decisions)))
             return
         with Live(console=base.console, auto_refresh=False) as live:
             while True:
@@ -51,9 +51,10 @@ def resources(as_json: bool, watch_s: float | None, decisions: int) -> None:
 
 @base.main.command()
 @click.option("--markdown", is_flag=True, help="Print the table of every TDAUTO_* variable.")
-def config(markdown: bool) -> None:
-    """Show the effective settings (secrets hidden) and which data dir is used and why, or
-    the table of variables."""
+@output_options
+def config(markdown: bool, out: Output) -> None:
+    """Show the effective settings (secrets hidden; JSON unless -o yaml) and which data dir
+    is used and why, or the table of variables."""
     from tdauto import datadir
     from tdauto.settings import Settings, settings_table
 
@@ -63,12 +64,12 @@ def config(markdown: bool) -> None:
     settings = Settings()
     # on stderr, so the JSON on stdout stays one document for scripts
     base.err_console.print(f"data dir: {safe(datadir.of(settings).describe())}", soft_wrap=True)
-    emit_json(settings.model_dump(mode="json"))
+    Output("yaml" if out.format == "yaml" else "json").emit(settings.model_dump(mode="json"))
 
 
 @base.main.command()
-@click.option("--json", "as_json", is_flag=True)
-def actions(as_json: bool) -> None:
+@output_options
+def actions(out: Output) -> None:
     """List every registered action (built-in and plugins)."""
     from tdauto.actions.registry import REGISTRY, load_plugins
     from tdauto.settings import Settings
@@ -84,19 +85,19 @@ def actions(as_json: bool) -> None:
         }
         for d in REGISTRY.all()
     ]
-    if as_json:
-        emit_json(rows, records=False)
+    if out.data:
+        out.emit(rows, records=False)
         return
-    table = Table("action", "process type", "class", "params", "description")
+    listing = table(key("action"), key("process type"), key("class"), "params", "description")
     for r in rows:
-        table.add_row(
+        listing.add_row(
             cell(r["name"]),
             r["process_type"] or "-",
             r["resource_class"],
-            cell(", ".join(r["params"].get("properties", {}))),
-            cell(r["description"]),
+            out.fit(", ".join(r["params"].get("properties", {})), 100),
+            out.fit(r["description"], 100),
         )
-    base.console.print(table)
+    out.print(listing)
 
 
 def _since(value: str | None) -> Any:
@@ -123,80 +124,54 @@ def _since(value: str | None) -> Any:
 
 @base.main.command()
 @click.option("--since", default=None, help="Window: a duration back (24h, 7d) or ISO time.")
-@click.option("--json", "as_json", is_flag=True)
-def stats(since: str | None, as_json: bool) -> None:
+@output_options
+def stats(since: str | None, out: Output) -> None:
     """Task and execution statistics (from rollups: cheap at any history size)."""
     system = base.reader()
     data = {
         "tasks": system.get_task_stats(),
         "executions": system.get_execution_stats(_since(since)),
     }
-    if as_json:
-        emit_json(data)
+    if out.data:
+        out.emit(data)
         return
-    t, e = data["tasks"], data["executions"]
-    base.console.print(
-        f"tasks: {t['total']} ({t['enabled']} enabled, {t['paused']} paused)  "
-        f"by type {t['by_type']}  by schedule {t['by_schedule']}"
-    )
-    base.console.print(f"window: {e['window']['since']} to {e['window']['until']}")
-    base.console.print(
-        f"executions: {e['total']}  by status {e['by_status']}  "
-        f"success rate {e['success_rate']}  durations {e['duration_seconds']}"
-    )
-    sched = e["scheduler"]
-    base.console.print(
-        f"scheduler: {sched['fires']} fires, lag {sched['lag_seconds']}, "
-        f"{sched['missed']} missed, {sched['skipped']} skipped"
-    )
-    eff = e["efficiency"]
-    table = Table("class", "throughput /min", "utilization", "queue wait p50 s", "p95 s")
-    for klass, rate in eff["throughput_per_minute"].items():
-        wait = eff["queue_wait_seconds"][klass]
-        util = eff["pool_utilization"][klass]
-        table.add_row(
-            klass,
-            f"{rate:g}",
-            "-" if util is None else f"{util:.1%}",
-            str(wait["p50"] if wait["p50"] is not None else "-"),
-            str(wait["p95"] if wait["p95"] is not None else "-"),
-        )
-    base.console.print(table)
-    for row in t["next_runs"]:
-        base.console.print(f"  next: {row['next_run_at']}  {safe(row['name'])}")
+    from tdauto.cli.statsview import stats_view
+
+    out.print(stats_view(data, out))
 
 
 @base.main.command()
 @click.option("--since", default="24h", show_default=True, help="Period: 24h, 7d, or ISO time.")
 @click.option("--self-contained", is_flag=True, help="Inline the chart library in the page.")
-@click.option("--json", "as_json", is_flag=True)
-def report(since: str, self_contained: bool, as_json: bool) -> None:
+@output_options
+def report(since: str, self_contained: bool, out: Output) -> None:
     """Write an HTML report (with charts) and its JSON to reports/ in the data dir."""
     from tdauto.monitoring.reports import write_report
 
     system = base.reader()
     made = write_report(system.store, system.settings, _since(since), None, self_contained)
-    if as_json:
-        emit_json(made)
+    if out.data:
+        out.emit(made)
     else:
         base.console.print(f"report: {made['html']}\ndata:   {made['json']}")
 
 
 @base.main.command()
 @click.option("--limit", default=20, show_default=True)
-@click.option("--json", "as_json", is_flag=True)
-def alerts(limit: int, as_json: bool) -> None:
+@output_options
+def alerts(limit: int, out: Output) -> None:
     """Alert history, newest first (what was sent and what each notifier answered)."""
     from tdauto.monitoring.alerts import HISTORY
 
     records = base.reader().store.history(HISTORY, limit)
-    if as_json:
-        emit_json(records)
+    if out.data:
+        out.emit(records)
         return
-    table = Table("at", "severity", "rule", "summary", "delivered")
+    listing = table(key("at"), key("severity"), key("rule"), "summary", "delivered")
     for r in records:
-        table.add_row(
-            *map(cell, (r["at"], r["severity"], r["rule"], r["summary"][:80])),
-            cell(json_inline(r.get("delivered"))),
+        listing.add_row(
+            *map(cell, (r["at"], r["severity"], r["rule"])),
+            out.fit(r["summary"], 80),
+            out.fit(json_inline(r.get("delivered")), 80),
         )
-    base.console.print(table if records else "no alerts sent yet")
+    out.print(listing if records else "no alerts sent yet")

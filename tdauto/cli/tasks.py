@@ -11,8 +11,9 @@ import click
 
 from tdauto.cli import base
 from tdauto.cli.completion import task_names
+from tdauto.cli.output import Output, output_options
 from tdauto.cli.views import print_tasks, show_execution
-from tdauto.cli_print import cell, emit_json, safe, show_json
+from tdauto.cli_print import cell, safe
 
 
 @base.main.group()
@@ -22,8 +23,8 @@ def task() -> None:
 
 @task.command("create")
 @click.option("-f", "--file", "path", type=click.Path(exists=True, path_type=Path), required=True)
-@click.option("--json", "as_json", is_flag=True)
-def task_create(path: Path, as_json: bool) -> None:
+@output_options
+def task_create(path: Path, out: Output) -> None:
     """Create the task(s) defined in a JSON or YAML file (all are checked before the first is
     created, so a bad one stores none)."""
     import warnings
@@ -49,8 +50,8 @@ def task_create(path: Path, as_json: bool) -> None:
         line = f"[yellow]warning:[/yellow] {safe(warning.message)}"
         base.err_console.print(line, soft_wrap=True)
     base.warn(system.worker_warnings(created))
-    if as_json:
-        emit_json([base.task_json(t) for t in created])
+    if out.data:
+        out.emit([base.task_json(t) for t in created])
     else:
         for t in created:
             base.console.print(
@@ -59,60 +60,50 @@ def task_create(path: Path, as_json: bool) -> None:
 
 
 @task.command("list")
-@click.option("--json", "as_json", is_flag=True)
-def task_list(as_json: bool) -> None:
+@output_options
+def task_list(out: Output) -> None:
     """List tasks."""
     tasks = base.reads().list_tasks()
-    if as_json:
-        emit_json([base.task_json(t) for t in tasks])
+    if out.data:
+        out.emit([base.task_json(t) for t in tasks])
     else:
-        print_tasks(tasks)
+        print_tasks(tasks, out=out)
 
 
 @task.command("show")
 @click.argument("name", shell_complete=task_names)
 @click.option("--count", default=5, show_default=True, help="How many next fire times.")
-@click.option("--json", "as_json", is_flag=True)
-def task_show(name: str, count: int, as_json: bool) -> None:
-    """Show a task (by name or id) and its next fire times."""
+@click.option("--runs", default=5, show_default=True, help="How many last runs.")
+@output_options
+def task_show(name: str, count: int, runs: int, out: Output) -> None:
+    """Describe a task (by name or id): schedule in words, next fire times in UTC and the
+    task's zone, policies, actions (secrets as ***) and its last runs."""
     import asyncio
-    from datetime import UTC, datetime
-    from zoneinfo import ZoneInfo
 
-    from tdauto.scheduler import compute_next_ts
+    from tdauto.cli.describe import task_view
+    from tdauto.overview import task_overview
 
     system = base.reader()
     t = asyncio.run(system.get_task(name))
-    upcoming: list[datetime] = []
-    after = time.time()
-    while len(upcoming) < count:  # the task's own fire times: its anchor, spread and jitter
-        nxt = compute_next_ts(t, after, system.settings.timezone)
-        if nxt is None:
-            break
-        upcoming.append(datetime.fromtimestamp(nxt, UTC))
-        after = nxt
-    if as_json:
-        emit_json({**base.task_json(t), "upcoming": [u.isoformat() for u in upcoming]})
-        return
-    show_json(base.console, base.task_json(t))
-    zone = ZoneInfo(t.zone or system.settings.timezone)
-    for u in upcoming:
-        base.console.print(
-            f"  next: {u:%Y-%m-%d %H:%M:%S} UTC  ({u.astimezone(zone):%Y-%m-%d %H:%M %Z})"
-        )
+    last = asyncio.run(system.list_executions(t.name, None, runs)) if runs > 0 else []
+    view = task_overview(t, last, count, system.settings.timezone)
+    if out.data:
+        out.emit(view)
+    else:
+        out.print(task_view(view, out))
 
 
 def _task_change(verb: str) -> Any:
     @click.argument("name", shell_complete=task_names)
-    @click.option("--json", "as_json", is_flag=True)
-    def command(name: str, as_json: bool) -> None:
+    @output_options
+    def command(name: str, out: Output) -> None:
         import asyncio
 
         system = base.reader()
         method = getattr(system, f"{verb}_task")
         result = asyncio.run(method(name))
-        if as_json:
-            emit_json(base.task_json(result) if result is not None else {"deleted": name})
+        if out.data:
+            out.emit(base.task_json(result) if result is not None else {"deleted": name})
         else:
             base.console.print(f"{verb}d", cell(name))
 
@@ -131,9 +122,9 @@ for _verb in ("pause", "resume", "delete"):
 @click.option(
     "--params", default=None, help='JSON overrides, e.g. \'{"cleanup": {"dry_run": true}}\'.'
 )
-@click.option("--json", "as_json", is_flag=True)
+@output_options
 def task_run(
-    name: str, wait_: bool, timeout: float | None, params: str | None, as_json: bool
+    name: str, wait_: bool, timeout: float | None, params: str | None, out: Output
 ) -> None:
     """Run a task now."""
     from tdauto.intake import loads_json
@@ -143,8 +134,8 @@ def task_run(
     execution = system.trigger_sync(name, overrides)
     base.warn(system.worker_warnings([execution.task_id]))
     if not wait_:
-        if as_json:
-            emit_json(base.exec_json(execution))
+        if out.data:
+            out.emit(base.exec_json(execution))
         else:
             base.console.print("Execution queued:", cell(execution.id))
         return
@@ -165,6 +156,6 @@ def task_run(
                 why = f": {hint}" if hint else ""
                 raise click.ClickException(f"still {execution.status.value} after {timeout}s{why}")
             time.sleep(0.3)
-    show_execution(execution, as_json)
+    show_execution(execution, out)
     if execution.status.value != "SUCCEEDED":
         sys.exit(1)

@@ -1,25 +1,39 @@
-"""How the CLI shows tasks and executions to a person (tables; ``--json`` is ``emit_json``)."""
+"""How the CLI shows tasks and executions to a person (tables; ``-o json|yaml`` is
+``Output.emit``); the describe-style views are in ``describe.py``, ``stats`` in
+``statsview.py``."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from rich.console import Console
-from rich.table import Table
 
 from tdauto.cli import base
-from tdauto.cli_print import cell, emit_json, json_inline, safe
+from tdauto.cli.output import Output, key, table
+from tdauto.cli_print import cell
 
 if TYPE_CHECKING:
     from tdauto.models import Execution, Task
 
 
-def print_tasks(tasks: list[Task], out: Console | None = None) -> None:
-    table = Table("name", "id", "type", "schedule", "enabled", "next run (UTC)", "last run")
+def print_tasks(
+    tasks: list[Task], console: Console | None = None, out: Output | None = None
+) -> None:
+    """The tasks table (``task list``, and ``up`` once ready, on its own ``console``)."""
+    out = out or Output()
+    rows = table(
+        "name",
+        key("id"),
+        key("type"),
+        key("schedule"),
+        key("enabled"),
+        key("next run (UTC)"),
+        key("last run"),
+    )
     for t in tasks:
-        table.add_row(
-            cell(t.name),
-            cell(t.id[:12]),
+        rows.add_row(
+            out.fit(t.name, 48),
+            cell(t.id if out.wide else t.id[:12]),
             t.type.value,
             t.schedule.value,
             "yes" if t.enabled else "paused",
@@ -27,34 +41,14 @@ def print_tasks(tasks: list[Task], out: Console | None = None) -> None:
             base.fmt_time(t.last_run_at),
         )
     empty = "no tasks yet: create one with `tdauto task create -f FILE`"
-    (out or base.console).print(table if tasks else empty)
+    out.print(rows if tasks else empty, console)
 
 
-def show_execution(execution: Execution, as_json: bool) -> None:
-    if as_json:
-        emit_json(base.exec_json(execution))
+def show_execution(execution: Execution, out: Output) -> None:
+    """``exec show`` and ``task run --wait``'s end: the record as data, or described."""
+    from tdauto.cli.describe import execution_view
+
+    if out.data:
+        out.emit(base.exec_json(execution))
         return
-    e = execution
-    base.console.print(
-        f"[bold]{safe(e.id)}[/bold]  {safe(e.task_name)}  {e.status.value}  "
-        f"trigger={e.trigger.value}"
-    )
-    base.console.print(
-        f"created {base.fmt_time(e.created_at)}  started {base.fmt_time(e.started_at)}  "
-        f"finished {base.fmt_time(e.finished_at)}"
-    )
-    if e.error:
-        base.console.print(f"[red]error:[/red] {safe(e.error)}")
-    table = Table("#", "action", "status", "attempts", "host", "queue", "output / error")
-    for r in e.actions:
-        detail = r.error or (json_inline(r.output) if r.output else "")
-        table.add_row(
-            str(r.index),
-            cell(r.type),
-            r.status.value,
-            str(r.attempts),
-            cell(r.host or "-"),
-            cell(r.queue or "-"),
-            cell(detail, 120),
-        )
-    base.console.print(table)
+    out.print(execution_view(execution))

@@ -44,21 +44,23 @@ def assert_escaped(output: str) -> None:
 
 
 def test_task_list_and_show_print_a_nasty_name_escaped(data, task) -> None:
-    listed = run_cli(data, "task", "list")
+    listed = run_cli(data, "task", "list", "--wide")  # the name whole, to see all of it
     assert listed.exit_code == 0, listed.output
     assert_escaped(listed.output)
-    # show prints the task as JSON for people: JSON's own escapes, markup as typed
-    shown = run_cli(data, "task", "show", task.id)
+    shown = run_cli(data, "task", "show", task.id)  # the describe view
     assert shown.exit_code == 0, shown.output
-    assert not unsafe_chars(shown.output), shown.output
-    assert "\\u001b]0;owned\\u0007nul\\u0000line\\nnext\\u202eRLO\\u2028" in shown.output
-    assert "[red]markup[/red]:smile:del\\u007f" in shown.output
+    assert_escaped(shown.output)
+    # -o json: JSON's own escapes, markup as typed
+    as_json = run_cli(data, "task", "show", task.id, "-o", "json")
+    assert not unsafe_chars(as_json.output), as_json.output
+    assert "\\u001b]0;owned\\u0007nul\\u0000line\\nnext\\u202eRLO\\u2028" in as_json.output
+    assert "[red]markup[/red]:smile:del\\u007f" in as_json.output
 
 
 def test_exec_list_show_and_logs_print_escaped(system, data, task) -> None:
     error = f"boom {ESC} {OSC} \u202e[bold]x[/bold]"
     execution = store_execution(system, task, error=error, log=f"line one {OSC}\nline two\x00\n")
-    for args in (["exec", "list"], ["exec", "show", execution.id]):
+    for args in (["exec", "list", "--wide"], ["exec", "show", execution.id]):
         result = run_cli(data, *args)
         assert result.exit_code == 0, result.output
         assert_escaped(result.output)
