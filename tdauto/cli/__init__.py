@@ -8,7 +8,7 @@ calls the facade (``tdauto.api``) or a module below it, never holding an operati
 
 from __future__ import annotations
 
-from tdauto.cli import backup, execs, info, run, tasks  # noqa: F401 - imported for their commands
+from tdauto.cli import backup, execs, info, run, tasks, update  # noqa: F401 - imported for their commands
 from tdauto.cli.base import main
 
 main.add_command(backup.backup)

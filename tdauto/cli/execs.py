@@ -9,7 +9,7 @@ import click
 from rich.table import Table
 
 from tdauto.cli import base
-from tdauto.cli.views import show_execution
+from tdauto.cli.views import id_column, show_execution
 from tdauto.cli_print import cell, emit_json, log_text, safe
 
 
@@ -29,7 +29,15 @@ def exec_list(task_name: str | None, status: str | None, limit: int, as_json: bo
     if as_json:
         emit_json([base.exec_json(e) for e in items])
         return
-    table = Table("id", "task", "status", "trigger", "created (UTC)", "duration s", "error")
+    table = Table(
+        id_column(e.id for e in items),
+        "task",
+        "status",
+        "trigger",
+        "created (UTC)",
+        "duration s",
+        "error",
+    )
     for e in items:
         d = e.duration_s
         table.add_row(
@@ -58,7 +66,7 @@ def exec_show(execution_id: str, as_json: bool) -> None:
 def exec_logs(execution_id: str, follow: bool) -> None:
     """Print an execution's log."""
     system = base.system()
-    system.get_execution_sync(execution_id)
+    execution_id = system.get_execution_sync(execution_id).id  # a prefix becomes the id
     printed = 0
     while True:
         text = system.store.read_log(execution_id)

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from tdauto.cli import base
+from tdauto.cli import base, waiting
 from tdauto.cli.views import print_tasks, show_execution
 from tdauto.cli_print import cell, emit_json, safe, show_json
 
@@ -137,23 +137,13 @@ def task_run(
     system = base.system()
     overrides = loads_json(params, "--params") if params else None
     execution = system.trigger_sync(name, overrides)
-    if not wait_:
-        if as_json:
-            emit_json(base.exec_json(execution))
-        else:
-            base.console.print("Execution queued:", cell(execution.id))
+    if as_json and not wait_:
+        emit_json(base.exec_json(execution))
         return
-    deadline = None if timeout is None else time.monotonic() + timeout
-    with base.console.status("waiting…") as status:
-        while True:
-            execution = system.get_execution_sync(execution.id)
-            steps = ", ".join(f"{r.type}:{r.status.value}" for r in execution.actions)
-            status.update(f"{execution.status.value}  {safe(f'[{steps}]')}")
-            if execution.status.terminal:
-                break
-            if deadline is not None and time.monotonic() > deadline:
-                raise click.ClickException(f"still {execution.status.value} after {timeout}s")
-            time.sleep(0.3)
+    if not wait_:
+        waiting.say_started(execution, to_stderr=as_json)
+        return
+    execution = waiting.wait_for(system, execution, timeout, as_json)
     show_execution(execution, as_json)
     if execution.status.value != "SUCCEEDED":
         sys.exit(1)

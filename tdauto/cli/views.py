@@ -2,24 +2,34 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from tdauto.cli import base
 from tdauto.cli_print import cell, emit_json, json_inline, safe
+from tdauto.store.ids import unique_prefixes
 
 if TYPE_CHECKING:
     from tdauto.models import Execution, Task
 
 
+def id_column(ids: Iterable[str]) -> Column:
+    """The id column: whole ids on one line, never cut, so any one can be copied (and any
+    four or more of its first characters that no other id starts with will do)."""
+    return Column("id", no_wrap=True, min_width=max((len(i) for i in ids), default=2))
+
+
 def print_tasks(tasks: list[Task], out: Console | None = None) -> None:
-    table = Table("name", "id", "type", "schedule", "enabled", "next run (UTC)", "last run")
+    short = unique_prefixes([t.id for t in tasks])  # every task: no other id starts so
+    ids = id_column(short.values())
+    table = Table("name", ids, "type", "schedule", "enabled", "next run (UTC)", "last run")
     for t in tasks:
         table.add_row(
             cell(t.name),
-            cell(t.id[:12]),
+            cell(short[t.id]),
             t.type.value,
             t.schedule.value,
             "yes" if t.enabled else "paused",
