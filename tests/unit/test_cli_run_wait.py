@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -55,10 +56,15 @@ def test_ctrl_c_while_waiting_prints_the_run_id_and_how_to_follow_it(env: dict[s
         cwd=REPO,
     )
     assert proc.stdout is not None
-    # the id comes while the command still waits (no timeout: only Ctrl-C ends it)
-    run_id = _started(read_until(proc.stdout, "started", proc, 60))
-    proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=60)
+    guard = threading.Timer(120, proc.kill)  # a line that never comes fails, not hangs
+    guard.start()
+    try:
+        # the id comes while the command still waits (no timeout: only Ctrl-C ends it)
+        run_id = _started(read_until(proc.stdout, "started", proc, 120))
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate()
+    finally:
+        guard.cancel()
     assert proc.returncode == 130
     assert "Traceback" not in stderr + stdout and "KeyboardInterrupt" not in stderr
     assert stderr.strip() == f"stopped waiting; run {run_id} goes on: {FOLLOW.format(run_id)}"
