@@ -56,7 +56,7 @@ def exec_list(task_name: str | None, status: str | None, limit: int, as_json: bo
 @click.argument("execution_id")
 @click.option("--json", "as_json", is_flag=True)
 def exec_show(execution_id: str, as_json: bool) -> None:
-    """Show one execution and its actions."""
+    """Show one execution (by id or id prefix) and its actions."""
     show_execution(base.system().get_execution_sync(execution_id), as_json)
 
 

@@ -73,7 +73,7 @@ def task_list(as_json: bool) -> None:
 @click.option("--count", default=5, show_default=True, help="How many next fire times.")
 @click.option("--json", "as_json", is_flag=True)
 def task_show(name: str, count: int, as_json: bool) -> None:
-    """Show a task (by name or id) and its next fire times."""
+    """Show a task (by name, id or id prefix) and its next fire times."""
     from datetime import UTC, datetime
     from zoneinfo import ZoneInfo
 
@@ -112,7 +112,7 @@ def _task_change(verb: str) -> Any:
         else:
             base.console.print(f"{verb}d", cell(name))
 
-    command.__doc__ = f"{verb.capitalize()} a task (by name or id)."
+    command.__doc__ = f"{verb.capitalize()} a task (by name, id or id prefix)."
     return command
 
 
@@ -131,7 +131,7 @@ for _verb in ("pause", "resume", "delete"):
 def task_run(
     name: str, wait_: bool, timeout: float | None, params: str | None, as_json: bool
 ) -> None:
-    """Run a task now."""
+    """Run a task now (by name, id or id prefix); prints `started ID` at once."""
     from tdauto.intake import loads_json
 
     system = base.system()
