@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from tdauto.engine.lifecycle import complete
 from tdauto.engine.runner import start_new
 from tdauto.errors import ExecutionTimeout, InvalidInput, ScheduleWarning, StoreError
 from tdauto.intake import (
+    assign,
     check_overrides,
     check_run_params,
     checked_schedule_config,
@@ -165,6 +166,7 @@ class AutomationSystems(WorkerHints):
             self._ids_by_name[name] = task_id
 
     def _find(self, id_or_name: str) -> Task:
+        """By id, name or a unique id prefix (``tdauto.store.ids``), as every method here."""
         return queries.find_task(self._rt.store, id_or_name)
 
     async def get_task(self, id_or_name: str) -> Task:
@@ -178,12 +180,18 @@ class AutomationSystems(WorkerHints):
     ) -> list[Task]:
         return await asyncio.to_thread(self._list_tasks_sync, type, enabled)
 
-    def _update_task_sync(self, id_or_name: str, changes: dict[str, Any]) -> Task:
+    def update_task_sync(
+        self, id_or_name: str, changes: Mapping[str, Any], assignments: Sequence[str] = ()
+    ) -> Task:
+        """``update_task`` with ``changes`` (a task file's fields) and then ``assignments``
+        (``KEY=VALUE``, dotted keys: ``tdauto.intake.assign``) applied."""
         current = self._find(id_or_name)
-        bad = set(changes) & _RUN_STATE
+        data, touched = assign(
+            {**current.model_dump(exclude={"next_run_at", "last_run_at"}), **changes}, assignments
+        )
+        bad = (set(changes) | touched) & _RUN_STATE
         if bad:
             raise InvalidInput(sorted(bad)[0], "is managed by tdauto and cannot be changed")
-        data = {**current.model_dump(exclude={"next_run_at", "last_run_at"}), **changes}
         data["updated_at"] = utcnow()
         task, _ = self._checked(data)
         return self._save(task)
@@ -199,7 +207,7 @@ class AutomationSystems(WorkerHints):
 
     async def update_task(self, id: str, **changes: Any) -> Task:
         """Re-validate with ``changes`` applied and reschedule from now."""
-        return await asyncio.to_thread(self._update_task_sync, id, changes)
+        return await asyncio.to_thread(self.update_task_sync, id, changes)
 
     def _set_enabled_sync(self, id_or_name: str, enabled: bool) -> Task:
         """Pause or resume without validating the definition again: an allow-list narrowed
@@ -232,7 +240,7 @@ class AutomationSystems(WorkerHints):
             found = self._rt.store.task_definition(task_id, fresh)
             if found is None:  # a name (or no such task): resolved, and read, afresh
                 found = Definition(self._find(id_or_name))
-                if found.task.id != id_or_name:
+                if found.task.name == id_or_name:  # not a prefix: it may come to match two
                     self._remember_name(id_or_name, found.task.id)
             task, version = found.task, found.version
             check_overrides(params, task, self.settings)
@@ -252,6 +260,7 @@ class AutomationSystems(WorkerHints):
         return await asyncio.to_thread(self.trigger_sync, id, params)
 
     def get_execution_sync(self, execution_id: str) -> Execution:
+        """By id or a unique id prefix (``tdauto.store.ids``)."""
         return queries.get_execution(self._rt.store, execution_id)
 
     async def get_execution(self, id: str) -> Execution:
@@ -268,12 +277,19 @@ class AutomationSystems(WorkerHints):
         )
 
     def wait_sync(
-        self, execution_id: str, timeout: float | None = None, poll_s: float = 0.2
+        self,
+        execution_id: str,
+        timeout: float | None = None,
+        poll_s: float = 0.2,
+        progress: Callable[[Execution], None] | None = None,
     ) -> Execution:
-        """Block until the execution is terminal; ``ExecutionTimeout`` after ``timeout`` s."""
+        """Block until the execution is terminal; ``ExecutionTimeout`` after ``timeout`` s.
+        ``progress`` is given the record at each poll (``task run --wait``'s status line)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             execution = self.get_execution_sync(execution_id)
+            if progress is not None:
+                progress(execution)
             if execution.status.terminal:
                 return execution
             if deadline is not None and time.monotonic() >= deadline:
@@ -298,7 +314,7 @@ class AutomationSystems(WorkerHints):
         """End the execution CANCELLED: queued actions will not run, and a running action's
         worker (on any host) stops it within about a second, its subprocesses with SIGTERM
         then SIGKILL to their process group."""
-        self.get_execution_sync(execution_id)
+        execution_id = self.get_execution_sync(execution_id).id
         return complete(self._rt, execution_id, ExecutionStatus.CANCELLED, "cancelled by user")
 
     async def cancel(self, execution_id: str) -> Execution:

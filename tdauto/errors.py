@@ -8,6 +8,8 @@ Driver errors (redis-py, OS errors of the file store) are wrapped in :class:`Sto
 
 from __future__ import annotations
 
+import shlex
+
 
 class TdautoError(Exception):
     """Base of every tdauto error."""
@@ -33,8 +35,9 @@ class NameTaken(InvalidInput):
         self.task_id = task_id
         super().__init__(
             "name",
-            f"a different task named {name!r} already exists (id {task_id}); "
-            "use update_task(id, **changes) to change it, or pick another name",
+            f"a different task named {name!r} already exists (id {task_id}); change it with "
+            f"`tdauto task update {shlex.quote(name)} --set KEY=VALUE` (or -f FILE), "
+            "or pick another name",
         )
 
 
@@ -45,10 +48,26 @@ class PathNotAllowed(InvalidInput):
 class NotFound(TdautoError, LookupError):
     """A task or execution that does not exist."""
 
-    def __init__(self, kind: str, key: str) -> None:
+    def __init__(self, kind: str, key: str, hint: str = "") -> None:
         self.kind = kind
         self.key = key
-        super().__init__(f"{kind} {key!r} not found")
+        super().__init__(f"{kind} {key!r} not found{hint}")
+
+
+class AmbiguousId(InvalidInput):
+    """An id prefix that begins more than one id; ``matches`` are the first few (sorted), and
+    one more than ``shown`` means there are more."""
+
+    def __init__(self, kind: str, prefix: str, matches: list[str], shown: int = 5) -> None:
+        self.matches = matches
+        count = f"more than {shown}" if len(matches) > shown else str(len(matches))
+        more = ", …" if len(matches) > shown else ""
+        also = ", or the name" if kind == "task" else ""
+        super().__init__(
+            f"{kind} {prefix!r}",
+            f"matches {count} {kind} ids: {', '.join(matches[:shown])}{more}; "
+            f"give more of the id{also}",
+        )
 
 
 class StoreNotFound(TdautoError, LookupError):

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tdauto.errors import NotFound
 from tdauto.models import Execution, ExecutionStatus, ProcessType, Task
+from tdauto.store import ids
 
 if TYPE_CHECKING:
     from tdauto.settings import Settings
@@ -19,11 +19,9 @@ if TYPE_CHECKING:
 
 
 def find_task(store: Store, id_or_name: str) -> Task:
-    """The task with this id, else this name; ``NotFound`` names what was asked for."""
-    task = store.get_task(id_or_name) or store.get_task_by_name(id_or_name)
-    if task is None:
-        raise NotFound("task", id_or_name)
-    return task
+    """The task with this id, else this name, else this unique id prefix (4+ characters);
+    ``NotFound`` or ``AmbiguousId`` names what was asked for (``tdauto.store.ids``)."""
+    return ids.find_task(store, id_or_name)
 
 
 def list_tasks(
@@ -39,10 +37,8 @@ def list_tasks(
 
 
 def get_execution(store: Store, execution_id: str) -> Execution:
-    execution = store.get_execution(execution_id)
-    if execution is None:
-        raise NotFound("execution", execution_id)
-    return execution
+    """The execution with this id or unique id prefix (``tdauto.store.ids``)."""
+    return ids.find_execution(store, execution_id)
 
 
 def list_executions(

@@ -9,7 +9,7 @@ import click
 from tdauto.cli import base
 from tdauto.cli.completion import execution_ids, task_names
 from tdauto.cli.output import Output, key, output_options, table
-from tdauto.cli.views import show_execution
+from tdauto.cli.views import id_column, show_execution
 from tdauto.cli_print import cell, log_text, safe
 
 
@@ -30,7 +30,7 @@ def exec_list(task_name: str | None, status: str | None, limit: int, out: Output
         out.emit([base.exec_json(e) for e in items])
         return
     rows = table(
-        key("id"),
+        id_column(e.id for e in items),
         "task",
         key("status"),
         key("trigger"),
@@ -66,7 +66,7 @@ def exec_show(execution_id: str, out: Output) -> None:
 def exec_logs(execution_id: str, follow: bool) -> None:
     """Print an execution's log."""
     system = base.reader()
-    system.get_execution_sync(execution_id)
+    execution_id = system.get_execution_sync(execution_id).id  # a prefix becomes the id
     printed = 0
     while True:
         text = system.store.read_log(execution_id)

@@ -62,7 +62,8 @@ class Output:
 class FitTable(Table):
     """A table that fits its width by narrowing its text columns first (the widest first, none
     below 8 characters), then its :func:`key` columns the same way, so no column vanishes;
-    rich alone narrows the wrapping columns first down to nothing."""
+    rich alone narrows the wrapping columns first down to nothing. A column given a
+    ``min_width`` (the id column) is never narrowed."""
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         for column in self.columns:
@@ -72,7 +73,12 @@ class FitTable(Table):
         if excess > 0:
             widths = [_column_width(console, unbounded, c) for c in self.columns]
             for keys in (False, True):  # text columns give up their room first
-                chosen = [i for i, c in enumerate(self.columns) if c.no_wrap == keys]
+                # a column with a min_width (whole ids, to copy) never gives any up
+                chosen = [
+                    i
+                    for i, c in enumerate(self.columns)
+                    if c.no_wrap == keys and c.min_width is None
+                ]
                 excess = _narrow(widths, chosen, excess, 8 if not keys else 3)
             for column, width in zip(self.columns, widths, strict=True):
                 column.width = width

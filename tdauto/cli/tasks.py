@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import click
 
-from tdauto.cli import base
+from tdauto.cli import base, waiting
 from tdauto.cli.completion import task_names
 from tdauto.cli.output import Output, output_options
 from tdauto.cli.views import print_tasks, show_execution
@@ -107,7 +106,7 @@ def _task_change(verb: str) -> Any:
         else:
             base.console.print(f"{verb}d", cell(name))
 
-    command.__doc__ = f"{verb.capitalize()} a task (by name or id)."
+    command.__doc__ = f"{verb.capitalize()} a task (by name, id or id prefix)."
     return command
 
 
@@ -126,36 +125,23 @@ for _verb in ("pause", "resume", "delete"):
 def task_run(
     name: str, wait_: bool, timeout: float | None, params: str | None, out: Output
 ) -> None:
-    """Run a task now."""
+    """Run a task now (by name, id or id prefix); prints `started ID` at once."""
     from tdauto.intake import loads_json
 
     system = base.reader()
     overrides = loads_json(params, "--params") if params else None
     execution = system.trigger_sync(name, overrides)
     base.warn(system.worker_warnings([execution.task_id]))
-    if not wait_:
-        if out.data:
-            out.emit(base.exec_json(execution))
-        else:
-            base.console.print("Execution queued:", cell(execution.id))
+    if out.data and not wait_:
+        out.emit(base.exec_json(execution))
         return
-    deadline = None if timeout is None else time.monotonic() + timeout
-    hinted = None
-    with base.console.status("waiting…") as status:
-        while True:
-            execution = system.get_execution_sync(execution.id)
-            steps = ", ".join(f"{r.type}:{r.status.value}" for r in execution.actions)
-            status.update(f"{execution.status.value}  {safe(f'[{steps}]')}")
-            if execution.status.terminal:
-                break
-            hint = system.waiting_hint(execution)
-            if hint is not None and hint != hinted:  # once, not at every poll
-                base.warn([hint])
-            hinted = hint
-            if deadline is not None and time.monotonic() > deadline:
-                why = f": {hint}" if hint else ""
-                raise click.ClickException(f"still {execution.status.value} after {timeout}s{why}")
-            time.sleep(0.3)
+    if not wait_:
+        waiting.say_started(execution, to_stderr=out.data)
+        return
+    execution = waiting.wait_for(system, execution, timeout, out.data)
     show_execution(execution, out)
     if execution.status.value != "SUCCEEDED":
         sys.exit(1)
+
+
+from tdauto.cli import update  # noqa: E402, F401 - registers `task update` on this group

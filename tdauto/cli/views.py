@@ -4,9 +4,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from rich.console import Console
+from rich.table import Column
 
 from tdauto.cli import base
 from tdauto.cli.output import Output, key, table
@@ -16,14 +18,23 @@ if TYPE_CHECKING:
     from tdauto.models import Execution, Task
 
 
+def id_column(ids: Iterable[str]) -> Column:
+    """The id column: whole ids on one line, never cut, so any one can be copied (and any
+    four or more of its first characters that no other id starts with will do)."""
+    return Column("id", no_wrap=True, min_width=max((len(i) for i in ids), default=2))
+
+
 def print_tasks(
     tasks: list[Task], console: Console | None = None, out: Output | None = None
 ) -> None:
     """The tasks table (``task list``, and ``up`` once ready, on its own ``console``)."""
+    from tdauto.store.ids import unique_prefixes
+
     out = out or Output()
+    short = unique_prefixes([t.id for t in tasks])  # every task: no other id starts so
     rows = table(
         "name",
-        key("id"),
+        id_column(short.values()),
         key("type"),
         key("schedule"),
         key("enabled"),
@@ -33,7 +44,7 @@ def print_tasks(
     for t in tasks:
         rows.add_row(
             out.fit(t.name, 48),
-            cell(t.id if out.wide else t.id[:12]),
+            cell(t.id if out.wide else short[t.id]),
             t.type.value,
             t.schedule.value,
             "yes" if t.enabled else "paused",

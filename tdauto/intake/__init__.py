@@ -6,6 +6,7 @@ Every refusal is an :class:`~tdauto.errors.InvalidInput` naming the field and th
 before anything is stored.
 """
 
+from tdauto.intake.assign import assign, parse_assignment
 from tdauto.intake.checks import (
     check_overrides,
     check_run_params,
@@ -18,6 +19,7 @@ from tdauto.intake.files import loads_json, loads_yaml, read_task_file
 from tdauto.intake.schedule import schedule_problems
 
 __all__ = [
+    "assign",
     "check_overrides",
     "check_run_params",
     "check_task_input",
@@ -26,6 +28,7 @@ __all__ = [
     "checked_task",
     "loads_json",
     "loads_yaml",
+    "parse_assignment",
     "read_task_file",
     "schedule_problems",
 ]

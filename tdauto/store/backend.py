@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from tdauto.models import Execution, ExecutionStatus, Task
 from tdauto.store.effects import Effects, Mutation, Outbox
+from tdauto.store.ids import IdPrefixes
 
 SNAPSHOT_FORMAT = "tdauto-store-snapshot/1"
 
@@ -82,7 +83,7 @@ class RollupDelta:
             lows[name] = min(lows.get(name, value), value)
 
 
-class Store(abc.ABC):
+class Store(IdPrefixes, abc.ABC):
     """Persistence of tasks, run state, executions and logs."""
 
     def pushes_messages(self, broker_url: str | None) -> bool:
@@ -463,5 +464,5 @@ class Store(abc.ABC):
     def ping(self) -> None:
         """Raise ``errors.StoreError`` if the store cannot be reached."""
 
-    def close(self) -> None:  # noqa: B027 - optional hook
+    def close(self) -> None:
         """Release connections; the default has none."""

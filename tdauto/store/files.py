@@ -55,6 +55,7 @@ from tdauto.private import FILE_MODE, private_dir
 from tdauto.store import records, restored
 from tdauto.store.backend import Store, TimerMode
 from tdauto.store.effects import Mutation, Outbox
+from tdauto.store.files_ids import FileIds
 from tdauto.store.records import RunState
 
 LOCK_STRIPES = 16
@@ -113,7 +114,7 @@ def _read_text(path: Path) -> str | None:
 from tdauto.store.files_monitoring import FileMonitoring  # noqa: E402 - needs the helpers above
 
 
-class FileStore(FileMonitoring, Store):
+class FileStore(FileIds, FileMonitoring, Store):
     """Tasks, run state, executions and logs as files; safe for many processes on one host."""
 
     def __init__(self, data_dir: Path, log_max_bytes: int = 1_000_000) -> None:

@@ -37,6 +37,7 @@ from tdauto.store.journal import journal_entry
 from tdauto.store.keys import DEFAULT_PREFIX, Keys
 from tdauto.store.records import RunState
 from tdauto.store.redis_async import LoopClients, client_factory
+from tdauto.store.redis_ids import RedisIds
 from tdauto.store.redis_monitoring import FOLD_AT, RedisMonitoring
 
 MAX_WATCH_RETRIES = 1000
@@ -72,7 +73,7 @@ def _ts_arg(ts: float | None) -> str:
     return "" if ts is None else repr(float(ts))
 
 
-class RedisStore(RedisMonitoring, Store):
+class RedisStore(RedisIds, RedisMonitoring, Store):
     """Tasks, run state, executions and logs in one Redis database, under one key prefix."""
 
     def __init__(

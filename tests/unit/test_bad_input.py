@@ -79,11 +79,12 @@ def test_same_definition_twice_returns_existing(system: AutomationSystems) -> No
     assert len(system.store.list_tasks()) == 1
 
 
-def test_taken_name_with_other_definition_says_use_update_task(system: AutomationSystems) -> None:
+def test_taken_name_with_other_definition_says_use_task_update(system: AutomationSystems) -> None:
     first = asyncio.run(system.create_task(**good()))
     with pytest.raises(NameTaken) as info:
         asyncio.run(system.create_task(**good(schedule_config={"hour": 3, "minute": 0})))
-    assert "update_task" in str(info.value)
+    assert "`tdauto task update 'Daily Backup' --set KEY=VALUE`" in str(info.value)
+    assert info.value.task_id == first.id  # a program updates it by id
     kept = system.store.get_task(first.id)
     assert kept is not None and kept.schedule_config.hour == 2
 
