@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from typing import Any
 from celery.beat import Service
 
 from tdauto.app import make_app, runtime_of
+from tdauto.apply import Entry, InvalidTasks, Plan, carry_out, make_plan
 from tdauto.engine.executions import new_execution
 from tdauto.engine.lifecycle import complete
 from tdauto.engine.runner import start_new
@@ -111,6 +112,16 @@ class AutomationSystems:
         file's tasks are all checked before the first is created)."""
         task, _ = self._prepare(_definition(definition), warn=False)
         return task
+
+    def apply(self, entries: Sequence[Entry], problems: Sequence[str] = (), **how: bool) -> Plan:
+        """``tdauto apply`` (``how``: dry_run, prune[_all], partial; see tdauto/apply.py)."""
+        current = self._list_tasks_sync(None, None)
+        plan = make_plan(entries, self.check_definition, current, self._rt.registry, problems, how)
+        if plan.problems and not how.get("partial"):
+            raise InvalidTasks(plan.problems)
+        if not how.get("dry_run"):
+            carry_out(plan, self.create_task_from, self._update_task_sync, self._delete_task_sync)
+        return plan
 
     def create_task_from(self, definition: Mapping[str, Any]) -> Task:
         """``create_task`` for a definition given as one mapping (a task file's entry)."""

@@ -8,6 +8,7 @@ calls the facade (``tdauto.api``) or a module below it, never holding an operati
 
 from __future__ import annotations
 
+from tdauto.cli import apply as apply_commands  # noqa: F401 - apply, export
 from tdauto.cli import backup, execs, info, run, tasks  # noqa: F401 - imported for their commands
 from tdauto.cli.base import main
 
