@@ -203,12 +203,20 @@ def _upstream_first(tasks: list[Task]) -> list[tuple[int, Task]]:
 def _step(task: Task, current: Task | None) -> Step:
     if current is None:
         return Step(task.name, "created", diff=_diff(None, task), task=task)
-    before, after = current.definition(), task.definition()
+    before, after = _compared(current), _compared(task)
     fields = tuple(key for key in after if before.get(key) != after[key])
     if not fields:
         return Step(task.name, "unchanged", task=task, current=current)
     diff = _diff(current, task)
     return Step(task.name, "updated", fields, diff, task=task, current=current)
+
+
+def _compared(task: Task) -> dict[str, Any]:
+    """The definition without the owner label: a task made otherwise that the files define
+    as it is stays unchanged (and not apply's, so never pruned); a change makes it apply's."""
+    data = task.definition()
+    data["labels"] = {k: v for k, v in data["labels"].items() if k != OWNER_LABEL}
+    return data
 
 
 def definition_yaml(task: Task) -> str:
