@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
-from tdauto.errors import InvalidInput, NotFound, TdautoError
+from tdauto.errors import ExecutionTimeout, NotFound, StoreError, TdautoError
 from tdauto.redisconn import RedisUnavailable
 
 OK, FAILED, BAD_INPUT, NOT_FOUND, NO_STORE = 0, 1, 2, 3, 4
@@ -22,6 +22,6 @@ def exit_code(exc: BaseException) -> int:
         return NO_STORE
     if isinstance(exc, NotFound):
         return NOT_FOUND
-    if isinstance(exc, InvalidInput | ValidationError | ValueError):
-        return BAD_INPUT
-    return FAILED
+    if isinstance(exc, ExecutionTimeout | StoreError):  # a run or the store let it down
+        return FAILED
+    return BAD_INPUT  # refused as given (a file, an id, an option): the user can fix it
