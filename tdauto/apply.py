@@ -86,14 +86,17 @@ class InvalidTasks(InvalidInput):
         return "\n".join(self.problems)
 
 
-def entries_from_paths(paths: Iterable[Path], max_bytes: int) -> tuple[list[Entry], list[str]]:
+def entries_from_paths(
+    paths: Iterable[Path], max_bytes: int, data_dir: Path | None = None
+) -> tuple[list[Entry], list[str]]:
     """The definitions of files and folders (their ``.yaml``, ``.yml`` and ``.json`` files,
-    recursively, in name order), and one line per file that cannot be read."""
+    recursively, in name order; hidden folders such as ``.git`` and the store's ``data_dir``
+    left out), and one line per file that cannot be read."""
     entries: list[Entry] = []
     problems: list[str] = []
     for path in paths:
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.suffix in SUFFIXES and p.is_file())
+            files = sorted(p for p in path.rglob("*") if _task_file(p, path, data_dir))
             if not files:
                 problems.append(f"{path}: has no .yaml, .yml or .json file; give task files")
         elif path.exists():
@@ -109,6 +112,14 @@ def entries_from_paths(paths: Iterable[Path], max_bytes: int) -> tuple[list[Entr
                 continue
             entries.extend(Entry(str(file), i, item) for i, item in enumerate(items))
     return entries, problems
+
+
+def _task_file(path: Path, root: Path, data_dir: Path | None) -> bool:
+    if path.suffix not in SUFFIXES or not path.is_file():
+        return False
+    if any(part.startswith(".") for part in path.relative_to(root).parts):
+        return False
+    return data_dir is None or not path.resolve().is_relative_to(data_dir.resolve())
 
 
 def owned(definition: Any) -> Any:

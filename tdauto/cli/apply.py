@@ -23,7 +23,8 @@ def run_apply(paths: tuple[Path, ...], **how: bool) -> Plan:
     from tdauto.errors import ScheduleWarning
 
     system = base.system()
-    entries, problems = entries_from_paths(paths, system.settings.task_file_max_bytes)
+    settings = system.settings
+    entries, problems = entries_from_paths(paths, settings.task_file_max_bytes, settings.data_path)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ScheduleWarning)
         plan = system.apply(entries, problems, **how)

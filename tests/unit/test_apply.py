@@ -271,3 +271,17 @@ def test_the_installed_command_prints_one_line_and_no_traceback(
     assert done.stderr == (
         f"error: {path}:3:13: not valid YAML: mapping values are not allowed here\n"
     ), done.stderr
+
+
+def test_a_folder_leaves_out_hidden_folders_and_the_store(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    write(repo / "tasks", "a.yaml", [definition("a")])
+    (repo / ".git").mkdir()
+    (repo / ".git" / "config.yaml").write_text("not: a task\n")
+    data = repo / "data"
+    write(repo, "b.yml", [definition("b")])
+    first = run_cli(data, "apply", "-f", str(repo))  # the store is made inside the folder
+    assert first.exit_code == 0, first.output
+    again = run_cli(data, "apply", "-f", str(repo))
+    assert again.exit_code == 0, again.output
+    assert again.stdout == "b: unchanged\na: unchanged\n"
