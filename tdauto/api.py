@@ -10,13 +10,11 @@ in bulk, validates on the loop and awaits its single store round trip natively
 from __future__ import annotations
 
 import asyncio
-import atexit
-import contextlib
 import logging
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -25,7 +23,9 @@ from celery.beat import Service
 
 from tdauto import datadir, queries
 from tdauto.api_hints import WorkerHints
+from tdauto.api_running import Running
 from tdauto.app import make_app, runtime_of
+from tdauto.apply import Entry, InvalidTasks, Plan, carry_out, make_plan
 from tdauto.engine.executions import new_execution
 from tdauto.engine.lifecycle import complete
 from tdauto.engine.runner import start_new
@@ -48,8 +48,6 @@ from tdauto.models import (
     utcnow,
 )
 from tdauto.monitoring.stats import execution_stats, task_stats
-from tdauto.private import tighten
-from tdauto.processes import embedded_beat
 from tdauto.scheduler import compute_next_ts
 from tdauto.schedules import preview
 from tdauto.settings import Settings
@@ -62,7 +60,7 @@ _NAMES_KEPT = 1024
 log = logging.getLogger(__name__)
 
 
-class AutomationSystems(WorkerHints):
+class AutomationSystems(WorkerHints, Running):
     """Create, schedule, run and observe automation tasks, locally or across hosts."""
 
     def __init__(
@@ -122,6 +120,16 @@ class AutomationSystems(WorkerHints):
         file's tasks are all checked before the first is created)."""
         task, _ = self._prepare(_definition(definition), warn=False)
         return task
+
+    def apply(self, entries: Sequence[Entry], problems: Sequence[str] = (), **how: bool) -> Plan:
+        """``tdauto apply`` (``how``: dry_run, prune[_all], partial; see tdauto/apply.py)."""
+        current = self._list_tasks_sync(None, None)
+        plan = make_plan(entries, self.check_definition, current, self._rt.registry, problems, how)
+        if plan.problems and not how.get("partial"):
+            raise InvalidTasks(plan.problems)
+        if not how.get("dry_run"):
+            carry_out(plan, self.create_task_from, self.update_task_sync, self._delete_task_sync)
+        return plan
 
     def create_task_from(self, definition: Mapping[str, Any]) -> Task:
         """``create_task`` for a definition given as one mapping (a task file's entry)."""
@@ -345,53 +353,6 @@ class AutomationSystems(WorkerHints):
 
     def get_execution_stats(self, since: datetime | None = None) -> dict[str, Any]:
         return execution_stats(self._rt.store, since, self.settings)
-
-    # --- running ----------------------------------------------------------------------------
-
-    def start(self, workers: bool = True) -> None:
-        """Run the scheduler (and, with ``workers``, one worker per pool) in the background
-        until :meth:`stop` or the end of the process. Returns at once.
-
-        The pools are supervised as under ``tdauto up`` (restarted with backoff when they
-        exit; a pool in a crash loop is logged and left stopped). When a ``tdauto up`` already
-        holds the data dir, its pools run this system's actions, and this system starts its
-        own if that one stops (``tdauto.up.BackgroundPools``). A start that fails halfway
-        stops what it started."""
-        if self._beat is not None:
-            return
-        tighten(self.settings.data_path)  # what an earlier tdauto left readable: 0600/0700
-        try:
-            if workers:
-                self._pools = BackgroundPools(self.settings)
-                self._pools.start()
-            self._beat = embedded_beat(self.app)
-            self._beat.start()
-        except BaseException:
-            self.stop()
-            raise
-        atexit.register(self.stop)
-
-    def stop(self) -> None:
-        """Stop the embedded beat and the worker pools this object started: the beat is
-        asked first and waited for last, since a tick may wait on a lock a pool holds."""
-        beat, self._beat = self._beat, None
-        if beat is not None:
-            beat.service.stop(wait=False)
-        if self._pools is not None:
-            self._pools.stop()
-            self._pools = None
-        if beat is not None and beat.is_alive():
-            beat.join(timeout=10)
-        with contextlib.suppress(Exception):
-            atexit.unregister(self.stop)
-
-    @contextlib.contextmanager
-    def running(self, workers: bool = True) -> Iterator[AutomationSystems]:
-        self.start(workers=workers)
-        try:
-            yield self
-        finally:
-            self.stop()
 
 
 def _definition(definition: Mapping[str, Any]) -> dict[str, Any]:

@@ -359,6 +359,9 @@ class Task(BaseModel):
         default_factory=list, description="recovery steps after any action's last retry"
     )
     run_after: RunAfter | None = None
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="free tags; `tdauto apply` marks its tasks with one"
+    )
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     next_run_at: datetime | None = None

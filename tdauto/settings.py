@@ -251,13 +251,17 @@ class Settings(BaseSettings):
         description="Largest value of one action param (or trigger override), in bytes of JSON.",
     )
     task_file_max_bytes: int = Field(
-        default=4_194_304, ge=1, description="Largest file `tdauto task create -f` reads."
+        default=4_194_304, ge=1, description="Largest file `tdauto apply -f` reads."
     )
 
     check_allow: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Comma-separated programs (names on PATH or absolute paths) that validate's "
         "check and verify's command checks may run; empty = those checks are off.",
+    )
+    debug: bool = Field(
+        default=False,
+        description="The CLI prints the traceback under an expected error's line (`--debug`).",
     )
 
     @field_validator(

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from tdauto.errors import InvalidInput
 from tdauto.models import ProcessType, ResourceClass
+from tdauto.suggest import did_you_mean
 
 Handler = Callable[..., dict[str, Any]]
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
@@ -71,7 +72,8 @@ class Registry:
             raise InvalidInput(
                 "type",
                 f"unknown action type {name!r}; registered actions: "
-                f"{', '.join(sorted(self._actions))} (add one with @action or TDAUTO_PLUGINS)",
+                f"{', '.join(sorted(self._actions))} (add one with @action or TDAUTO_PLUGINS)"
+                + did_you_mean(name, self._actions),
             ) from None
 
     def names(self) -> list[str]:

@@ -16,6 +16,7 @@ main.lazy.update(
     {
         **dict.fromkeys(("up", "worker", "beat", "flower", "metrics"), "tdauto.cli.run"),
         "task": "tdauto.cli.tasks",
+        **dict.fromkeys(("apply", "export"), "tdauto.cli.apply"),
         "exec": "tdauto.cli.execs",
         **dict.fromkeys(
             ("resources", "config", "actions", "stats", "report", "alerts"), "tdauto.cli.info"

@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import importlib
 import math
+import os
 import sys
+import traceback
 from typing import TYPE_CHECKING, Any
 
 import click
-from pydantic import ValidationError
 from rich.console import Console
 
 from tdauto.cli_print import error_line
-from tdauto.errors import RedisUnavailable, StoreNotFound, TdautoError
+from tdauto.exits import EXPECTED, exit_code
 
 if TYPE_CHECKING:  # the facade is imported when a command needs it: `up` starts pools first
     from tdauto.api import AutomationSystems
@@ -102,24 +103,29 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except RedisUnavailable as exc:  # not the input's fault: exit 1, as for a failed run
+        except EXPECTED as exc:  # exit codes: tdauto/exits.py, the README
+            if ctx.meta.get("tdauto.debug") or _env_debug():
+                err_console.print(traceback.format_exc(), markup=False, highlight=False)
             _say_error(error_line(exc))
-            sys.exit(1)
-        except StoreNotFound as exc:  # nothing to read, and nothing was made: exit 3
-            _say_error(error_line(exc))
-            sys.exit(3)
-        except (TdautoError, ValidationError, ValueError) as exc:
-            _say_error(error_line(exc))
-            sys.exit(2)
+            sys.exit(exit_code(exc))
+
+
+def _env_debug() -> bool:
+    # TDAUTO_DEBUG (settings.debug) read directly: the error may be the settings' own
+    return os.environ.get("TDAUTO_DEBUG", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 def _say_error(text: str) -> None:
-    # one line whatever the width (rich wraps at 80 columns when not on a terminal), and the
-    # message is text, not markup
-    err_console.print(f"[red]error:[/red] {text}", soft_wrap=True)
+    # one line per problem whatever the width (rich wraps at 80 columns when not on a
+    # terminal), and the message is text, not markup
+    for line in text.splitlines() or [""]:
+        err_console.print(f"[red]error:[/red] {line}", soft_wrap=True)
 
 
 @click.group(cls=_Group)
 @click.version_option(package_name="tdauto", prog_name="tdauto", message="%(prog)s %(version)s")
-def main() -> None:
+@click.option("--debug", is_flag=True, help="Show the traceback of an error (or TDAUTO_DEBUG=1).")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
     """tdauto: process automation on Celery and Redis (local mode without TDAUTO_BROKER_URL)."""
+    ctx.meta["tdauto.debug"] = debug

@@ -12,7 +12,7 @@ from tdauto.cli import base, waiting
 from tdauto.cli.completion import task_names
 from tdauto.cli.output import Output, output_options
 from tdauto.cli.views import print_tasks, show_execution
-from tdauto.cli_print import cell, safe
+from tdauto.cli_print import cell
 
 
 @base.main.group()
@@ -21,41 +21,20 @@ def task() -> None:
 
 
 @task.command("create")
-@click.option("-f", "--file", "path", type=click.Path(exists=True, path_type=Path), required=True)
+@click.option(
+    "-f", "--file", "paths", type=click.Path(path_type=Path), required=True, multiple=True
+)
 @output_options
-def task_create(path: Path, out: Output) -> None:
-    """Create the task(s) defined in a JSON or YAML file (all are checked before the first is
-    created, so a bad one stores none)."""
-    import warnings
+def task_create(paths: tuple[Path, ...], out: Output) -> None:
+    """Create or update the task(s) of JSON or YAML files: `tdauto apply -f` without
+    pruning (all are checked before the first is stored, so a bad one stores none)."""
+    from tdauto.cli.apply import print_plan, run_apply
 
-    from tdauto.errors import InvalidInput, ScheduleWarning
-    from tdauto.intake import read_task_file
-
-    system = base.system()
-    items = read_task_file(path, system.settings.task_file_max_bytes)
-    seen: dict[str, dict[str, Any]] = {}
-    for item in items:
-        checked = system.check_definition(item)
-        if seen.setdefault(checked.name, checked.definition()) != checked.definition():
-            raise InvalidInput("name", f"{checked.name!r} names two different tasks of {path}")
-    created = []
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ScheduleWarning)
-        for item in items:
-            created.append(system.create_task_from(item))
-    for warning in caught:
-        if not issubclass(warning.category, ScheduleWarning):
-            continue
-        line = f"[yellow]warning:[/yellow] {safe(warning.message)}"
-        base.err_console.print(line, soft_wrap=True)
-    base.warn(system.worker_warnings(created))
+    plan = run_apply(paths)
     if out.data:
-        out.emit([base.task_json(t) for t in created])
+        out.emit([base.task_json(t) for t in plan.stored.values()])
     else:
-        for t in created:
-            base.console.print(
-                f"Task created: {safe(t.id)} {safe(t.name)} next run {base.fmt_time(t.next_run_at)}"
-            )
+        print_plan(plan, dry_run=False)
 
 
 @task.command("list")

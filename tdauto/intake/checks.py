@@ -15,6 +15,7 @@ from tdauto.intake.limits import check_params_size, check_sizes, field_path, mea
 from tdauto.intake.schedule import schedule_problems
 from tdauto.intake.values import check_identifiers, check_parsed
 from tdauto.models import ActionRun, ActionSpec, ScheduleConfig, Task
+from tdauto.suggest import did_you_mean
 
 
 def check_task_input(data: Mapping[str, Any], settings: Any) -> bool:
@@ -104,7 +105,8 @@ def check_overrides(params: object, task: Task, settings: Any) -> None:
             raise InvalidInput(
                 field_path(("params", key)),
                 f"the task has no action {key!r}; its actions are "
-                + ", ".join(f"{i} ({spec.type})" for i, spec in enumerate(task.actions)),
+                + ", ".join(f"{i} ({spec.type})" for i, spec in enumerate(task.actions))
+                + did_you_mean(key, known),
             )
         if not isinstance(value, Mapping):
             raise InvalidInput(

@@ -1,4 +1,5 @@
-"""Reading task files (``tdauto task create -f``) strictly.
+"""Reading task files (``tdauto apply -f``, ``task create -f``) strictly; a parse error
+names its place as ``FILE:LINE:COL`` (YAML marks, ``JSONDecodeError``), as compilers do.
 
 JSON: a key given twice is refused (``json`` would keep the last one silently). YAML: a safe
 loader with YAML 1.2's scalars (``yes``, ``no``, ``on`` and ``off`` are strings; ``010``,
@@ -145,8 +146,9 @@ def loads_yaml(text: str, source: str = "task file") -> Any:
         _check_aliases(node, source)
         return loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
-        where = f" at line {exc.problem_mark.line + 1}" if exc.problem_mark else ""
-        raise InvalidInput(source, f"is not valid YAML{where}: {exc.problem}") from None
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        raise InvalidInput(where, f"not valid YAML: {exc.problem or exc.context}") from None
     except yaml.YAMLError as exc:
         raise InvalidInput(source, f"is not valid YAML: {' '.join(str(exc).split())}") from None
     except RecursionError:
@@ -177,9 +179,8 @@ def loads_json(text: str, source: str = "task file") -> Any:
     try:
         return json.loads(text, object_pairs_hook=_unique(source))
     except json.JSONDecodeError as exc:
-        raise InvalidInput(
-            source, f"is not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
-        ) from None
+        where = f"{source}:{exc.lineno}:{exc.colno}"
+        raise InvalidInput(where, f"not valid JSON: {exc.msg}") from None
     except RecursionError:
         raise InvalidInput(source, "is nested too deeply; flatten it") from None
     except InvalidInput:

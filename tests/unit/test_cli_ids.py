@@ -75,7 +75,7 @@ def test_an_ambiguous_task_prefix_lists_the_matches_and_changes_nothing(
 @pytest.mark.parametrize("command", TASK_COMMANDS, ids=lambda c: c[0])
 def test_a_task_prefix_shorter_than_four_is_not_looked_up(data: Path, command: list[str]) -> None:
     result = run_cli(data, "task", *command, "bbb")
-    assert result.exit_code == 2
+    assert result.exit_code == 3  # not found (README: exit codes)
     assert "task 'bbb' not found (an id prefix needs at least 4 characters)" in result.output
     assert "Traceback" not in result.output
 
@@ -100,7 +100,7 @@ def test_an_ambiguous_or_short_exec_prefix_is_refused_in_one_line(
     assert ambiguous.exit_code == 2
     assert f"matches 2 execution ids: {A1}, {A2}; give more of the id" in ambiguous.output
     short = run_cli(data, "exec", *command, "bbb")
-    assert short.exit_code == 2
+    assert short.exit_code == 3  # not found; an ambiguous one is bad input (2)
     assert "(an id prefix needs at least 4 characters)" in short.output
     for result in (ambiguous, short):
         assert result.output.count("\n") == 1 and "Traceback" not in result.output

@@ -10,6 +10,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import click
 import pytest
 
 from tdauto import AutomationSystems
@@ -83,7 +84,7 @@ def test_a_file_gives_the_fields_and_set_applies_after_it(data: Path, tmp_path: 
             "actions.0.params.oldr_than: Extra inputs are not permitted",
         ),
         ("schedule_config.hour", "--set: 'schedule_config.hour' is not KEY=VALUE"),
-        ("schedule_config.hour=[1", "--set schedule_config.hour: is not valid YAML"),
+        ("schedule_config.hour=[1", "--set schedule_config.hour:1:3: not valid YAML"),
         ("id=x", "id: is managed by tdauto and cannot be changed"),
     ],
 )
@@ -113,9 +114,11 @@ def test_nothing_to_change_says_how(data: Path) -> None:
 
 
 def test_a_taken_name_points_at_task_update(data: Path, tmp_path: Path) -> None:
-    path = tmp_path / "other.json"
-    path.write_text(json.dumps(definition("nightly", description="another one")))
-    result = run_cli(data, "task", "create", "-f", str(path))
+    # a file updates a task of its name (apply); renaming another task onto it is refused
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(definition("weekly")))
+    assert run_cli(data, "task", "create", "-f", str(other)).exit_code == 0
+    result = run_cli(data, "task", "update", "weekly", "--set", "name=nightly")
     assert result.exit_code == 2
     assert "change it with `tdauto task update nightly --set KEY=VALUE` (or -f FILE)" in (
         result.output
@@ -135,5 +138,7 @@ def test_ups_metrics_hint_names_an_option_up_has(tmp_path: Path) -> None:
     said: list[str] = []
     assert _metrics_server(SimpleNamespace(settings=settings), None, False, said.append) is None
     named = re.findall(r"--[a-z-]+", said[0])
-    up_options = {opt for param in main.commands["up"].params for opt in param.opts}
+    up = main.get_command(click.Context(main), "up")  # commands load when asked for
+    assert up is not None
+    up_options = {opt for param in up.params for opt in param.opts}
     assert named and set(named) <= up_options, said

@@ -159,7 +159,10 @@ def test_two_tasks_of_a_file_with_one_name_store_neither(data_dir, tmp_path) -> 
     path.write_text(json.dumps([good_task(), good_task(description="another")]))
     result = run_cli(data_dir, "task", "create", "-f", str(path))
     assert result.exit_code == 2, result.output
-    assert result.stderr.startswith("error: name: 'nightly-cleanup' names two different tasks")
+    assert result.stderr == (
+        f"error: {path}: tasks[1] \"nightly-cleanup\": name: 'nightly-cleanup' is also the name "
+        f'of {path}: tasks[0] "nightly-cleanup", a different task; rename one\n'
+    ), result.stderr
     assert AutomationSystems(data_dir=data_dir).store.list_tasks() == []
 
 

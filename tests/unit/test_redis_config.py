@@ -1,5 +1,6 @@
 """TDAUTO_BROKER_URL as a user writes it: misread URLs refused in one line, a Redis that needs a
-password or is down named with the fix, and the CLI exits 1 with that line (no traceback)."""
+password or is down named with the fix, and the CLI exits 4 (the store cannot be reached) with
+that line (no traceback)."""
 
 from __future__ import annotations
 
@@ -88,10 +89,10 @@ def test_the_forms_tdauto_accepts_parse_to_their_server_and_database() -> None:
 
 
 @pytest.mark.parametrize("command", [["up"], ["worker", "cpu"], ["beat"], ["task", "list"]])
-def test_redis_down_is_one_line_and_exit_1(tmp_path: Path, command: list[str]) -> None:
+def test_redis_down_is_one_line_and_exit_4(tmp_path: Path, command: list[str]) -> None:
     port = free_port()  # nothing listens there
     # When up, worker, beat or a management command starts while Redis is down
-    line = one_line(run_cli(command, tmp_path / "data", f"redis://127.0.0.1:{port}/0"), 1)
+    line = one_line(run_cli(command, tmp_path / "data", f"redis://127.0.0.1:{port}/0"), 4)
     # Then it says where and what to do, once, and stops (no pool started, no retry loop)
     assert f"Redis at 127.0.0.1:{port} is not reachable" in line
     assert "start it or fix TDAUTO_BROKER_URL" in line
@@ -101,7 +102,7 @@ def test_redis_down_is_one_line_and_exit_1(tmp_path: Path, command: list[str]) -
 def test_no_password_says_noauth_and_where_to_put_it(tmp_path: Path, locked: RedisServer) -> None:
     url = f"redis://127.0.0.1:{locked.port}/0"
     # When a command reaches a Redis with requirepass without a password
-    line = one_line(run_cli(["task", "list"], tmp_path / "data", url), 1)
+    line = one_line(run_cli(["task", "list"], tmp_path / "data", url), 4)
     # Then it names the server and the variable, not "unauthenticated multibulk length"
     expected = f"Redis at 127.0.0.1:{locked.port} needs a password (NOAUTH)"
     assert line == f"error: {expected}: put it in TDAUTO_BROKER_URL"
@@ -119,7 +120,7 @@ def test_the_store_says_noauth_too_where_redis_said_protocol_error(locked: Redis
 
 def test_a_wrong_password_is_named_as_such(tmp_path: Path, locked: RedisServer) -> None:
     url = f"redis://:wrong@127.0.0.1:{locked.port}/0"
-    line = one_line(run_cli(["stats"], tmp_path / "data", url), 1)
+    line = one_line(run_cli(["stats"], tmp_path / "data", url), 4)
     assert "refused the password (WRONGPASS)" in line and "wrong" not in line.split("(")[0]
 
 
@@ -132,7 +133,7 @@ def test_with_the_password_in_the_url_the_command_works(
 
 def test_sentinels_nobody_runs_are_named_with_the_settings(tmp_path: Path) -> None:
     url = f"sentinel://127.0.0.1:{free_port()};sentinel://127.0.0.1:{free_port()}"
-    line = one_line(run_cli(["beat"], tmp_path / "data", url), 1)
+    line = one_line(run_cli(["beat"], tmp_path / "data", url), 4)
     assert "no master from the sentinels" in line and "'mymaster'" in line
     assert "TDAUTO_SENTINEL_MASTER" in line
 

@@ -115,7 +115,8 @@ def test_nan_in_a_json_task_file_is_refused_naming_the_field(data_dir, tmp_path)
     text = json.dumps(good_task())[:-1] + ', "deadline": NaN}'
     result = run_cli(data_dir, "task", "create", "-f", str(write(tmp_path, "t.json", text)))
     assert result.exit_code == 2, result.output
-    assert result.stderr.startswith("error: deadline: nan is not a number"), result.stderr
+    where = f'error: {tmp_path / "t.json"}: tasks[0] "nightly-cleanup": '
+    assert result.stderr.startswith(where + "deadline: nan is not a number"), result.stderr
 
 
 def test_nan_in_a_yaml_task_file_is_refused_naming_the_field(data_dir, tmp_path) -> None:
@@ -125,7 +126,7 @@ def test_nan_in_a_yaml_task_file_is_refused_naming_the_field(data_dir, tmp_path)
     )
     result = run_cli(data_dir, "task", "create", "-f", str(write(tmp_path, "t.yaml", text)))
     assert result.exit_code == 2, result.output
-    assert "actions.0.params.older_than: nan is not a number" in result.stderr
+    assert 'tasks[0] "t": actions[0].params.older_than: nan is not a number' in result.stderr
 
 
 def test_a_setting_that_is_not_finite_names_its_variable(monkeypatch) -> None:
@@ -268,7 +269,8 @@ def test_a_field_pydantic_refuses_is_one_line_too(data_dir, tmp_path) -> None:
     result = run_cli(data_dir, "task", "create", "-f", str(write(tmp_path, "t.json", text)))
     assert result.exit_code == 2, result.output
     assert result.stderr == (
-        "error: schedule_config.hour: Input should be less than or equal to 23\n"
+        f'error: {tmp_path / "t.json"}: tasks[0] "nightly-cleanup": '
+        "schedule_config.hour: Input should be less than or equal to 23\n"
     ), result.stderr
 
 
@@ -344,7 +346,7 @@ def test_the_cli_prints_the_warning_of_a_past_once(data_dir, tmp_path) -> None:
     result = run_cli(data_dir, "task", "create", "-f", str(write(tmp_path, "t.json", text)))
     assert result.exit_code == 0, result.output
     assert result.stderr.startswith("warning: schedule_config.at: 2000-01-01T00:00:00+00:00")
-    assert "Task created" in result.stdout
+    assert result.stdout == "nightly-cleanup: created\n"
 
 
 def test_a_past_end_date_warns(system) -> None:
@@ -387,7 +389,8 @@ def test_a_control_character_in_a_task_file_name_is_refused(data_dir, tmp_path) 
     text += "actions: [{type: cleanup, params: {older_than: 30days}}]\n"
     result = run_cli(data_dir, "task", "create", "-f", str(write(tmp_path, "t.yaml", text)))
     assert result.exit_code == 2, result.output
-    assert result.stderr.startswith("error: name: has the control character U+001B")
+    where = f'error: {tmp_path / "t.yaml"}: tasks[0] "evil\\x1b[2J": '
+    assert result.stderr.startswith(where + "name: has the control character U+001B")
 
 
 # --- what was stored before still loads ------------------------------------------------------

@@ -36,7 +36,7 @@ def test_a_task_the_workers_may_not_run_is_created_with_a_warning(tmp_path: Path
     publish_worker(system, "cpu", shell_allow=[])
     result = create(data, tmp_path, TDAUTO_SHELL_ALLOW="echo")
     assert result.exit_code == 0, result.output
-    assert "Task created" in result.stdout
+    assert "greet: created" in result.stdout
     assert (
         "warning: task 'greet': actions.0 (shell): no running worker on tdauto.cpu can run "
         "it; cpu@h1: actions.0.params.argv: the shell action is off: TDAUTO_SHELL_ALLOW is "
