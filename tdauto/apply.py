@@ -23,7 +23,7 @@ from tdauto.errors import InvalidInput
 from tdauto.intake import read_task_file
 from tdauto.intake.problems import problem_lines
 from tdauto.models import Task
-from tdauto.redact import redact
+from tdauto.redact import REDACTED, redact
 
 OWNER_LABEL = "tdauto/owner"
 OWNER = "apply"
@@ -148,7 +148,9 @@ def make_plan(
     prune = prune_all or bool(how.get("prune"))
     plan = Plan(problems=list(problems))
     wanted: dict[str, tuple[Entry, Task]] = {}
+    by_name = {t.name: t for t in current}
     for entry in entries:
+        entry = _with_hidden_kept(entry, by_name)
         task = _checked(entry, check, registry, plan.problems)
         if task is None:
             continue
@@ -160,7 +162,6 @@ def make_plan(
             )
             continue
         wanted.setdefault(task.name, (entry, task))
-    by_name = {t.name: t for t in current}
     for entry, task in wanted.values():
         upstream = task.run_after.task if task.run_after else None
         if upstream is not None and upstream not in wanted and upstream not in by_name:
@@ -175,6 +176,32 @@ def make_plan(
             if old.name not in wanted and (prune_all or old.labels.get(OWNER_LABEL) == OWNER):
                 plan.steps.append(Step(old.name, "pruned", task=old, current=old))
     return plan
+
+
+def _with_hidden_kept(entry: Entry, by_name: Mapping[str, Task]) -> Entry:
+    """``entry`` with each ``***`` (a secret an export hid) replaced by the stored task's value
+    at the same place: applying an export back must never store ``***`` over a secret."""
+    name = entry.definition.get("name") if isinstance(entry.definition, Mapping) else None
+    stored = by_name.get(name) if isinstance(name, str) else None
+    if stored is None:
+        return entry
+    kept = _keep_hidden(entry.definition, stored.model_dump(mode="json"))
+    return Entry(entry.source, entry.index, kept)
+
+
+def _keep_hidden(given: Any, stored: Any) -> Any:
+    if given == REDACTED and stored is not None and stored != REDACTED:
+        return stored
+    if isinstance(given, Mapping):
+        old = stored if isinstance(stored, Mapping) else {}
+        return {k: _keep_hidden(v, old.get(k)) for k, v in given.items()}
+    if isinstance(given, list):
+        old_items = stored if isinstance(stored, list) else []
+        return [
+            _keep_hidden(v, old_items[i] if i < len(old_items) else None)
+            for i, v in enumerate(given)
+        ]
+    return given
 
 
 def _checked(

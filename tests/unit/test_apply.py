@@ -285,3 +285,21 @@ def test_a_folder_leaves_out_hidden_folders_and_the_store(tmp_path: Path) -> Non
     again = run_cli(data, "apply", "-f", str(repo))
     assert again.exit_code == 0, again.output
     assert again.stdout == "b: unchanged\na: unchanged\n"
+
+
+def test_applying_an_export_back_keeps_the_secrets_it_hid(data_dir: Path, tmp_path: Path) -> None:
+    system = AutomationSystems(data_dir=data_dir)
+    params = {"url": "https://api.example.com/v1", "headers": {"X-Api-Key": "k-real-9"}}
+    store_task(system, "call", actions=[{"type": "http", "params": params}])
+    exported = run_cli(data_dir, "export").stdout
+    assert "k-real-9" not in exported and "***" in exported  # the export hides it
+    out = tmp_path / "export.yaml"
+    out.write_text(exported)
+    result = run_cli(data_dir, "apply", "-f", str(out))
+    assert result.exit_code == 0 and result.stdout == "call: unchanged\n", result.output
+    # a changed export keeps the hidden value too: never *** stored over the secret
+    out.write_text(exported.replace("https://api.example.com/v1", "https://api.example.com/v2"))
+    assert run_cli(data_dir, "apply", "-f", str(out)).stdout.startswith("call: updated")
+    [stored] = system.store.list_tasks()
+    assert stored.actions[0].params["headers"] == {"X-Api-Key": "k-real-9"}
+    assert stored.actions[0].params["url"].endswith("/v2")
