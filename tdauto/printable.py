@@ -69,7 +69,7 @@ def _json_escape(match: re.Match[str]) -> str:
 
 
 def json_text(value: Any, indent: int | None = 2) -> str:
-    """``value`` as JSON whose unsafe characters are ``\\uXXXX`` escapes (still valid JSON,
-    same data), while other non-ASCII text (names in any script) stays readable."""
+    """``value`` as JSON with its unsafe characters escaped (ESC as ``\\u001b``: still valid
+    JSON, same data), while other non-ASCII text (names in any script) stays readable."""
     text = json.dumps(value, indent=indent, default=str, ensure_ascii=False)
     return _CANDIDATE.sub(_json_escape, text)

@@ -1,5 +1,5 @@
-"""The one redaction policy (design section 10, issue #18 finding 10): every printer and every
-record hides secrets the same way.
+"""The one redaction policy (docs/security.md, docs/architecture.md "redaction, printing"):
+every printer and every record hides secrets the same way.
 
 A key is secret when its name, lowercased with ``-`` read as ``_``, contains ``password``,
 ``passwd``, ``secret``, ``token``, ``api_key``/``apikey``, ``signature``, ``session``,

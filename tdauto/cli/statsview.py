@@ -64,44 +64,40 @@ def _efficiency(eff: dict[str, dict[str, Any]]) -> FitTable:
     return rows
 
 
+def _one_row(title: str, cells: dict[str, str]) -> FitTable:
+    """A table of one row: its headers are the keys of ``cells``."""
+    rows = table(*(key(header) for header in cells), title=title)
+    rows.add_row(*cells.values())
+    return rows
+
+
 def stats_view(data: dict[str, Any], out: Output) -> Group:
     """Tasks, runs by status, durations, runs by task, the scheduler, efficiency per class
     and the next runs: one table each."""
     t, e = data["tasks"], data["executions"]
     rate = e["success_rate"]
-    summary = table(
-        key("tasks"),
-        key("enabled"),
-        key("paused"),
-        key("runs"),
-        key("success rate"),
-        key("in flight"),
-        title="Summary",
-    )
-    summary.add_row(
-        str(t["total"]),
-        str(t["enabled"]),
-        str(t["paused"]),
-        str(e["total"]),
-        _num(rate, "{:.1%}"),
-        str(sum(e.get("in_flight", {}).values())),
+    summary = _one_row(
+        "Summary",
+        {
+            "tasks": str(t["total"]),
+            "enabled": str(t["enabled"]),
+            "paused": str(t["paused"]),
+            "runs": str(e["total"]),
+            "success rate": _num(rate, "{:.1%}"),
+            "in flight": str(sum(e.get("in_flight", {}).values())),
+        },
     )
     sched = e["scheduler"]
     lag = sched["lag_seconds"]
-    scheduler = table(
-        key("fires"),
-        key("lag p50 s"),
-        key("lag p95 s"),
-        key("missed"),
-        key("skipped"),
-        title="Scheduler",
-    )
-    scheduler.add_row(
-        str(sched["fires"]),
-        _num(lag["p50"]),
-        _num(lag["p95"]),
-        str(sched["missed"]),
-        str(sched["skipped"]),
+    scheduler = _one_row(
+        "Scheduler",
+        {
+            "fires": str(sched["fires"]),
+            "lag p50 s": _num(lag["p50"]),
+            "lag p95 s": _num(lag["p95"]),
+            "missed": str(sched["missed"]),
+            "skipped": str(sched["skipped"]),
+        },
     )
     window = e["window"]
     parts: list[RenderableType] = [

@@ -12,8 +12,10 @@ are read as numbers and refused by the facade, which names their field.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +141,11 @@ def loads_yaml(text: str, source: str = "task file") -> Any:
             "does not allow; remove it or write it as an escape in a double-quoted string",
         ) from None
     loader.source = source
+    with _refusing_the_unreadable(source):
+        return _yaml_document(loader, source)
+
+
+def _yaml_document(loader: _StrictLoader, source: str) -> Any:
     try:
         node = loader.get_single_node()
         if node is None:
@@ -151,12 +158,6 @@ def loads_yaml(text: str, source: str = "task file") -> Any:
         raise InvalidInput(where, f"not valid YAML: {exc.problem or exc.context}") from None
     except yaml.YAMLError as exc:
         raise InvalidInput(source, f"is not valid YAML: {' '.join(str(exc).split())}") from None
-    except RecursionError:
-        raise InvalidInput(source, "is nested too deeply; flatten it") from None
-    except InvalidInput:
-        raise
-    except ValueError:  # an integer of more than 4300 digits
-        raise InvalidInput(source, _LONG_INTEGER) from None
     finally:
         loader.dispose()
 
@@ -176,11 +177,19 @@ def _unique(source: str) -> Any:
 
 
 def loads_json(text: str, source: str = "task file") -> Any:
+    with _refusing_the_unreadable(source):
+        try:
+            return json.loads(text, object_pairs_hook=_unique(source))
+        except json.JSONDecodeError as exc:
+            where = f"{source}:{exc.lineno}:{exc.colno}"
+            raise InvalidInput(where, f"not valid JSON: {exc.msg}") from None
+
+
+@contextlib.contextmanager
+def _refusing_the_unreadable(source: str) -> Iterator[None]:
+    """What either parser may raise on input it cannot build, as one line about ``source``."""
     try:
-        return json.loads(text, object_pairs_hook=_unique(source))
-    except json.JSONDecodeError as exc:
-        where = f"{source}:{exc.lineno}:{exc.colno}"
-        raise InvalidInput(where, f"not valid JSON: {exc.msg}") from None
+        yield
     except RecursionError:
         raise InvalidInput(source, "is nested too deeply; flatten it") from None
     except InvalidInput:

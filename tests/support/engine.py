@@ -18,10 +18,14 @@ from tdauto.store.files import FileStore
 
 
 class Recorder:
-    """A sender that only records what the engine sends: (name, args, queue)."""
+    """A sender that only records what the engine sends: (name, args, queue), and each
+    message's priority, shadow name and record id."""
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, list[Any], str]] = []
+        self.priorities: list[int] = []
+        self.shadows: list[str | None] = []
+        self.records: list[str | None] = []
         self.lock = threading.Lock()
 
     def __call__(
@@ -36,6 +40,9 @@ class Recorder:
     ) -> None:
         with self.lock:
             self.sent.append((name, args, queue))
+            self.priorities.append(priority)
+            self.shadows.append(shadow)
+            self.records.append(record)
 
 
 def runtime(settings: Settings) -> Runtime:

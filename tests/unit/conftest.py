@@ -1,11 +1,14 @@
-"""Folders the action tests share: ``work`` inside the allowed paths (each module's
-``settings`` fixture allows it), ``outside`` beyond them."""
+"""Fixtures the unit tests share: ``work`` inside the allowed paths (each module's
+``settings`` fixture allows it), ``outside`` beyond them; ``data``, a data dir not yet made,
+and ``system``, the facade on it (the CLI tests' store)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+
+from tdauto import AutomationSystems
 
 
 @pytest.fixture
@@ -22,3 +25,13 @@ def outside(tmp_path: Path) -> Path:
     path = tmp_path / "outside"
     path.mkdir()
     return path
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def system(data: Path) -> AutomationSystems:
+    return AutomationSystems(data_dir=data)

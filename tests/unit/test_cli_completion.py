@@ -37,11 +37,6 @@ def stored(system: AutomationSystems, name: str) -> Task:
 
 
 @pytest.fixture
-def data(tmp_path: Path) -> Path:
-    return tmp_path / "data"
-
-
-@pytest.fixture
 def system(data: Path) -> AutomationSystems:
     system = AutomationSystems(data_dir=data)
     for name in ("nightly-db", "nightly-web", "weekly-report"):

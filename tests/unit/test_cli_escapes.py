@@ -22,16 +22,6 @@ NASTY = f"n{ESC}{OSC}nul\x00line\nnext\u202eRLO\u2028[red]markup[/red]:smile:del
 
 
 @pytest.fixture
-def data(tmp_path: Path) -> Path:
-    return tmp_path / "data"
-
-
-@pytest.fixture
-def system(data: Path) -> AutomationSystems:
-    return AutomationSystems(data_dir=data)
-
-
-@pytest.fixture
 def task(system: AutomationSystems) -> Task:
     return store_task(system, NASTY)
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime
-from pathlib import Path
 
 import click
 import pytest
@@ -21,16 +20,6 @@ from tests.support.cli import run_cli, store_execution, store_task, unsafe_chars
 
 SECRET = "s3cret-bearer-value"
 LONG_NAME = "nightly-" + "x" * 104 + "-the-end"  # 120 characters
-
-
-@pytest.fixture
-def data(tmp_path: Path) -> Path:
-    return tmp_path / "data"
-
-
-@pytest.fixture
-def system(data: Path) -> AutomationSystems:
-    return AutomationSystems(data_dir=data)
 
 
 @pytest.fixture

@@ -22,31 +22,7 @@ from tdauto.models import ExecutionStatus, Task, Trigger
 from tdauto.scheduler import StoreScheduler, compute_next_ts, dispatch_due, install_stop_handler
 from tdauto.settings import Settings
 from tdauto.store.files import FileStore
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, list[Any], str]] = []
-        self.priorities: list[int] = []
-        self.shadows: list[str | None] = []
-        self.records: list[str | None] = []
-        self.lock = threading.Lock()
-
-    def __call__(
-        self,
-        name: str,
-        args: list[Any],
-        queue: str,
-        priority: int = 5,
-        *,
-        shadow: str | None = None,
-        record: str | None = None,
-    ) -> None:
-        with self.lock:
-            self.sent.append((name, args, queue))
-            self.priorities.append(priority)
-            self.shadows.append(shadow)
-            self.records.append(record)
+from tests.support.engine import Recorder
 
 
 @pytest.fixture

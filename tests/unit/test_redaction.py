@@ -32,11 +32,6 @@ URL = "https://api.example.com/v1/items?access_token=k-query-6&page=2"
 
 
 @pytest.fixture
-def data(tmp_path: Path) -> Path:
-    return tmp_path / "data"
-
-
-@pytest.fixture
 def system(data: Path, monkeypatch: pytest.MonkeyPatch) -> AutomationSystems:
     monkeypatch.setenv("TDAUTO_TASK_SECRETS", "DEPLOY_*")  # headers_env may name DEPLOY_API_AUTH
     return AutomationSystems(data_dir=data)

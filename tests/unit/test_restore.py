@@ -102,11 +102,6 @@ def test_in_flight_runs_come_back_failed_with_nothing_left_holding_them(any_stor
 
 
 @pytest.fixture
-def data(tmp_path: Path) -> Path:
-    return tmp_path / "data"
-
-
-@pytest.fixture
 def live(data: Path) -> FileStore:
     """The live store: one task and one finished run that a restore would replace."""
     store = FileStore(data)
