@@ -55,13 +55,15 @@ def _may_name_a_secret(text: str) -> bool:
 
 def is_secret_key(key: str) -> bool:
     """Whether a value stored under ``key`` (a param, an output field, a header, a query
-    parameter) is a secret. ``*_env`` keys name a variable and are not."""
+    parameter) is a secret. ``*_env`` keys (and ``TDAUTO_TASK_SECRETS``) name variables and
+    are not."""
     return not _names(key) and bool(_SECRET_KEY.search(key.strip().lower().replace("-", "_")))
 
 
 def _names(key: str) -> bool:
-    """``password_env``, ``headers_env``: the value names environment variables."""
-    return key.strip().lower().endswith("_env")
+    """``password_env``, ``headers_env``, ``TDAUTO_TASK_SECRETS``: the value names environment
+    variables (or patterns of their names), so hiding it would hide the fix a message gives."""
+    return key.strip().lower().endswith(("_env", "task_secrets"))
 
 
 def _hidden(value: Any) -> Any:

@@ -161,3 +161,16 @@ def test_the_record_of_a_run_holds_no_secret_of_its_error_or_output(rt: Runtime)
     assert done["status"] == "SUCCEEDED"
     assert "k-out-10" not in json.dumps(done["output"])
     assert "access_token=***" in done["output"]["output"]
+
+
+def test_a_fix_that_names_tdauto_task_secrets_is_shown(tmp_path: Path) -> None:
+    # its value is patterns of variable names: hiding it would hide the fix
+    assert redact_text("allow it with TDAUTO_TASK_SECRETS=APP_*") == (
+        "allow it with TDAUTO_TASK_SECRETS=APP_*"
+    )
+    path = tmp_path / "t.yaml"
+    params = {"kind": "postgres", "dsn": "postgresql://db.example/app", "password_env": "APP_PW"}
+    path.write_text(json.dumps(definition("db", actions=[{"type": "backup", "params": params}])))
+    result = run_cli(tmp_path / "data", "task", "create", "-f", str(path))
+    assert result.exit_code == 2
+    assert "e.g. TDAUTO_TASK_SECRETS=APP_*" in result.output, result.output
